@@ -1,0 +1,51 @@
+// The broker: a data directory opened as a RabbitMQ-like broker inside this process.
+//
+//   auto broker = warren::Broker::open({.data_dir = "/var/lib/app/queue"});
+//   auto ch = broker->channel();
+//   ch.queue_declare("tasks", {.durable = true});
+//
+// open() recovers durable exchanges, queues, bindings and persistent messages; messages
+// that were delivered but not acknowledged before come back with redelivered=true.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "warren/channel.h"
+#include "warren/connection.h"
+#include "warren/options.h"
+#include "warren/queue.h"
+
+namespace warren {
+
+namespace api {
+class BrokerHandle;
+}
+
+class Broker {
+ public:
+  // Throws warren::Error if the store cannot be opened (locked by another process,
+  // written by an incompatible version, damaged).
+  static std::unique_ptr<Broker> open(const BrokerOptions& options);
+  ~Broker();  // closes every connection, then the store
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // A channel on the broker's own connection.
+  Channel channel();
+  // A separate connection: exclusive queues belong to one connection.
+  Connection connect(std::string name = "in-process");
+
+  std::vector<QueueInfo> list_queues();
+
+  // The internals, for the AMQP server, tools and tests built on this library.
+  explicit Broker(std::shared_ptr<api::BrokerHandle> handle);
+  const std::shared_ptr<api::BrokerHandle>& handle() const { return handle_; }
+
+ private:
+  std::shared_ptr<api::BrokerHandle> handle_;
+  std::unique_ptr<Connection> default_connection_;
+};
+
+}  // namespace warren

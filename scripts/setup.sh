@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what building and testing Warren needs, and nothing when it is all present.
+set -euo pipefail
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in build-essential cmake pkg-config liblmdb-dev libasio-dev libfmt-dev libxxhash-dev \
+           libgtest-dev libbenchmark-dev; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

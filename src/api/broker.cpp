@@ -1,0 +1,165 @@
+#include <asio/post.hpp>
+
+#include "api/handles.h"
+#include "wire/properties_codec.h"
+
+namespace warren::api {
+
+std::shared_ptr<BrokerHandle> BrokerHandle::open(const BrokerOptions& options,
+                                                 std::shared_ptr<storage::FaultInjector> faults) {
+  std::shared_ptr<BrokerHandle> b(new BrokerHandle());
+  b->options_ = options;
+  auto engine = core::Engine::open(b->io_, core::EngineOptions{options, std::move(faults)});
+  if (!engine.ok()) throw Error(engine.status());
+  b->engine_ = std::move(engine.value());
+  b->work_.emplace(asio::make_work_guard(b->io_));
+  std::promise<std::thread::id> started;
+  auto id = started.get_future();
+  b->loop_ = std::thread([raw = b.get(), &started] {
+    started.set_value(std::this_thread::get_id());
+    raw->io_.run();
+  });
+  b->loop_id_ = id.get();
+  return b;
+}
+
+BrokerHandle::~BrokerHandle() { close(); }
+
+Status BrokerHandle::closed_status() {
+  return Status::error(ReplyCode::connection_forced, "broker closed");
+}
+
+void BrokerHandle::close() {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+  }
+  if (loop_.joinable()) {
+    run([this] {
+      for (auto& weak : channels_)
+        if (auto ch = weak.lock()) ch->detach();
+      channels_.clear();
+      engine_->shutdown();
+      engine_.reset();
+    });
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+    }
+    work_.reset();
+    io_.stop();
+    loop_.join();
+  } else {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+  }
+}
+
+void BrokerHandle::post(std::function<void()> fn) {
+  std::lock_guard lock(mutex_);
+  if (!closed_) asio::post(io_, std::move(fn));
+}
+
+void BrokerHandle::track(const std::shared_ptr<ChannelHandle>& channel) {
+  std::erase_if(channels_, [](auto& w) { return w.expired(); });
+  channels_.push_back(channel);
+}
+
+void BrokerHandle::wait_durable(uint64_t batch, std::chrono::steady_clock::time_point deadline) {
+  if (batch == 0 || on_loop_thread()) return;
+  bool timed_out = false;
+  Status s = engine_->writer().wait_for(batch, deadline, &timed_out);
+  if (timed_out) throw Timeout("timed out waiting for a commit");
+  if (!s) throw Error(s);
+}
+
+// ---- connections ------------------------------------------------------------------------
+
+ConnectionHandle::ConnectionHandle(std::shared_ptr<BrokerHandle> broker, std::string name)
+    : broker_(std::move(broker)) {
+  connection_ = broker_->run([&] { return broker_->engine().connect(std::move(name)); });
+}
+
+ConnectionHandle::~ConnectionHandle() {
+  try {
+    close();
+  } catch (const Error&) {
+    // the broker is already closed, and with it this connection
+  }
+}
+
+Channel ConnectionHandle::channel() {
+  auto handle = std::make_shared<ChannelHandle>(broker_);
+  broker_->run([&] {
+    if (connection_->closed) throw Error(Status::error(ReplyCode::channel_error, "connection is closed"));
+    handle->id = next_channel_id_++;
+    handle->attach(broker_->engine().open_channel(*connection_, handle->id, handle.get()));
+    broker_->track(handle);
+  });
+  return Channel(handle);
+}
+
+void ConnectionHandle::close() {
+  broker_->run([&] {
+    if (!connection_) return;
+    broker_->engine().disconnect(*connection_);
+  });
+}
+
+// ---- conversions ------------------------------------------------------------------------
+
+Message to_message(const storage::MessageData& data) {
+  Message m;
+  m.body = data.body;
+  m.properties = wire::decode_properties(data.properties).value_or(BasicProperties{});
+  return m;
+}
+
+Delivery to_delivery(core::DeliveryInfo info) {
+  Delivery d;
+  d.delivery_tag = info.delivery_tag;
+  d.redelivered = info.redelivered;
+  d.exchange = info.message->exchange;
+  d.routing_key = info.message->routing_key;
+  d.consumer_tag = std::move(info.consumer_tag);
+  d.message_count = info.message_count;
+  d.message = to_message(*info.message);
+  return d;
+}
+
+}  // namespace warren::api
+
+namespace warren {
+
+Broker::Broker(std::shared_ptr<api::BrokerHandle> handle) : handle_(std::move(handle)) {
+  default_connection_ = std::make_unique<Connection>(
+      std::make_shared<api::ConnectionHandle>(handle_, "default"));
+}
+
+std::unique_ptr<Broker> Broker::open(const BrokerOptions& options) {
+  return std::unique_ptr<Broker>(new Broker(api::BrokerHandle::open(options)));
+}
+
+Broker::~Broker() {
+  default_connection_.reset();
+  handle_->close();
+}
+
+Channel Broker::channel() { return default_connection_->channel(); }
+
+Connection Broker::connect(std::string name) {
+  return Connection(std::make_shared<api::ConnectionHandle>(handle_, std::move(name)));
+}
+
+std::vector<QueueInfo> Broker::list_queues() {
+  return handle_->run([this] { return handle_->engine().list_queues(); });
+}
+
+Connection::Connection(std::shared_ptr<api::ConnectionHandle> handle) : handle_(std::move(handle)) {}
+Connection::Connection(Connection&&) noexcept = default;
+Connection& Connection::operator=(Connection&&) noexcept = default;
+Connection::~Connection() = default;
+Channel Connection::channel() { return handle_->channel(); }
+void Connection::close() { handle_->close(); }
+
+}  // namespace warren

@@ -1,0 +1,380 @@
+#include <fmt/format.h>
+
+#include "api/handles.h"
+#include "wire/properties_codec.h"
+
+namespace warren::api {
+
+ChannelHandle::ChannelHandle(std::shared_ptr<BrokerHandle> broker) : broker_(std::move(broker)) {}
+
+ChannelHandle::~ChannelHandle() = default;
+
+Status ChannelHandle::close_reason() const {
+  std::lock_guard lock(mutex_);
+  return closed_reason_;
+}
+
+bool ChannelHandle::closed_by_client() const {
+  std::lock_guard lock(mutex_);
+  return closed_by_client_;
+}
+
+void ChannelHandle::mark_closed_by_client() {
+  std::lock_guard lock(mutex_);
+  closed_by_client_ = true;
+}
+
+void ChannelHandle::throw_if_closed() const {
+  std::lock_guard lock(mutex_);
+  if (!closed_reason_.ok()) throw Error(closed_reason_);
+  if (closed_by_client_) throw Error(Status::error(ReplyCode::channel_error, "channel is closed"));
+}
+
+uint64_t ChannelHandle::note_publish() {
+  std::lock_guard lock(mutex_);
+  return confirm_mode_ ? ++published_ : 0;
+}
+
+bool ChannelHandle::wait_for_confirms(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  if (!confirm_mode_)
+    throw Error(Status::error(ReplyCode::precondition_failed, "channel is not in confirm mode"));
+  bool done = confirm_cv_.wait_for(lock, timeout, [&] {
+    return confirmed_ >= published_ || !closed_reason_.ok();
+  });
+  if (!closed_reason_.ok()) throw Error(closed_reason_);
+  if (!done) throw Timeout(fmt::format("{} of {} publishes unconfirmed", published_ - confirmed_, published_));
+  bool all_acked = !nacked_;
+  nacked_ = false;
+  return all_acked;
+}
+
+// ---- ChannelSink: runs on the loop thread ---------------------------------------------
+// User callbacks are posted rather than called, so a callback that calls back into the
+// broker never runs in the middle of the broker's own bookkeeping.
+
+void ChannelHandle::on_deliver(core::DeliveryInfo info) {
+  broker_->post([self = shared_from_this(), info = std::move(info)]() mutable {
+    auto it = self->delivery_callbacks.find(info.consumer_tag);
+    if (it != self->delivery_callbacks.end() && it->second) it->second(to_delivery(std::move(info)));
+  });
+}
+
+void ChannelHandle::on_confirm(uint64_t seq, bool multiple, bool ack) {
+  {
+    std::lock_guard lock(mutex_);
+    // Warren confirms in publish order, so the highest settled number counts them all.
+    confirmed_ = std::max(confirmed_, seq);
+    nacked_ |= !ack;
+  }
+  confirm_cv_.notify_all();
+  if (confirm_callback)
+    broker_->post([self = shared_from_this(), seq, multiple, ack] {
+      if (self->confirm_callback) self->confirm_callback(seq, multiple, ack);
+    });
+}
+
+void ChannelHandle::on_return(core::ReturnInfo returned) {
+  if (!return_callback) return;
+  broker_->post([self = shared_from_this(), r = std::move(returned)] {
+    ReturnedMessage m{uint16_t(r.code), r.text, r.message->exchange, r.message->routing_key,
+                      to_message(*r.message)};
+    if (self->return_callback) self->return_callback(std::move(m));
+  });
+}
+
+void ChannelHandle::on_consumer_cancelled(const std::string& tag) {
+  delivery_callbacks.erase(tag);
+  auto it = cancel_callbacks.find(tag);
+  if (it == cancel_callbacks.end()) return;
+  auto callback = std::move(it->second);
+  cancel_callbacks.erase(it);
+  if (callback) broker_->post([callback, tag] { callback(tag); });
+}
+
+void ChannelHandle::on_closed(const Status& reason) {
+  {
+    std::lock_guard lock(mutex_);
+    closed_reason_ = reason;
+  }
+  confirm_cv_.notify_all();
+}
+
+namespace {
+
+void check_shortstr(const std::optional<std::string>& value, std::string_view name) {
+  if (value && value->size() > 255)
+    throw Error(Status::error(ReplyCode::precondition_failed,
+                              fmt::format("property '{}' is longer than 255 bytes", name)));
+}
+
+void check_properties(const BasicProperties& p) {
+  check_shortstr(p.content_type, "content_type");
+  check_shortstr(p.content_encoding, "content_encoding");
+  check_shortstr(p.correlation_id, "correlation_id");
+  check_shortstr(p.reply_to, "reply_to");
+  check_shortstr(p.expiration, "expiration");
+  check_shortstr(p.message_id, "message_id");
+  check_shortstr(p.type, "type");
+  check_shortstr(p.user_id, "user_id");
+  check_shortstr(p.app_id, "app_id");
+  check_shortstr(p.cluster_id, "cluster_id");
+}
+
+void check_name(std::string_view name, std::string_view what) {
+  if (name.size() > 255)
+    throw Error(Status::error(ReplyCode::precondition_failed,
+                              fmt::format("{} is longer than 255 bytes", what)));
+}
+
+template <class T>
+T value_or_throw(Result<T> r) {
+  if (!r.ok()) throw Error(r.status());
+  return std::move(r.value());
+}
+
+void throw_if(const Status& s) {
+  if (!s) throw Error(s);
+}
+
+}  // namespace
+
+}  // namespace warren::api
+
+namespace warren {
+
+using api::throw_if;
+using api::value_or_throw;
+using api::ChannelHandle;
+
+namespace {
+std::chrono::steady_clock::time_point forever() { return std::chrono::steady_clock::time_point::max(); }
+
+// Declarations of durable things return once they are committed.
+template <class F>
+auto declare(api::ChannelHandle& h, F&& fn) {
+  auto [result, batch] = h.call([&](core::Channel& ch) {
+    auto r = fn(ch);
+    uint64_t written = ch.wrote_durably() ? h.broker().writer().last_submitted() : 0;
+    return std::make_pair(std::move(r), written);
+  });
+  h.broker().wait_durable(batch, forever());
+  return std::move(result);
+}
+}  // namespace
+
+Channel::Channel(std::shared_ptr<api::ChannelHandle> handle) : handle_(std::move(handle)) {}
+Channel::Channel(Channel&&) noexcept = default;
+Channel& Channel::operator=(Channel&&) noexcept = default;
+
+Channel::~Channel() {
+  if (!handle_) return;
+  try {
+    close();
+  } catch (const std::exception&) {
+    // closing a channel of a closed broker: nothing left to release
+  }
+}
+
+
+void Channel::exchange_declare(std::string_view exchange, std::string_view type,
+                               const ExchangeOptions& options) {
+  api::check_name(exchange, "exchange name");
+  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.exchange_declare(exchange, type, options); });
+  throw_if(result);
+}
+
+void Channel::exchange_delete(std::string_view exchange, const ExchangeDeleteOptions& options) {
+  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.exchange_delete(exchange, options.if_unused); });
+  throw_if(result);
+}
+
+void Channel::exchange_bind(std::string_view destination, std::string_view source,
+                            std::string_view routing_key, const FieldTable& arguments) {
+  api::check_name(routing_key, "routing key");
+  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.exchange_bind(destination, source, routing_key, arguments); });
+  throw_if(result);
+}
+
+void Channel::exchange_unbind(std::string_view destination, std::string_view source,
+                              std::string_view routing_key, const FieldTable& arguments) {
+  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.exchange_unbind(destination, source, routing_key, arguments); });
+  throw_if(result);
+}
+
+QueueDeclareOk Channel::queue_declare(std::string_view queue, const QueueOptions& options) {
+  api::check_name(queue, "queue name");
+  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.queue_declare(queue, options); });
+  return value_or_throw(std::move(result));
+}
+
+void Channel::queue_bind(std::string_view queue, std::string_view exchange,
+                         std::string_view routing_key, const FieldTable& arguments) {
+  api::check_name(routing_key, "routing key");
+  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.queue_bind(queue, exchange, routing_key, arguments); });
+  throw_if(result);
+}
+
+void Channel::queue_unbind(std::string_view queue, std::string_view exchange,
+                           std::string_view routing_key, const FieldTable& arguments) {
+  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.queue_unbind(queue, exchange, routing_key, arguments); });
+  throw_if(result);
+}
+
+uint32_t Channel::queue_purge(std::string_view queue) {
+  return value_or_throw(handle_->call([&](core::Channel& ch) { return ch.queue_purge(queue); }));
+}
+
+uint32_t Channel::queue_delete(std::string_view queue, const QueueDeleteOptions& options) {
+  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.queue_delete(queue, options); });
+  return value_or_throw(std::move(result));
+}
+
+void Channel::confirm_select() {
+  throw_if(handle_->call([](core::Channel& ch) { return ch.confirm_select(); }));
+  handle_->set_confirm_mode();
+}
+
+uint64_t Channel::basic_publish(std::string_view exchange, std::string_view routing_key,
+                                Message message, const PublishOptions& options) {
+  handle_->throw_if_closed();
+  api::check_name(exchange, "exchange name");
+  api::check_name(routing_key, "routing key");
+  api::check_properties(message.properties);
+  auto& broker = handle_->broker();
+  if (!broker.on_loop_thread()) broker.writer().wait_for_room(broker.options().publish_backlog_limit);
+  core::PublishInput in;
+  in.exchange = exchange;
+  in.routing_key = routing_key;
+  in.mandatory = options.mandatory;
+  in.properties_wire = wire::encode_properties(message.properties);
+  in.properties = std::move(message.properties);
+  in.body = std::move(message.body);
+  uint64_t seq = handle_->note_publish();
+  // Asynchronous, as on the wire: a failure closes the channel and the next call reports it.
+  auto publish = [h = handle_, in = std::move(in)]() mutable {
+    h->call([&](core::Channel& ch) { return ch.basic_publish(std::move(in)); });
+  };
+  if (broker.on_loop_thread()) {
+    publish();
+  } else {
+    broker.post([publish = std::move(publish)]() mutable {
+      try {
+        publish();
+      } catch (const Error&) {
+        // the channel closed meanwhile; its reason is reported by the next call
+      }
+    });
+  }
+  return seq;
+}
+
+bool Channel::wait_for_confirms(std::chrono::milliseconds timeout) {
+  return handle_->wait_for_confirms(timeout);
+}
+
+void Channel::on_confirm(ConfirmCallback callback) {
+  handle_->broker().run([&] { handle_->confirm_callback = std::move(callback); });
+}
+
+void Channel::on_return(ReturnCallback callback) {
+  handle_->broker().run([&] { handle_->return_callback = std::move(callback); });
+}
+
+void Channel::basic_qos(uint16_t prefetch_count, bool global) {
+  throw_if(handle_->call([&](core::Channel& ch) { return ch.basic_qos(prefetch_count, global); }));
+}
+
+std::optional<Delivery> Channel::basic_get(std::string_view queue, bool no_ack) {
+  auto info = value_or_throw(handle_->call([&](core::Channel& ch) { return ch.basic_get(queue, no_ack); }));
+  if (!info) return std::nullopt;
+  return api::to_delivery(std::move(*info));
+}
+
+std::string Channel::basic_consume(std::string_view queue, DeliveryCallback callback,
+                                   ConsumeOptions options) {
+  return value_or_throw(handle_->call([&](core::Channel& ch) {
+    auto tag = ch.basic_consume(queue, options);
+    if (tag.ok()) {
+      handle_->delivery_callbacks[tag.value()] = std::move(callback);
+      if (options.on_cancel) handle_->cancel_callbacks[tag.value()] = std::move(options.on_cancel);
+    }
+    return tag;
+  }));
+}
+
+void Channel::basic_cancel(std::string_view consumer_tag) {
+  throw_if(handle_->call([&](core::Channel& ch) {
+    Status s = ch.basic_cancel(consumer_tag);
+    // Deliveries already handed out for this consumer are still delivered to its callback.
+    handle_->broker().post([h = handle_, tag = std::string(consumer_tag)] {
+      h->delivery_callbacks.erase(tag);
+      h->cancel_callbacks.erase(tag);
+    });
+    return s;
+  }));
+}
+
+namespace {
+// Acknowledgements are asynchronous, as on the wire.
+template <class F>
+void post_to_channel(const std::shared_ptr<api::ChannelHandle>& h, F fn) {
+  h->throw_if_closed();
+  auto& broker = h->broker();
+  auto task = [h, fn]() {
+    try {
+      h->call(fn);
+    } catch (const Error&) {
+      // reported by the channel's next call
+    }
+  };
+  if (broker.on_loop_thread()) task();
+  else broker.post(task);
+}
+}  // namespace
+
+void Channel::basic_ack(uint64_t delivery_tag, bool multiple) {
+  post_to_channel(handle_, [=](core::Channel& ch) { return ch.basic_ack(delivery_tag, multiple); });
+}
+
+void Channel::basic_nack(uint64_t delivery_tag, bool multiple, bool requeue) {
+  post_to_channel(handle_,
+                  [=](core::Channel& ch) { return ch.basic_nack(delivery_tag, multiple, requeue); });
+}
+
+void Channel::basic_reject(uint64_t delivery_tag, bool requeue) {
+  post_to_channel(handle_, [=](core::Channel& ch) { return ch.basic_reject(delivery_tag, requeue); });
+}
+
+void Channel::basic_recover(bool requeue) {
+  throw_if(handle_->call([&](core::Channel& ch) { return ch.basic_recover(requeue); }));
+}
+
+void Channel::flush(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  // The round trip through the loop makes sure everything posted before is submitted.
+  uint64_t batch = handle_->call([&](core::Channel&) { return handle_->broker().writer().last_submitted(); });
+  handle_->broker().wait_durable(batch, deadline);
+}
+
+void Channel::close() {
+  if (handle_->closed_by_client()) return;
+  handle_->mark_closed_by_client();
+  try {
+    handle_->broker().run([h = handle_] {
+      h->detach_and_close();
+    });
+  } catch (const Error&) {
+    // the broker is closed; so is the channel
+  }
+}
+
+bool Channel::is_open() const {
+  return handle_->close_reason().ok() && !handle_->closed_by_client();
+}
+
+Status Channel::close_reason() const { return handle_->close_reason(); }
+
+uint16_t Channel::id() const { return handle_->id; }
+
+}  // namespace warren

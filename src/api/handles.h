@@ -1,0 +1,147 @@
+// The machinery behind the public classes: a broker runs its engine on its own event-loop
+// thread; public calls from other threads are posted there and wait for the answer.
+#pragma once
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+
+#include "core/engine.h"
+#include "warren/broker.h"
+#include "warren/error.h"
+
+namespace warren::api {
+
+class ChannelHandle;
+
+class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
+ public:
+  static std::shared_ptr<BrokerHandle> open(const BrokerOptions& options,
+                                            std::shared_ptr<storage::FaultInjector> faults = {});
+  ~BrokerHandle();
+  void close();
+
+  bool on_loop_thread() const { return std::this_thread::get_id() == loop_id_; }
+  // Runs fn on the loop thread and returns its result (or rethrows its exception).
+  template <class F>
+  auto run(F&& fn) -> std::invoke_result_t<F&> {
+    using R = std::invoke_result_t<F&>;
+    if (on_loop_thread()) return fn();
+    std::packaged_task<R()> task(std::forward<F>(fn));
+    auto future = task.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) throw Error(closed_status());
+      asio::post(io_, [&task] { task(); });
+    }
+    return future.get();
+  }
+  void post(std::function<void()> fn);
+
+  core::Engine& engine() { return *engine_; }
+  storage::Writer& writer() { return engine_->writer(); }
+  const BrokerOptions& options() const { return options_; }
+  void track(const std::shared_ptr<ChannelHandle>& channel);
+  static Status closed_status();
+  // Blocks the calling thread until batch `id` is committed; throws its failure.
+  void wait_durable(uint64_t batch, std::chrono::steady_clock::time_point deadline);
+
+ private:
+  BrokerHandle() = default;
+  BrokerOptions options_;
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::unique_ptr<core::Engine> engine_;
+  std::thread loop_;
+  std::thread::id loop_id_;
+  std::mutex mutex_;
+  bool closed_ = false;
+  std::vector<std::weak_ptr<ChannelHandle>> channels_;  // loop thread only
+};
+
+class ConnectionHandle {
+ public:
+  ConnectionHandle(std::shared_ptr<BrokerHandle> broker, std::string name);
+  ~ConnectionHandle();
+  Channel channel();
+  void close();
+
+ private:
+  std::shared_ptr<BrokerHandle> broker_;
+  std::shared_ptr<core::Connection> connection_;
+  uint16_t next_channel_id_ = 1;
+};
+
+class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_this<ChannelHandle> {
+ public:
+  explicit ChannelHandle(std::shared_ptr<BrokerHandle> broker);
+  ~ChannelHandle() override;
+  void attach(std::shared_ptr<core::Channel> channel) { core_ = std::move(channel); }
+  void detach() { core_.reset(); }  // loop thread
+  void detach_and_close() {  // loop thread
+    if (core_) core_->close();
+    core_.reset();
+  }
+
+  // Runs fn(core channel) on the loop; throws the channel's error if it is closed.
+  template <class F>
+  auto call(F&& fn) {
+    throw_if_closed();
+    return broker_->run([&] {
+      if (!core_) throw Error(BrokerHandle::closed_status());
+      return fn(*core_);
+    });
+  }
+  void throw_if_closed() const;
+  BrokerHandle& broker() { return *broker_; }
+
+  // Caller side of confirms.
+  uint64_t note_publish();  // returns the sequence number, 0 outside confirm mode
+  void set_confirm_mode() {
+    std::lock_guard lock(mutex_);
+    confirm_mode_ = true;
+  }
+  bool wait_for_confirms(std::chrono::milliseconds timeout);
+
+  // Callbacks registered by the user; read and written on the loop thread only.
+  std::map<std::string, DeliveryCallback, std::less<>> delivery_callbacks;
+  std::map<std::string, CancelCallback, std::less<>> cancel_callbacks;
+  ConfirmCallback confirm_callback;
+  ReturnCallback return_callback;
+
+  Status close_reason() const;
+  bool closed_by_client() const;
+  void mark_closed_by_client();
+  uint16_t id = 0;
+
+  // core::ChannelSink
+  void on_deliver(core::DeliveryInfo delivery) override;
+  void on_confirm(uint64_t seq, bool multiple, bool ack) override;
+  void on_return(core::ReturnInfo returned) override;
+  void on_consumer_cancelled(const std::string& consumer_tag) override;
+  void on_closed(const Status& reason) override;
+
+ private:
+  std::shared_ptr<BrokerHandle> broker_;
+  std::shared_ptr<core::Channel> core_;  // loop thread only
+  mutable std::mutex mutex_;
+  std::condition_variable confirm_cv_;
+  bool confirm_mode_ = false;
+  uint64_t published_ = 0;
+  uint64_t confirmed_ = 0;
+  bool nacked_ = false;
+  Status closed_reason_;
+  bool closed_by_client_ = false;
+};
+
+Delivery to_delivery(core::DeliveryInfo info);
+Message to_message(const storage::MessageData& data);
+
+}  // namespace warren::api

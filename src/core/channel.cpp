@@ -1,0 +1,413 @@
+#include "core/channel.h"
+
+#include <fmt/format.h>
+
+#include "core/engine.h"
+#include "core/errors.h"
+#include "core/vhost.h"
+#include "wire/properties_codec.h"
+
+namespace warren::core {
+
+Channel::Channel(Engine& engine, Connection& connection, uint16_t id, ChannelSink* sink)
+    : engine_(engine), connection_(connection), id_(id), sink_(sink) {
+  engine_.register_channel(this);
+}
+
+Channel::~Channel() {
+  close();
+  engine_.unregister_channel(this);
+}
+
+Vhost& Channel::vhost() { return *connection_.vhost; }
+
+Status Channel::check_open() const {
+  if (open_) return {};
+  if (!close_reason_.ok()) return close_reason_;
+  return Status::error(ReplyCode::channel_error, "channel is closed");
+}
+
+Status Channel::fail(Status status) {
+  if (!open_) return status;
+  close();
+  close_reason_ = status;
+  if (sink_) sink_->on_closed(status);
+  return status;
+}
+
+void Channel::close() {
+  if (!open_) return;
+  open_ = false;
+  requeue_all_unacked();
+  cancel_all_consumers();
+  unconfirmed_.clear();  // confirms still pending when a channel closes are never sent
+}
+
+// ---- declarations ---------------------------------------------------------------------
+
+namespace {
+const Status& status_of(const Status& s) { return s; }
+template <class T>
+const Status& status_of(const Result<T>& r) { return r.status(); }
+}  // namespace
+
+// Runs one declaration-class method: refused on a closed channel, closes it on failure.
+template <class F>
+auto Channel::declare(F&& method) -> decltype(method()) {
+  if (Status s = check_open(); !s) return s;
+  wrote_durably_ = false;
+  auto result = method();
+  if (!status_of(result).ok()) return fail(status_of(result));
+  return result;
+}
+
+Result<QueueDeclareOk> Channel::queue_declare(std::string_view queue, const QueueOptions& o) {
+  return declare([&] { return vhost().declare_queue(connection_, queue, o, &wrote_durably_); });
+}
+
+Result<uint32_t> Channel::queue_delete(std::string_view queue, const QueueDeleteOptions& o) {
+  return declare([&] { return vhost().delete_queue(connection_, queue, o, &wrote_durably_); });
+}
+
+Result<uint32_t> Channel::queue_purge(std::string_view queue) {
+  return declare([&] { return vhost().purge_queue(connection_, queue); });
+}
+
+Status Channel::queue_bind(std::string_view queue, std::string_view exchange,
+                           std::string_view key, const FieldTable& args) {
+  return declare([&] { return vhost().bind(Destination{true, std::string(queue)}, exchange, key, args,
+                                      connection_, method::queue_bind, &wrote_durably_); });
+}
+
+Status Channel::queue_unbind(std::string_view queue, std::string_view exchange,
+                             std::string_view key, const FieldTable& args) {
+  return declare([&] { return vhost().unbind(Destination{true, std::string(queue)}, exchange, key, args,
+                                        connection_, method::queue_unbind, &wrote_durably_); });
+}
+
+Status Channel::exchange_declare(std::string_view exchange, std::string_view type,
+                                 const ExchangeOptions& o) {
+  return declare([&] { return vhost().declare_exchange(exchange, type, o, &wrote_durably_); });
+}
+
+Status Channel::exchange_delete(std::string_view exchange, bool if_unused) {
+  return declare([&] { return vhost().delete_exchange(exchange, if_unused, &wrote_durably_); });
+}
+
+Status Channel::exchange_bind(std::string_view destination, std::string_view source,
+                              std::string_view key, const FieldTable& args) {
+  return declare([&] { return vhost().bind(Destination{false, std::string(destination)}, source, key,
+                                      args, connection_, method::exchange_bind, &wrote_durably_); });
+}
+
+Status Channel::exchange_unbind(std::string_view destination, std::string_view source,
+                                std::string_view key, const FieldTable& args) {
+  return declare([&] { return vhost().unbind(Destination{false, std::string(destination)}, source, key,
+                                        args, connection_, method::exchange_unbind,
+                                        &wrote_durably_); });
+}
+
+
+// ---- publishing -----------------------------------------------------------------------
+
+Status Channel::confirm_select() {
+  if (Status s = check_open(); !s) return s;
+  confirm_mode_ = true;
+  return {};
+}
+
+Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>* exchange) {
+  const MethodId m = method::basic_publish;
+  uint64_t max = engine_.options().max_message_size;
+  if (in.body.size() > max)
+    return error(ReplyCode::precondition_failed,
+                 fmt::format("message size {} is larger than configured max size {}",
+                             in.body.size(), max),
+                 m);
+  *exchange = vhost().find_exchange(in.exchange);
+  if (!*exchange) return no_exchange(vhost().name, in.exchange, m);
+  if ((*exchange)->internal)
+    return error(ReplyCode::access_refused,
+                 fmt::format("cannot publish to internal {}",
+                             resource("exchange", in.exchange, vhost().name)),
+                 m);
+  if (in.properties.user_id && !connection_.user.empty() && *in.properties.user_id != connection_.user)
+    return error(ReplyCode::precondition_failed,
+                 fmt::format("user_id property set to '{}' but authenticated user was '{}'",
+                             *in.properties.user_id, connection_.user),
+                 m);
+  return {};
+}
+
+namespace {
+
+// CC and BCC headers add routing keys; BCC is removed before anyone sees the message.
+void collect_routing_keys(const PublishInput& in, std::vector<std::string>& keys, bool* has_bcc) {
+  keys.push_back(in.routing_key);
+  *has_bcc = false;
+  if (!in.properties.headers) return;
+  for (const char* name : {"CC", "BCC"}) {
+    const FieldValue* v = in.properties.headers->find(name);
+    if (!v) continue;
+    if (name[0] == 'B') *has_bcc = true;
+    if (const auto* array = v->as<FieldArray>())
+      for (const auto& item : *array)
+        if (const auto* s = item.as<std::string>()) keys.push_back(*s);
+  }
+}
+
+}  // namespace
+
+Status Channel::basic_publish(PublishInput in) {
+  if (Status s = check_open(); !s) return s;
+  std::shared_ptr<Exchange> exchange;
+  if (Status s = publish_checks(in, &exchange); !s) return fail(s);
+  uint64_t seq = confirm_mode_ ? next_publish_seq_++ : 0;
+
+  std::vector<std::string> keys;
+  bool has_bcc = false;
+  collect_routing_keys(in, keys, &has_bcc);
+  const FieldTable* headers = in.properties.headers ? &*in.properties.headers : nullptr;
+  std::vector<std::shared_ptr<Queue>> targets;
+  for (const auto& key : keys) vhost().route(*exchange, key, headers, targets);
+
+  auto data = std::make_shared<storage::MessageData>();
+  data->flags = in.properties.persistent() ? storage::MessageData::kPersistent : 0;
+  data->exchange = std::move(in.exchange);
+  data->routing_key = std::move(in.routing_key);
+  if (has_bcc) {
+    in.properties.headers->erase("BCC");
+    data->properties = wire::encode_properties(in.properties);
+  } else {
+    data->properties = std::move(in.properties_wire);
+  }
+  data->body = std::move(in.body);
+  MessagePtr message = std::move(data);
+
+  uint64_t batch = 0;
+  for (auto& q : targets) batch = std::max(batch, q->enqueue(message));
+  if (targets.empty() && in.mandatory && sink_)
+    sink_->on_return(ReturnInfo{ReplyCode::no_route, "NO_ROUTE", message});
+  if (confirm_mode_) {
+    unconfirmed_.push_back({seq, batch, false});
+    release_confirms();
+  }
+  return {};
+}
+
+void Channel::release_confirms() {
+  uint64_t committed = engine_.committed();
+  uint64_t ack_upto = 0;
+  size_t acks = 0;
+  auto flush_acks = [&] {
+    if (acks && sink_) sink_->on_confirm(ack_upto, acks > 1, true);
+    acks = 0;
+  };
+  // Confirms go out in publish order, so `multiple` always covers a settled prefix.
+  while (!unconfirmed_.empty() && unconfirmed_.front().batch <= committed) {
+    const PendingConfirm& c = unconfirmed_.front();
+    if (c.nack) {
+      flush_acks();
+      if (sink_) sink_->on_confirm(c.seq, false, false);
+    } else {
+      ack_upto = c.seq;
+      ++acks;
+    }
+    unconfirmed_.pop_front();
+  }
+  flush_acks();
+}
+
+void Channel::on_batch_done(uint64_t batch, bool ok) {
+  if (unconfirmed_.empty()) return;
+  if (!ok)
+    for (auto& c : unconfirmed_)
+      if (c.batch == batch) c.nack = true;
+  release_confirms();
+}
+
+// ---- consuming ------------------------------------------------------------------------
+
+Status Channel::basic_qos(uint16_t prefetch_count, bool global) {
+  if (Status s = check_open(); !s) return s;
+  if (global) {
+    channel_prefetch_ = prefetch_count;
+  } else {
+    consumer_prefetch_ = prefetch_count;
+    channel_prefetch_ = 0;  // RabbitMQ: a per-consumer qos drops the channel-wide limit
+  }
+  kick_consumers();
+  return {};
+}
+
+bool Channel::can_deliver(const Consumer& c) const {
+  if (!open_ || c.cancelled) return false;
+  if (c.prefetch && c.unacked >= c.prefetch) return false;
+  if (channel_prefetch_ && unacked_.size() >= channel_prefetch_) return false;
+  return true;
+}
+
+void Channel::deliver(Consumer& c, Queue& q, Taken t) {
+  uint64_t tag = next_tag_++;
+  uint64_t body_bytes = t.message->body.size();
+  if (c.no_ack) {
+    q.add_unacked();
+    q.remove(t.seq, t.db, body_bytes);
+  } else {
+    q.add_unacked();
+    ++c.unacked;
+    auto consumer = consumers_.find(c.tag);
+    unacked_.emplace(tag, Unacked{q.shared_from_this(),
+                                  consumer == consumers_.end() ? nullptr : consumer->second, t.seq,
+                                  t.db, body_bytes});
+  }
+  if (sink_) sink_->on_deliver(DeliveryInfo{tag, t.redelivered, c.tag, 0, std::move(t.message)});
+}
+
+Result<std::optional<DeliveryInfo>> Channel::basic_get(std::string_view queue, bool no_ack) {
+  if (Status s = check_open(); !s) return s;
+  auto q = vhost().usable_queue(connection_, queue, method::basic_get);
+  if (!q.ok()) return fail(q.status());
+  Queue& queue_ref = *q.value();
+  auto t = queue_ref.take_next();
+  if (!t) return std::optional<DeliveryInfo>();
+  uint64_t tag = next_tag_++;
+  uint64_t body_bytes = t->message->body.size();
+  queue_ref.add_unacked();
+  if (no_ack) queue_ref.remove(t->seq, t->db, body_bytes);
+  else unacked_.emplace(tag, Unacked{q.value(), nullptr, t->seq, t->db, body_bytes});
+  return std::optional<DeliveryInfo>(
+      DeliveryInfo{tag, t->redelivered, {}, uint32_t(queue_ref.ready()), std::move(t->message)});
+}
+
+Result<std::string> Channel::basic_consume(std::string_view queue, const ConsumeOptions& o) {
+  const MethodId m = method::basic_consume;
+  if (Status s = check_open(); !s) return s;
+  auto q = vhost().usable_queue(connection_, queue, m);
+  if (!q.ok()) return fail(q.status());
+  std::string tag = o.consumer_tag.empty() ? engine_.random_name("amq.ctag-") : o.consumer_tag;
+  if (consumers_.count(tag))
+    return fail(error(ReplyCode::not_allowed,
+                      fmt::format("attempt to reuse consumer tag '{}'", tag), m));
+  auto& existing = q.value()->consumers;
+  bool locked = !existing.empty() && (o.exclusive || existing.front()->exclusive);
+  if (locked)
+    return fail(error(ReplyCode::access_refused,
+                      resource("queue", queue, vhost().name) + " in exclusive use", m));
+  auto c = std::make_shared<Consumer>();
+  c->tag = tag;
+  c->channel = this;
+  c->queue = q.value();
+  c->no_ack = o.no_ack;
+  c->exclusive = o.exclusive;
+  c->prefetch = consumer_prefetch_;
+  consumers_.emplace(tag, c);
+  existing.push_back(c);
+  q.value()->had_consumer = true;
+  q.value()->schedule_dispatch();
+  return tag;
+}
+
+Status Channel::basic_cancel(std::string_view consumer_tag) {
+  if (Status s = check_open(); !s) return s;
+  auto it = consumers_.find(consumer_tag);
+  if (it == consumers_.end()) return {};  // RabbitMQ answers cancel-ok for unknown tags
+  auto c = it->second;
+  consumers_.erase(it);
+  c->cancelled = true;
+  auto& list = c->queue->consumers;
+  std::erase(list, c);
+  vhost().consumer_left(c->queue);
+  return {};
+}
+
+void Channel::consumer_cancelled_by_broker(Consumer& c) {
+  c.cancelled = true;
+  std::string tag = c.tag;
+  consumers_.erase(tag);
+  if (sink_ && open_) sink_->on_consumer_cancelled(tag);
+}
+
+void Channel::cancel_all_consumers() {
+  auto consumers = std::move(consumers_);
+  consumers_.clear();
+  for (auto& [tag, c] : consumers) {
+    c->cancelled = true;
+    std::erase(c->queue->consumers, c);
+    vhost().consumer_left(c->queue);
+  }
+}
+
+void Channel::kick_consumers() {
+  for (auto& [tag, c] : consumers_) c->queue->schedule_dispatch();
+}
+
+// ---- acknowledgements -----------------------------------------------------------------
+
+void Channel::settle_one(Unacked& u, Settle how) {
+  if (u.consumer) --u.consumer->unacked;
+  switch (how) {
+    case Settle::ack:
+    case Settle::drop:
+      u.queue->remove(u.seq, u.db, u.body_bytes);
+      break;
+    case Settle::requeue:
+      u.queue->requeue(u.seq, u.db);
+      break;
+  }
+}
+
+Status Channel::settle(uint64_t tag, bool multiple, Settle how, MethodId m) {
+  if (Status s = check_open(); !s) return s;
+  auto end = unacked_.end();
+  if (tag == 0 && multiple) {
+    // everything outstanding
+  } else {
+    auto it = unacked_.find(tag);
+    if (it == unacked_.end()) return fail(unknown_delivery_tag(tag, m));
+    end = std::next(it);
+    if (!multiple) {
+      Unacked u = std::move(it->second);
+      unacked_.erase(it);
+      settle_one(u, how);
+      kick_consumers();
+      return {};
+    }
+  }
+  std::vector<Unacked> settled;
+  for (auto it = unacked_.begin(); it != end;) {
+    settled.push_back(std::move(it->second));
+    it = unacked_.erase(it);
+  }
+  for (auto& u : settled) settle_one(u, how);
+  kick_consumers();
+  return {};
+}
+
+Status Channel::basic_ack(uint64_t tag, bool multiple) {
+  return settle(tag, multiple, Settle::ack, method::basic_ack);
+}
+
+Status Channel::basic_nack(uint64_t tag, bool multiple, bool requeue) {
+  return settle(tag, multiple, requeue ? Settle::requeue : Settle::drop, method::basic_nack);
+}
+
+Status Channel::basic_reject(uint64_t tag, bool requeue) {
+  return settle(tag, false, requeue ? Settle::requeue : Settle::drop, method::basic_reject);
+}
+
+Status Channel::basic_recover(bool requeue) {
+  if (Status s = check_open(); !s) return s;
+  if (!requeue) return fail(error(ReplyCode::not_implemented, "requeue=false", method::basic_recover));
+  requeue_all_unacked();
+  kick_consumers();
+  return {};
+}
+
+void Channel::requeue_all_unacked() {
+  auto all = std::move(unacked_);
+  unacked_.clear();
+  for (auto& [tag, u] : all) settle_one(u, Settle::requeue);
+}
+
+}  // namespace warren::core

@@ -1,0 +1,194 @@
+#include "core/engine.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "storage/keys.h"
+#include "wire/field_codec.h"
+
+namespace warren::core {
+
+using storage::Db;
+using storage::Op;
+
+Result<std::unique_ptr<Engine>> Engine::open(asio::io_context& io, const EngineOptions& options) {
+  storage::StoreOptions so{options.broker.data_dir, options.broker.durability,
+                           options.broker.initial_map_size, options.broker.max_map_size,
+                           options.faults};
+  auto store = storage::Store::open(so);
+  if (!store.ok()) return store.status();
+  std::unique_ptr<Engine> engine(new Engine(io, options, std::move(store.value())));
+  if (Status s = engine->recover(); !s) return s;
+  return engine;
+}
+
+Engine::Engine(asio::io_context& io, EngineOptions options, std::unique_ptr<storage::Store> store)
+    : io_(io), options_(std::move(options)), store_(std::move(store)),
+      rng_(uint64_t(std::chrono::steady_clock::now().time_since_epoch().count())) {
+  auto root = std::make_unique<Vhost>(*this, "/");
+  root->create_default_exchanges();
+  vhosts_.emplace("/", std::move(root));
+}
+
+Engine::~Engine() { shutdown(); }
+
+Vhost* Engine::find_vhost(std::string_view name) {
+  auto it = vhosts_.find(name);
+  return it == vhosts_.end() ? nullptr : it->second.get();
+}
+
+Status Engine::recover() {
+  std::vector<std::shared_ptr<Queue>> recovered;
+  {
+    storage::ReadView view(*store_);
+    if (!view.status()) return view.status();
+    view.for_each(Db::exchanges, [&](std::string_view, std::string_view bytes) {
+      auto r = storage::decode_exchange(bytes);
+      auto type = r ? Exchange::parse_type(r->type) : std::nullopt;
+      Vhost* vhost = r ? find_vhost(r->vhost) : nullptr;
+      if (!type || !vhost) return;
+      auto x = std::make_shared<Exchange>();
+      x->name = r->name;
+      x->type_name = r->type;
+      x->type = *type;
+      x->durable = true;
+      x->auto_delete = r->auto_delete;
+      x->internal = r->internal;
+      x->arguments = wire::decode_table(r->arguments).value_or(FieldTable{});
+      vhost->restore_exchange(std::move(x));
+    });
+    view.for_each(Db::queues, [&](std::string_view, std::string_view bytes) {
+      auto r = storage::decode_queue(bytes);
+      Vhost* vhost = r ? find_vhost(r->vhost) : nullptr;
+      if (!vhost) return;
+      auto q = std::make_shared<Queue>(*this, r->id, r->vhost, r->name);
+      q->durable = true;
+      q->auto_delete = r->auto_delete;
+      q->arguments = wire::decode_table(r->arguments).value_or(FieldTable{});
+      next_queue_id_ = std::max(next_queue_id_, r->id + 1);
+      vhost->restore_queue(q);
+      recovered.push_back(std::move(q));
+    });
+    view.for_each(Db::bindings, [&](std::string_view, std::string_view bytes) {
+      auto r = storage::decode_binding(bytes);
+      Vhost* vhost = r ? find_vhost(r->vhost) : nullptr;
+      if (!vhost) return;
+      Binding b{Destination{r->to_queue, r->destination}, r->routing_key,
+                wire::decode_table(r->arguments).value_or(FieldTable{}), HeadersMatch::all};
+      vhost->restore_binding(r->source, std::move(b));
+    });
+    // Positions come from each queue's counters and its first and last keys: no scan.
+    for (auto& q : recovered) {
+      storage::QueueStats stats;
+      if (auto bytes = view.get(Db::queue_stats, storage::queue_id_key(q->id)))
+        stats = storage::decode_stats(*bytes).value_or(storage::QueueStats{});
+      auto lo = storage::message_key(q->id, 0), hi = storage::message_key(q->id, UINT64_MAX);
+      std::string_view lo_v(lo.data(), lo.size()), hi_v(hi.data(), hi.size());
+      auto first = view.seek(Db::messages, lo_v, hi_v);
+      auto last = view.last(Db::messages, lo_v, hi_v);
+      uint64_t first_seq = first ? storage::parse_message_key(first->first).seq : stats.delivered_mark;
+      uint64_t next_seq = last ? storage::parse_message_key(last->first).seq + 1 : first_seq;
+      q->recover(first_seq, next_seq, stats.count, stats.delivered_mark);
+    }
+  }
+  writer_ = std::make_unique<storage::Writer>(*store_, [this](uint64_t id, const Status& s) {
+    asio::post(io_, [this, id, s] { on_batch_done(id, s); });
+  });
+  std::vector<Op> marks;
+  for (auto& q : recovered) marks.push_back(Op::set_delivered_mark(q->id, q->delivered_mark_for_open()));
+  if (marks.empty()) return {};
+  uint64_t batch = writer_->submit(marks);
+  bool timed_out = false;
+  return writer_->wait_for(batch, std::chrono::steady_clock::time_point::max(), &timed_out);
+}
+
+void Engine::on_batch_done(uint64_t id, const Status& status) {
+  if (id <= committed_) return;
+  committed_ = id;
+  for (auto it = inflight_.begin(); it != inflight_.end();) {
+    (*it)->on_batch_done(id, status.ok());
+    it = (*it)->has_inflight_commits() ? std::next(it) : inflight_.erase(it);
+  }
+  for (Channel* c : channels_) c->on_batch_done(id, status.ok());
+  while (!commit_waiters_.empty() && commit_waiters_.begin()->first <= id) {
+    auto fn = std::move(commit_waiters_.begin()->second);
+    bool mine = commit_waiters_.begin()->first == id;
+    commit_waiters_.erase(commit_waiters_.begin());
+    fn(mine ? status : Status{});
+  }
+}
+
+void Engine::when_committed(uint64_t id, std::function<void(const Status&)> fn) {
+  if (id <= committed_) {
+    fn(Status{});
+    return;
+  }
+  commit_waiters_.emplace(id, std::move(fn));
+}
+
+std::string Engine::random_name(std::string_view prefix) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string name(prefix);
+  for (int i = 0; i < 22; ++i) name.push_back(kAlphabet[rng_() % 64]);
+  return name;
+}
+
+std::shared_ptr<Connection> Engine::connect(std::string name, std::string user,
+                                            std::string_view vhost) {
+  Vhost* v = find_vhost(vhost);
+  if (!v) return nullptr;
+  auto c = std::make_shared<Connection>();
+  c->id = next_connection_id_++;
+  c->name = std::move(name);
+  c->user = std::move(user);
+  c->vhost = v;
+  connections_.push_back(c);
+  return c;
+}
+
+void Engine::disconnect(Connection& conn) {
+  if (conn.closed) return;
+  conn.closed = true;
+  for (auto& weak : conn.channels)
+    if (auto ch = weak.lock()) ch->close();
+  conn.channels.clear();
+  auto exclusive = std::move(conn.exclusive_queues);
+  for (auto& q : exclusive) conn.vhost->remove_queue(q);
+  std::erase_if(connections_, [&](auto& c) { return c.get() == &conn; });
+}
+
+std::shared_ptr<Channel> Engine::open_channel(Connection& conn, uint16_t id, ChannelSink* sink) {
+  auto ch = std::make_shared<Channel>(*this, conn, id, sink);
+  std::erase_if(conn.channels, [](auto& w) { return w.expired(); });
+  conn.channels.push_back(ch);
+  return ch;
+}
+
+std::vector<QueueInfo> Engine::list_queues() const {
+  std::vector<QueueInfo> out;
+  for (const auto& [vname, vhost] : vhosts_)
+    for (const auto& [qname, q] : vhost->queues)
+      out.push_back(QueueInfo{vname, qname, q->durable, q->ready(), q->unacked(),
+                              uint32_t(q->consumers.size())});
+  return out;
+}
+
+void Engine::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  auto connections = connections_;
+  for (auto& c : connections) disconnect(*c);
+  if (!writer_) return;
+  // Exact marks on a clean close: only what really went out comes back redelivered.
+  std::vector<Op> marks;
+  for (const auto& [vname, vhost] : vhosts_)
+    for (const auto& [qname, q] : vhost->queues)
+      if (q->durable && !q->exclusive)
+        marks.push_back(Op::set_delivered_mark(q->id, q->delivered_mark_for_close()));
+  writer_->submit(marks);
+  writer_->stop();
+}
+
+}  // namespace warren::core

@@ -1,0 +1,100 @@
+// The broker engine: vhosts, connections and channels over one store. It lives on one
+// event-loop thread (an Asio io_context) and needs no locks; the storage writer runs on
+// its own thread and reports each commit back to the loop.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "common/result.h"
+#include "core/channel.h"
+#include "core/vhost.h"
+#include "storage/store.h"
+#include "storage/writer.h"
+#include "warren/options.h"
+#include "warren/queue.h"
+
+namespace warren::core {
+
+struct Connection {
+  uint64_t id = 0;
+  std::string name;
+  std::string user;  // empty: in-process, no user-id check
+  Vhost* vhost = nullptr;
+  std::vector<std::weak_ptr<Channel>> channels;
+  std::vector<std::shared_ptr<Queue>> exclusive_queues;
+  bool closed = false;
+};
+
+struct EngineOptions {
+  BrokerOptions broker;
+  std::shared_ptr<storage::FaultInjector> faults;  // tests only
+};
+
+class Engine {
+ public:
+  // Opens the store and recovers it. Call on the loop thread, or before the loop runs.
+  static Result<std::unique_ptr<Engine>> open(asio::io_context& io, const EngineOptions& options);
+  ~Engine();  // shutdown() if not done yet
+
+  // Closes every connection, records exact delivered marks, writes everything pending
+  // and stops the writer. Loop thread.
+  void shutdown();
+
+  std::shared_ptr<Connection> connect(std::string name, std::string user = {},
+                                      std::string_view vhost = "/");
+  void disconnect(Connection& connection);
+  std::shared_ptr<Channel> open_channel(Connection& connection, uint16_t id, ChannelSink* sink);
+
+  Vhost* find_vhost(std::string_view name);
+  std::vector<QueueInfo> list_queues() const;
+
+  storage::Store& store() { return *store_; }
+  storage::Writer& writer() { return *writer_; }
+  const BrokerOptions& options() const { return options_.broker; }
+  asio::io_context& io() { return io_; }
+  void post(std::function<void()> fn) { asio::post(io_, std::move(fn)); }
+
+  // The last batch whose outcome the loop has processed.
+  uint64_t committed() const { return committed_; }
+  // Runs fn on the loop once batch `id` is done (at once if it is).
+  void when_committed(uint64_t id, std::function<void(const Status&)> fn);
+
+  // --- for queues and channels -----------------------------------------------------
+  uint64_t allocate_queue_id() { return next_queue_id_++; }
+  std::string random_name(std::string_view prefix);
+  void track_inflight(std::shared_ptr<Queue> queue) { inflight_.insert(std::move(queue)); }
+  void register_channel(Channel* c) { channels_.insert(c); }
+  void unregister_channel(Channel* c) { channels_.erase(c); }
+
+ private:
+  Engine(asio::io_context& io, EngineOptions options, std::unique_ptr<storage::Store> store);
+  Status recover();
+  void on_batch_done(uint64_t id, const Status& status);
+
+  asio::io_context& io_;
+  EngineOptions options_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<storage::Writer> writer_;
+  std::map<std::string, std::unique_ptr<Vhost>, std::less<>> vhosts_;
+  std::vector<std::shared_ptr<Connection>> connections_;
+  std::unordered_set<Channel*> channels_;
+  std::set<std::shared_ptr<Queue>> inflight_;  // queues with uncommitted messages
+  std::multimap<uint64_t, std::function<void(const Status&)>> commit_waiters_;
+  uint64_t committed_ = 0;
+  uint64_t next_queue_id_ = 1;
+  uint64_t next_connection_id_ = 1;
+  std::mt19937_64 rng_;
+  bool shut_down_ = false;
+};
+
+}  // namespace warren::core

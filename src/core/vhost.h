@@ -1,0 +1,79 @@
+// A virtual host: its exchanges and queues, and every declaration rule RabbitMQ applies to
+// them. Durable definitions are written through the engine's writer.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.h"
+#include "core/errors.h"
+#include "core/exchange.h"
+#include "core/queue.h"
+#include "warren/exchange.h"
+#include "warren/queue.h"
+
+namespace warren::core {
+
+class Engine;
+struct Connection;
+
+class Vhost {
+ public:
+  Vhost(Engine& engine, std::string name);
+  const std::string name;
+  std::unordered_map<std::string, std::shared_ptr<Exchange>> exchanges;
+  std::unordered_map<std::string, std::shared_ptr<Queue>> queues;
+
+  void create_default_exchanges();
+
+  // Each sets *durable_write when it wrote something durable a caller may want to wait for.
+  Result<QueueDeclareOk> declare_queue(Connection& conn, std::string_view name,
+                                       const QueueOptions& options, bool* durable_write);
+  Result<uint32_t> delete_queue(Connection& conn, std::string_view name,
+                                const QueueDeleteOptions& options, bool* durable_write);
+  Result<uint32_t> purge_queue(Connection& conn, std::string_view name);
+  Status declare_exchange(std::string_view name, std::string_view type,
+                          const ExchangeOptions& options, bool* durable_write);
+  Status delete_exchange(std::string_view name, bool if_unused, bool* durable_write);
+  Status bind(const Destination& destination, std::string_view source, std::string_view key,
+              const FieldTable& args, Connection& conn, MethodId m, bool* durable_write);
+  Status unbind(const Destination& destination, std::string_view source, std::string_view key,
+                const FieldTable& args, Connection& conn, MethodId m, bool* durable_write);
+
+  // The queue, if it exists and this connection may use it (404 / 405 otherwise).
+  Result<std::shared_ptr<Queue>> usable_queue(Connection& conn, std::string_view name, MethodId m);
+  std::shared_ptr<Exchange> find_exchange(std::string_view name) const;
+
+  // Every queue the message reaches through `exchange`, once each: exchange-to-exchange
+  // bindings are followed, then the alternate exchange if nothing matched.
+  void route(const Exchange& exchange, std::string_view routing_key, const FieldTable* headers,
+             std::vector<std::shared_ptr<Queue>>& out) const;
+
+  // Removes a queue with everything that refers to it; consumers are cancelled.
+  void remove_queue(const std::shared_ptr<Queue>& queue);
+  // Deletes an auto-delete queue once its last consumer is gone.
+  void consumer_left(const std::shared_ptr<Queue>& queue);
+
+  // Recovery: definitions read back from the store.
+  void restore_exchange(std::shared_ptr<Exchange> exchange);
+  void restore_queue(std::shared_ptr<Queue> queue);
+  void restore_binding(const std::string& source, Binding binding);
+
+ private:
+  bool binding_is_durable(const Exchange& source, const Destination& d) const;
+  void persist_exchange(const Exchange& x);
+  void persist_binding(const Exchange& source, const Binding& b, bool add);
+  void persist_queue(const Queue& q);
+  // Drops every binding to the destination; auto-delete sources left unbound go too.
+  void remove_bindings_to(const Destination& d);
+  void drop_exchange(const std::string& name);
+  void route_into(const Exchange& x, std::string_view key, const FieldTable* headers,
+                  std::vector<const Exchange*>& seen, std::vector<std::shared_ptr<Queue>>& out) const;
+
+  Engine& engine_;
+};
+
+}  // namespace warren::core

@@ -1,0 +1,17 @@
+// Basic properties as the AMQP content header carries them: a u16 flag word (bit 15 =
+// content-type ... bit 2 = cluster-id) followed by the present values in order.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "warren/properties.h"
+
+namespace warren::wire {
+
+std::string encode_properties(const BasicProperties& properties);
+// nullopt on malformed input (including a set continuation bit or trailing bytes).
+std::optional<BasicProperties> decode_properties(std::string_view bytes);
+
+}  // namespace warren::wire

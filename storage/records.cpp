@@ -1,0 +1,167 @@
+#include "storage/records.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "wire/buffer.h"
+
+namespace warren::storage {
+namespace {
+
+using wire::Reader;
+using wire::Writer;
+
+bool finish(Reader& r) { return !r.failed() && r.at_end(); }
+
+}  // namespace
+
+std::string encode(const QueueRecord& q) {
+  std::string out;
+  Writer w(out);
+  w.u8(kRecordFormat);
+  w.u64(q.id);
+  w.longstr(q.vhost);
+  w.longstr(q.name);
+  w.u8(q.auto_delete);
+  w.longstr(q.arguments);
+  return out;
+}
+
+std::optional<QueueRecord> decode_queue(std::string_view bytes) {
+  Reader r(bytes);
+  if (r.u8() != kRecordFormat) return std::nullopt;
+  QueueRecord q;
+  q.id = r.u64();
+  q.vhost = r.longstr();
+  q.name = r.longstr();
+  q.auto_delete = r.u8() != 0;
+  q.arguments = r.longstr();
+  if (!finish(r)) return std::nullopt;
+  return q;
+}
+
+std::string encode(const ExchangeRecord& e) {
+  std::string out;
+  Writer w(out);
+  w.u8(kRecordFormat);
+  w.longstr(e.vhost);
+  w.longstr(e.name);
+  w.longstr(e.type);
+  w.u8(uint8_t(e.auto_delete) | uint8_t(e.internal << 1));
+  w.longstr(e.arguments);
+  return out;
+}
+
+std::optional<ExchangeRecord> decode_exchange(std::string_view bytes) {
+  Reader r(bytes);
+  if (r.u8() != kRecordFormat) return std::nullopt;
+  ExchangeRecord e;
+  e.vhost = r.longstr();
+  e.name = r.longstr();
+  e.type = r.longstr();
+  uint8_t flags = r.u8();
+  e.auto_delete = flags & 1;
+  e.internal = flags & 2;
+  e.arguments = r.longstr();
+  if (!finish(r)) return std::nullopt;
+  return e;
+}
+
+std::string encode(const QueueStats& s) {
+  std::string out;
+  Writer w(out);
+  w.u8(kRecordFormat);
+  w.u64(s.count);
+  w.u64(s.bytes);
+  w.u64(s.delivered_mark);
+  return out;
+}
+
+std::optional<QueueStats> decode_stats(std::string_view bytes) {
+  Reader r(bytes);
+  if (r.u8() != kRecordFormat) return std::nullopt;
+  QueueStats s;
+  s.count = r.u64();
+  s.bytes = r.u64();
+  s.delivered_mark = r.u64();
+  if (!finish(r)) return std::nullopt;
+  return s;
+}
+
+std::string encode(const BindingRecord& b) {
+  std::string out;
+  Writer w(out);
+  w.u8(kRecordFormat);
+  w.longstr(b.vhost);
+  w.longstr(b.source);
+  w.u8(b.to_queue);
+  w.longstr(b.destination);
+  w.longstr(b.routing_key);
+  w.longstr(b.arguments);
+  return out;
+}
+
+std::string binding_key(const BindingRecord& b) {
+  // The identity of a binding is all of its fields; a 128-bit digest of the record keeps
+  // the key short and fixed while the value holds the record itself.
+  auto record = encode(b);
+  XXH128_hash_t h = XXH3_128bits(record.data(), record.size());
+  std::string key(16, '\0');
+  for (int i = 0; i < 8; ++i) {
+    key[i] = char(h.high64 >> (56 - 8 * i));
+    key[8 + i] = char(h.low64 >> (56 - 8 * i));
+  }
+  return key;
+}
+
+std::optional<BindingRecord> decode_binding(std::string_view bytes) {
+  Reader r(bytes);
+  if (r.u8() != kRecordFormat) return std::nullopt;
+  BindingRecord b;
+  b.vhost = r.longstr();
+  b.source = r.longstr();
+  b.to_queue = r.u8() != 0;
+  b.destination = r.longstr();
+  b.routing_key = r.longstr();
+  b.arguments = r.longstr();
+  if (!finish(r)) return std::nullopt;
+  return b;
+}
+
+size_t encoded_size(const MessageData& m) {
+  return 1 + 1 + 1 + m.exchange.size() + 1 + m.routing_key.size() + 4 + m.properties.size() +
+         m.body.size();
+}
+
+void encode_into(const MessageData& m, char* out) {
+  auto put = [&](std::string_view s) {
+    std::memcpy(out, s.data(), s.size());
+    out += s.size();
+  };
+  *out++ = char(kRecordFormat);
+  *out++ = char(m.flags);
+  *out++ = char(uint8_t(m.exchange.size()));
+  put(m.exchange);
+  *out++ = char(uint8_t(m.routing_key.size()));
+  put(m.routing_key);
+  uint32_t n = uint32_t(m.properties.size());
+  for (int i = 0; i < 4; ++i) *out++ = char(n >> (24 - 8 * i));
+  put(m.properties);
+  put(m.body);
+}
+
+std::optional<MessageData> decode_message(std::string_view bytes) {
+  Reader r(bytes);
+  if (r.u8() != kRecordFormat) return std::nullopt;
+  MessageData m;
+  m.flags = r.u8();
+  m.exchange = r.shortstr();
+  m.routing_key = r.shortstr();
+  m.properties = r.longstr();
+  m.body = r.rest();
+  if (r.failed()) return std::nullopt;
+  return m;
+}
+
+}  // namespace warren::storage

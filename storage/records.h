@@ -1,0 +1,80 @@
+// Record codecs for the named databases. Every record starts with a format octet so a
+// later version can read and upgrade older records. The layout is in docs/storage-format.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace warren::storage {
+
+inline constexpr uint32_t kSchemaVersion = 1;
+inline constexpr uint8_t kRecordFormat = 1;
+
+struct QueueRecord {
+  uint64_t id = 0;
+  std::string vhost;
+  std::string name;
+  bool auto_delete = false;
+  std::string arguments;  // field table, AMQP wire format
+};
+
+struct ExchangeRecord {
+  std::string vhost;
+  std::string name;
+  std::string type;
+  bool auto_delete = false;
+  bool internal = false;
+  std::string arguments;
+};
+
+struct BindingRecord {
+  std::string vhost;
+  std::string source;
+  bool to_queue = true;  // else to an exchange
+  std::string destination;
+  std::string routing_key;
+  std::string arguments;
+};
+
+// Per-queue counters kept in the same commits as the messages they count, so opening a
+// store needs no scan.
+struct QueueStats {
+  uint64_t count = 0;           // persistent messages stored
+  uint64_t bytes = 0;           // their body bytes
+  uint64_t delivered_mark = 0;  // every stored message below this may have been delivered
+};
+
+// A message as stored: the publish's exchange and routing key, the properties in
+// content-header wire format, and the body.
+struct MessageData {
+  uint8_t flags = 0;
+  std::string exchange;
+  std::string routing_key;
+  std::string properties;
+  std::string body;
+
+  static constexpr uint8_t kPersistent = 1;
+  bool persistent() const { return flags & kPersistent; }
+};
+
+std::string encode(const QueueRecord& r);
+std::string encode(const ExchangeRecord& r);
+std::string encode(const QueueStats& r);
+std::optional<QueueRecord> decode_queue(std::string_view bytes);
+std::optional<ExchangeRecord> decode_exchange(std::string_view bytes);
+std::optional<QueueStats> decode_stats(std::string_view bytes);
+
+// Bindings live entirely in their key (LMDB keys are at most 511 bytes; longer bindings
+// keep a digest in the key and the full record in the value).
+std::string binding_key(const BindingRecord& r);
+std::string encode(const BindingRecord& r);
+std::optional<BindingRecord> decode_binding(std::string_view bytes);
+
+size_t encoded_size(const MessageData& m);
+// Writes exactly encoded_size(m) bytes to out.
+void encode_into(const MessageData& m, char* out);
+std::optional<MessageData> decode_message(std::string_view bytes);
+
+}  // namespace warren::storage

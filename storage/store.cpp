@@ -1,0 +1,459 @@
+#include "storage/store.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <unordered_map>
+
+#include "storage/keys.h"
+
+namespace warren::storage {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kDbNames[kDbCount] = {"meta",        "exchanges", "queues",   "bindings",
+                                            "queue_stats", "messages",  "transient"};
+constexpr std::string_view kSchemaKey = "schema_version";
+
+MDB_val val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+std::string_view view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+
+std::string make_memory_dir() {
+  std::string base = fs::exists("/dev/shm") && access("/dev/shm", W_OK) == 0
+                         ? "/dev/shm"
+                         : fs::temp_directory_path().string();
+  std::string tmpl = base + "/warren-mem-XXXXXX";
+  if (!mkdtemp(tmpl.data())) return {};
+  return tmpl;
+}
+
+// Body bytes of an encoded message record, for the per-queue byte counter.
+uint64_t body_size(std::string_view record) {
+  if (auto m = decode_message(record)) return m->body.size();
+  return 0;
+}
+
+struct StatsDelta {
+  int64_t count = 0;
+  int64_t bytes = 0;
+  std::optional<uint64_t> mark;
+  bool drop = false;
+};
+
+}  // namespace
+
+Status mdb_status(int rc, std::string_view what) {
+  if (rc == MDB_SUCCESS) return {};
+  auto detail = fmt::format("{}: {}", what, mdb_strerror(rc));
+  switch (rc) {
+    case MDB_MAP_FULL:
+    case ENOSPC:
+      return Status::storage(StorageFault::no_space, detail);
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+      return Status::storage(StorageFault::corruption, detail);
+    default:
+      return Status::storage(StorageFault::io_error, detail);
+  }
+}
+
+Op Op::put(Db db, std::string key, std::string value) {
+  Op op;
+  op.kind = Kind::put;
+  op.db = db;
+  op.key = std::move(key);
+  op.value = std::move(value);
+  return op;
+}
+Op Op::del(Db db, std::string key) {
+  Op op;
+  op.kind = Kind::del;
+  op.db = db;
+  op.key = std::move(key);
+  return op;
+}
+Op Op::put_message(Db db, uint64_t queue_id, uint64_t seq,
+                   std::shared_ptr<const MessageData> message) {
+  Op op;
+  op.kind = Kind::put_message;
+  op.db = db;
+  op.queue_id = queue_id;
+  op.seq = seq;
+  op.bytes = message->body.size();
+  op.message = std::move(message);
+  return op;
+}
+Op Op::del_message(Db db, uint64_t queue_id, uint64_t seq, uint64_t body_bytes) {
+  Op op;
+  op.kind = Kind::del_message;
+  op.db = db;
+  op.queue_id = queue_id;
+  op.seq = seq;
+  op.bytes = body_bytes;
+  return op;
+}
+Op Op::del_message_range(Db db, uint64_t queue_id, uint64_t from, uint64_t to) {
+  Op op;
+  op.kind = Kind::del_message_range;
+  op.db = db;
+  op.queue_id = queue_id;
+  op.seq = from;
+  op.seq_end = to;
+  return op;
+}
+Op Op::set_delivered_mark(uint64_t queue_id, uint64_t mark) {
+  Op op;
+  op.kind = Kind::set_delivered_mark;
+  op.db = Db::queue_stats;
+  op.queue_id = queue_id;
+  op.seq = mark;
+  return op;
+}
+Op Op::drop_queue(uint64_t queue_id) {
+  Op op;
+  op.kind = Kind::drop_queue;
+  op.db = Db::queue_stats;
+  op.queue_id = queue_id;
+  return op;
+}
+
+// ---- ReadView -------------------------------------------------------------------------
+
+ReadView::ReadView(Store& store) : store_(store), resize_guard_(store.resize_mutex_) {
+  bool expected = false;
+  if (store_.cached_read_txn_ && store_.cached_read_busy_.compare_exchange_strong(expected, true)) {
+    int rc = mdb_txn_renew(store_.cached_read_txn_);
+    if (rc == MDB_SUCCESS) {
+      txn_ = store_.cached_read_txn_;
+      cached_ = true;
+      return;
+    }
+    store_.cached_read_busy_ = false;
+  }
+  int rc = mdb_txn_begin(store_.env_, nullptr, MDB_RDONLY, &txn_);
+  if (rc != MDB_SUCCESS) {
+    txn_ = nullptr;
+    status_ = mdb_status(rc, "begin read transaction");
+  }
+}
+
+ReadView::~ReadView() {
+  if (!txn_) return;
+  if (cached_) {
+    mdb_txn_reset(txn_);
+    store_.cached_read_busy_ = false;
+  } else {
+    mdb_txn_abort(txn_);
+  }
+}
+
+std::optional<std::string_view> ReadView::get(Db db, std::string_view key) {
+  if (!txn_) return std::nullopt;
+  MDB_val k = val(key), v;
+  if (mdb_get(txn_, store_.dbi(db), &k, &v) != MDB_SUCCESS) return std::nullopt;
+  return view(v);
+}
+
+std::optional<ReadView::Entry> ReadView::seek(Db db, std::string_view from, std::string_view to) {
+  if (!txn_) return std::nullopt;
+  MDB_cursor* cur;
+  if (mdb_cursor_open(txn_, store_.dbi(db), &cur) != MDB_SUCCESS) return std::nullopt;
+  MDB_val k = val(from), v;
+  std::optional<Entry> out;
+  if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == MDB_SUCCESS && view(k) < to)
+    out = Entry{view(k), view(v)};
+  mdb_cursor_close(cur);
+  return out;
+}
+
+std::optional<ReadView::Entry> ReadView::last(Db db, std::string_view from, std::string_view to) {
+  if (!txn_) return std::nullopt;
+  MDB_cursor* cur;
+  if (mdb_cursor_open(txn_, store_.dbi(db), &cur) != MDB_SUCCESS) return std::nullopt;
+  MDB_val k = val(to), v;
+  int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  rc = rc == MDB_SUCCESS ? mdb_cursor_get(cur, &k, &v, MDB_PREV)
+                         : mdb_cursor_get(cur, &k, &v, MDB_LAST);
+  std::optional<Entry> out;
+  if (rc == MDB_SUCCESS && view(k) >= from && view(k) < to) out = Entry{view(k), view(v)};
+  mdb_cursor_close(cur);
+  return out;
+}
+
+void ReadView::for_each(Db db, const std::function<void(std::string_view, std::string_view)>& fn) {
+  if (!txn_) return;
+  MDB_cursor* cur;
+  if (mdb_cursor_open(txn_, store_.dbi(db), &cur) != MDB_SUCCESS) return;
+  MDB_val k, v;
+  for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    fn(view(k), view(v));
+  mdb_cursor_close(cur);
+}
+
+// ---- Store ----------------------------------------------------------------------------
+
+Store::Store(StoreOptions options) : options_(std::move(options)) {}
+
+Store::~Store() {
+  if (cached_read_txn_) mdb_txn_abort(cached_read_txn_);
+  if (env_) mdb_env_close(env_);
+  if (lock_fd_ >= 0) close(lock_fd_);
+  if (remove_on_close_) {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+}
+
+Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
+  std::unique_ptr<Store> store(new Store(options));
+  if (Status s = store->open_env(); !s) return s;
+  if (Status s = store->prepare_schema(); !s) return s;
+  return store;
+}
+
+Status Store::open_env() {
+  if (options_.durability == Durability::in_memory) {
+    path_ = make_memory_dir();
+    if (path_.empty()) return Status::storage(StorageFault::io_error, "cannot create a temporary store");
+    remove_on_close_ = true;
+  } else {
+    path_ = options_.path;
+    if (path_.empty()) return Status::storage(StorageFault::io_error, "no data directory given");
+    std::error_code ec;
+    fs::create_directories(path_, ec);
+    if (ec) return Status::storage(StorageFault::io_error, fmt::format("cannot create {}: {}", path_, ec.message()));
+  }
+  // LMDB would let a second process write concurrently; the broker's in-memory state
+  // assumes it is the only one, so it takes the directory for itself.
+  lock_fd_ = ::open((path_ + "/LOCK").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0 || flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    return Status::storage(StorageFault::io_error,
+                           fmt::format("data directory {} is in use by another process", path_));
+
+  int rc = mdb_env_create(&env_);
+  if (rc == MDB_SUCCESS) rc = mdb_env_set_maxdbs(env_, kDbCount + 1);
+  uint64_t size = std::min(options_.initial_map_size, options_.max_map_size);
+  if (rc == MDB_SUCCESS) rc = mdb_env_set_mapsize(env_, size);
+  unsigned flags = MDB_NOTLS;
+  if (options_.durability != Durability::fsync) flags |= MDB_NOSYNC;
+  if (rc == MDB_SUCCESS) rc = mdb_env_open(env_, path_.c_str(), flags, 0644);
+  if (rc != MDB_SUCCESS) return mdb_status(rc, fmt::format("open store {}", path_));
+  // The file may already be larger than the requested initial size.
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  map_size_ = info.me_mapsize;
+  rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &cached_read_txn_);
+  if (rc == MDB_SUCCESS) mdb_txn_reset(cached_read_txn_);
+  else cached_read_txn_ = nullptr;
+  return {};
+}
+
+Status Store::prepare_schema() {
+  MDB_txn* txn;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  if (rc != MDB_SUCCESS) return mdb_status(rc, "begin schema transaction");
+  for (int i = 0; i < kDbCount && rc == MDB_SUCCESS; ++i)
+    rc = mdb_dbi_open(txn, kDbNames[i], MDB_CREATE, &dbis_[i]);
+  if (rc != MDB_SUCCESS) {
+    mdb_txn_abort(txn);
+    return mdb_status(rc, "open databases");
+  }
+  MDB_val k = val(kSchemaKey), v;
+  rc = mdb_get(txn, dbis_[int(Db::meta)], &k, &v);
+  if (rc == MDB_SUCCESS) {
+    uint32_t found = 0;
+    for (char c : view(v)) found = (found << 8) | uint8_t(c);
+    if (v.mv_size != 4 || found != kSchemaVersion) {
+      mdb_txn_abort(txn);
+      return Status::storage(StorageFault::corruption,
+                             fmt::format("store {} has schema version {}; this build reads version {}",
+                                         path_, found, kSchemaVersion));
+    }
+  } else {
+    std::string version(4, '\0');
+    for (int i = 0; i < 4; ++i) version[i] = char(kSchemaVersion >> (24 - 8 * i));
+    MDB_val nv = val(version);
+    rc = mdb_put(txn, dbis_[int(Db::meta)], &k, &nv, 0);
+  }
+  // Transient messages and the messages of non-durable queues do not outlive the broker.
+  if (rc == MDB_SUCCESS) rc = mdb_drop(txn, dbis_[int(Db::transient)], 0);
+  if (rc == MDB_SUCCESS) return mdb_status(mdb_txn_commit(txn), "commit schema");
+  mdb_txn_abort(txn);
+  return mdb_status(rc, "prepare schema");
+}
+
+Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, bool skip_message_puts, int* mdb_rc) {
+  std::unordered_map<uint64_t, StatsDelta> stats;
+  int rc = MDB_SUCCESS;
+  auto fail = [&](int code, std::string_view what) {
+    *mdb_rc = code;
+    return mdb_status(code, what);
+  };
+  for (const Op& op : ops) {
+    MDB_dbi dbi = dbis_[int(op.db)];
+    switch (op.kind) {
+      case Op::Kind::put: {
+        MDB_val k = val(op.key), v = val(op.value);
+        rc = mdb_put(txn, dbi, &k, &v, 0);
+        break;
+      }
+      case Op::Kind::del: {
+        MDB_val k = val(op.key);
+        rc = mdb_del(txn, dbi, &k, nullptr);
+        if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+        break;
+      }
+      case Op::Kind::put_message: {
+        if (skip_message_puts) break;
+        auto key = message_key(op.queue_id, op.seq);
+        MDB_val k{key.size(), key.data()}, v{encoded_size(*op.message), nullptr};
+        rc = mdb_put(txn, dbi, &k, &v, MDB_RESERVE);
+        if (rc == MDB_SUCCESS) {
+          encode_into(*op.message, static_cast<char*>(v.mv_data));
+          if (op.db == Db::messages) {
+            stats[op.queue_id].count += 1;
+            stats[op.queue_id].bytes += int64_t(op.bytes);
+          }
+        }
+        break;
+      }
+      case Op::Kind::del_message: {
+        auto key = message_key(op.queue_id, op.seq);
+        MDB_val k{key.size(), key.data()};
+        rc = mdb_del(txn, dbi, &k, nullptr);
+        if (rc == MDB_SUCCESS && op.db == Db::messages) {
+          stats[op.queue_id].count -= 1;
+          stats[op.queue_id].bytes -= int64_t(op.bytes);
+        }
+        if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;  // never stored (a failed batch) or gone
+        break;
+      }
+      case Op::Kind::drop_queue:
+      case Op::Kind::del_message_range: {
+        bool whole = op.kind == Op::Kind::drop_queue;
+        uint64_t from = whole ? 0 : op.seq, to = whole ? UINT64_MAX : op.seq_end;
+        for (Db d : {Db::messages, Db::transient}) {
+          if (!whole && d != op.db) continue;
+          MDB_cursor* cur;
+          rc = mdb_cursor_open(txn, dbis_[int(d)], &cur);
+          if (rc != MDB_SUCCESS) break;
+          auto start = message_key(op.queue_id, from);
+          auto end = message_key(op.queue_id, to);
+          std::string_view end_view(end.data(), end.size());
+          // Seek afresh after each delete: simple, and purges are rare.
+          for (;;) {
+            MDB_val k{start.size(), start.data()}, v;
+            if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) != MDB_SUCCESS || view(k) >= end_view) break;
+            if (d == Db::messages && !whole) {
+              stats[op.queue_id].count -= 1;
+              stats[op.queue_id].bytes -= int64_t(body_size(view(v)));
+            }
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != MDB_SUCCESS) break;
+          }
+          mdb_cursor_close(cur);
+          if (rc != MDB_SUCCESS) break;
+        }
+        if (whole) stats[op.queue_id].drop = true;
+        break;
+      }
+      case Op::Kind::set_delivered_mark:
+        stats[op.queue_id].mark = op.seq;
+        break;
+    }
+    if (rc != MDB_SUCCESS) return fail(rc, "write");
+  }
+  for (auto& [queue_id, delta] : stats) {
+    auto key = queue_id_key(queue_id);
+    MDB_val k = val(key), v;
+    if (delta.drop) {
+      rc = mdb_del(txn, dbis_[int(Db::queue_stats)], &k, nullptr);
+      if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+      if (rc != MDB_SUCCESS) return fail(rc, "drop queue stats");
+      continue;
+    }
+    QueueStats s;
+    if (mdb_get(txn, dbis_[int(Db::queue_stats)], &k, &v) == MDB_SUCCESS)
+      s = decode_stats(view(v)).value_or(QueueStats{});
+    s.count = uint64_t(int64_t(s.count) + delta.count);
+    s.bytes = uint64_t(int64_t(s.bytes) + delta.bytes);
+    if (delta.mark) s.delivered_mark = *delta.mark;
+    auto encoded = encode(s);
+    MDB_val nv = val(encoded);
+    rc = mdb_put(txn, dbis_[int(Db::queue_stats)], &k, &nv, 0);
+    if (rc != MDB_SUCCESS) return fail(rc, "write queue stats");
+  }
+  return {};
+}
+
+Status Store::try_write(const std::vector<Op>& ops, bool skip_message_puts, bool* map_full) {
+  *map_full = false;
+  MDB_txn* txn;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  if (rc != MDB_SUCCESS) return mdb_status(rc, "begin write transaction");
+  int op_rc = MDB_SUCCESS;
+  Status s = apply(txn, ops, skip_message_puts, &op_rc);
+  if (!s) {
+    mdb_txn_abort(txn);
+    *map_full = op_rc == MDB_MAP_FULL;
+    return s;
+  }
+  if (options_.faults) {
+    CommitInfo info{ops.size(), 0};
+    for (const Op& op : ops) info.message_puts += op.kind == Op::Kind::put_message && !skip_message_puts;
+    if (Status f = options_.faults->before_commit(info); !f) {
+      mdb_txn_abort(txn);
+      *map_full = f.storage_fault() == StorageFault::no_space;
+      return f;
+    }
+  }
+  rc = mdb_txn_commit(txn);
+  *map_full = rc == MDB_MAP_FULL || rc == ENOSPC;
+  return mdb_status(rc, "commit");
+}
+
+Status Store::grow_map() {
+  uint64_t current = map_size_.load();
+  if (current >= options_.max_map_size)
+    return Status::storage(StorageFault::no_space,
+                           fmt::format("store is full: map size {} reached its cap", current));
+  uint64_t next = std::min(current * 2, options_.max_map_size);
+  if (options_.faults)
+    if (Status f = options_.faults->before_grow(next); !f) return f;
+  std::unique_lock lock(resize_mutex_);
+  int rc = mdb_env_set_mapsize(env_, next);
+  if (rc != MDB_SUCCESS) return mdb_status(rc, "grow map");
+  map_size_ = next;
+  return {};
+}
+
+Status Store::write(const std::vector<Op>& ops) {
+  bool map_full = false;
+  Status s = try_write(ops, false, &map_full);
+  while (!s && map_full) {
+    Status grown = grow_map();
+    if (!grown) {
+      s = grown;
+      break;
+    }
+    s = try_write(ops, false, &map_full);
+  }
+  if (s || s.storage_fault() != StorageFault::no_space) return s;
+  // No room for the new messages: store the rest (acks, deletes, metadata), which frees
+  // space rather than taking it, and report the puts as refused.
+  Status rest = try_write(ops, true, &map_full);
+  if (!rest) return rest;
+  return s;
+}
+
+}  // namespace warren::storage

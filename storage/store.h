@@ -1,0 +1,154 @@
+// The LMDB store: one environment per data directory, with a named database per kind of
+// record. The writer thread owns every write transaction (storage/writer.h); the event
+// loop reads through short ReadViews. Nothing here knows about AMQP.
+#pragma once
+
+#include <lmdb.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "storage/records.h"
+#include "warren/options.h"
+
+namespace warren::storage {
+
+enum class Db : uint8_t { meta, exchanges, queues, bindings, queue_stats, messages, transient };
+inline constexpr int kDbCount = 7;
+
+struct CommitInfo {
+  size_t ops = 0;
+  size_t message_puts = 0;
+};
+
+// The seam through which tests make the disk misbehave. The default does nothing.
+class FaultInjector {
+ public:
+  virtual ~FaultInjector() = default;
+  // Called just before a write transaction commits. A failure aborts the transaction, as a
+  // failed write or fsync would: nothing of it is stored.
+  virtual Status before_commit(const CommitInfo&) { return {}; }
+  // Called before the map grows; a failure stands for a disk with no room left.
+  virtual Status before_grow(uint64_t /*new_size*/) { return {}; }
+};
+
+struct StoreOptions {
+  std::string path;
+  Durability durability = Durability::fsync;
+  uint64_t initial_map_size = uint64_t{64} << 20;
+  uint64_t max_map_size = uint64_t{1} << 40;
+  std::shared_ptr<FaultInjector> faults;
+};
+
+class Store;
+
+// One write operation. The writer applies a batch of them in one transaction.
+struct Op {
+  enum class Kind : uint8_t {
+    put,                  // db[key] = value
+    del,                  // erase db[key]
+    put_message,          // db(queue_id, seq) = message
+    del_message,          // erase db(queue_id, seq); `bytes` = its body size
+    del_message_range,    // erase db(queue_id, seq .. seq_end-1)
+    set_delivered_mark,   // queue_stats(queue_id).delivered_mark = seq
+    drop_queue,           // erase the queue's messages (both dbs) and its stats
+  };
+  Kind kind = Kind::put;
+  Db db = Db::meta;
+  std::string key;
+  std::string value;
+  uint64_t queue_id = 0;
+  uint64_t seq = 0;
+  uint64_t seq_end = 0;
+  uint64_t bytes = 0;
+  std::shared_ptr<const MessageData> message;
+
+  static Op put(Db db, std::string key, std::string value);
+  static Op del(Db db, std::string key);
+  static Op put_message(Db db, uint64_t queue_id, uint64_t seq,
+                        std::shared_ptr<const MessageData> message);
+  static Op del_message(Db db, uint64_t queue_id, uint64_t seq, uint64_t body_bytes);
+  static Op del_message_range(Db db, uint64_t queue_id, uint64_t from, uint64_t to);
+  static Op set_delivered_mark(uint64_t queue_id, uint64_t mark);
+  static Op drop_queue(uint64_t queue_id);
+};
+
+// A read-only snapshot, to be kept briefly: a long-lived reader pins old pages. Views
+// returned by its methods are valid until the ReadView ends.
+class ReadView {
+ public:
+  explicit ReadView(Store& store);
+  ~ReadView();
+  ReadView(const ReadView&) = delete;
+  ReadView& operator=(const ReadView&) = delete;
+
+  using Entry = std::pair<std::string_view, std::string_view>;
+  std::optional<std::string_view> get(Db db, std::string_view key);
+  // The first entry with from <= key < to.
+  std::optional<Entry> seek(Db db, std::string_view from, std::string_view to);
+  // The last entry with from <= key < to.
+  std::optional<Entry> last(Db db, std::string_view from, std::string_view to);
+  void for_each(Db db, const std::function<void(std::string_view, std::string_view)>& fn);
+  Status status() const { return status_; }
+
+ private:
+  Store& store_;
+  std::shared_lock<std::shared_mutex> resize_guard_;
+  MDB_txn* txn_ = nullptr;
+  bool cached_ = false;
+  Status status_;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the store, checks the schema version and empties the
+  // transient database. Fails if another process holds the directory.
+  static Result<std::unique_ptr<Store>> open(const StoreOptions& options);
+  ~Store();
+
+  // Applies ops in one transaction and commits it (fsynced in Durability::fsync).
+  // Grows the map when it fills. If the map cannot grow, or the disk is full, the ops are
+  // applied again without their message puts and the result is a no_space Status: the
+  // puts failed, everything else was stored.
+  Status write(const std::vector<Op>& ops);
+
+  uint64_t map_size() const { return map_size_.load(); }
+  const StoreOptions& options() const { return options_; }
+  const std::string& path() const { return path_; }
+  MDB_dbi dbi(Db db) const { return dbis_[int(db)]; }
+
+ private:
+  friend class ReadView;
+  explicit Store(StoreOptions options);
+  Status open_env();
+  Status prepare_schema();
+  Status apply(MDB_txn* txn, const std::vector<Op>& ops, bool skip_message_puts, int* mdb_rc);
+  Status try_write(const std::vector<Op>& ops, bool skip_message_puts, bool* map_full);
+  Status grow_map();
+
+  StoreOptions options_;
+  std::string path_;
+  bool remove_on_close_ = false;
+  int lock_fd_ = -1;
+  MDB_env* env_ = nullptr;
+  MDB_dbi dbis_[kDbCount] = {};
+  std::atomic<uint64_t> map_size_{0};
+  // Readers hold it shared for the life of a ReadView; growing the map takes it
+  // exclusively, as LMDB requires that no transaction is active during mdb_env_set_mapsize.
+  std::shared_mutex resize_mutex_;
+  MDB_txn* cached_read_txn_ = nullptr;
+  std::atomic<bool> cached_read_busy_{false};
+};
+
+Status mdb_status(int rc, std::string_view what);
+
+}  // namespace warren::storage

@@ -1,0 +1,68 @@
+// The group-commit writer (invariant D2). One thread takes everything submitted since its
+// last commit, writes it in one transaction, commits (fsync), then reports the batch as
+// done. Submitters never wait for the disk unless they ask to; whatever arrives while a
+// commit is in flight simply rides in the next one, so there is no artificial delay.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "storage/store.h"
+
+namespace warren::storage {
+
+class Writer {
+ public:
+  // Called on the writer thread after each batch, in batch order.
+  using BatchDone = std::function<void(uint64_t batch, const Status& status)>;
+
+  Writer(Store& store, BatchDone on_done);
+  ~Writer();  // commits whatever is pending, then stops
+
+  // Queues ops; returns the id of the batch that will carry them (ids start at 1).
+  uint64_t submit(Op op);
+  uint64_t submit(std::vector<Op>& ops);  // moves the ops out
+
+  // The id of the last batch that holds anything submitted so far (0 if none).
+  uint64_t last_submitted() const;
+  uint64_t last_committed() const { return committed_.load(std::memory_order_acquire); }
+
+  // Waits until batch `id` is done; returns its outcome. Not to be called from a thread
+  // the writer's completions depend on.
+  Status wait_for(uint64_t id, std::chrono::steady_clock::time_point deadline, bool* timed_out);
+
+  // Bytes of message bodies submitted and not yet committed.
+  uint64_t backlog_bytes() const { return backlog_bytes_.load(std::memory_order_relaxed); }
+  // Blocks while the backlog is above limit.
+  void wait_for_room(uint64_t limit);
+
+  void stop();
+
+ private:
+  void run();
+  void record_outcome(uint64_t id, const Status& status, uint64_t bytes);
+
+  Store& store_;
+  BatchDone on_done_;
+  mutable std::mutex mutex_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  std::vector<Op> pending_;
+  uint64_t pending_bytes_ = 0;
+  uint64_t open_batch_ = 1;  // the batch now gathering ops
+  std::atomic<uint64_t> committed_{0};
+  std::atomic<uint64_t> backlog_bytes_{0};
+  // Outcomes of recent failed batches, for wait_for; successes need no record.
+  std::deque<std::pair<uint64_t, Status>> failures_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace warren::storage
