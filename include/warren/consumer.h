@@ -12,7 +12,8 @@ namespace warren {
 
 // Callbacks run on the broker's event thread, one at a time. They may call any method of
 // any channel (those run inline), but should hand long work to another thread: while a
-// callback runs, the broker serves no one else.
+// callback runs, the broker serves no one else. Once Channel::close() has returned, no
+// callback of that channel runs again.
 using DeliveryCallback = std::function<void(Delivery)>;
 using ConfirmCallback = std::function<void(uint64_t delivery_tag, bool multiple, bool ack)>;
 using ReturnCallback = std::function<void(ReturnedMessage)>;

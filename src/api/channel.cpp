@@ -51,10 +51,12 @@ bool ChannelHandle::wait_for_confirms(std::chrono::milliseconds timeout) {
 
 // ---- ChannelSink: runs on the loop thread ---------------------------------------------
 // User callbacks are posted rather than called, so a callback that calls back into the
-// broker never runs in the middle of the broker's own bookkeeping.
+// broker never runs in the middle of the broker's own bookkeeping. Once the user has
+// closed the channel, none of its callbacks runs any more.
 
 void ChannelHandle::on_deliver(core::DeliveryInfo info) {
   broker_->post([self = shared_from_this(), info = std::move(info)]() mutable {
+    if (self->closed_by_client()) return;
     auto it = self->delivery_callbacks.find(info.consumer_tag);
     if (it != self->delivery_callbacks.end() && it->second) it->second(to_delivery(std::move(info)));
   });
@@ -70,7 +72,7 @@ void ChannelHandle::on_confirm(uint64_t seq, bool multiple, bool ack) {
   confirm_cv_.notify_all();
   if (confirm_callback)
     broker_->post([self = shared_from_this(), seq, multiple, ack] {
-      if (self->confirm_callback) self->confirm_callback(seq, multiple, ack);
+      if (self->confirm_callback && !self->closed_by_client()) self->confirm_callback(seq, multiple, ack);
     });
 }
 
@@ -79,7 +81,7 @@ void ChannelHandle::on_return(core::ReturnInfo returned) {
   broker_->post([self = shared_from_this(), r = std::move(returned)] {
     ReturnedMessage m{uint16_t(r.code), r.text, r.message->exchange, r.message->routing_key,
                       to_message(*r.message)};
-    if (self->return_callback) self->return_callback(std::move(m));
+    if (self->return_callback && !self->closed_by_client()) self->return_callback(std::move(m));
   });
 }
 
@@ -89,7 +91,10 @@ void ChannelHandle::on_consumer_cancelled(const std::string& tag) {
   if (it == cancel_callbacks.end()) return;
   auto callback = std::move(it->second);
   cancel_callbacks.erase(it);
-  if (callback) broker_->post([callback, tag] { callback(tag); });
+  if (callback)
+    broker_->post([self = shared_from_this(), callback, tag] {
+      if (!self->closed_by_client()) callback(tag);
+    });
 }
 
 void ChannelHandle::on_closed(const Status& reason) {
@@ -353,7 +358,10 @@ void Channel::basic_recover(bool requeue) {
 void Channel::flush(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   // The round trip through the loop makes sure everything posted before is submitted.
-  uint64_t batch = handle_->call([&](core::Channel&) { return handle_->broker().writer().last_submitted(); });
+  uint64_t batch = handle_->call([&](core::Channel& ch) {
+    if (!ch.is_open()) throw Error(ch.close_reason());
+    return handle_->broker().writer().last_submitted();
+  });
   handle_->broker().wait_durable(batch, deadline);
 }
 

@@ -92,15 +92,20 @@ Status Engine::recover() {
       q->recover(first_seq, next_seq, stats.count, stats.delivered_mark);
     }
   }
-  writer_ = std::make_unique<storage::Writer>(*store_, [this](uint64_t id, const Status& s) {
-    asio::post(io_, [this, id, s] { on_batch_done(id, s); });
-  });
+  writer_ = std::make_unique<storage::Writer>(
+      *store_, [this](uint64_t id, const Status& s) { post([this, id, s] { on_batch_done(id, s); }); });
   std::vector<Op> marks;
   for (auto& q : recovered) marks.push_back(Op::set_delivered_mark(q->id, q->delivered_mark_for_open()));
   if (marks.empty()) return {};
   uint64_t batch = writer_->submit(marks);
   bool timed_out = false;
   return writer_->wait_for(batch, std::chrono::steady_clock::time_point::max(), &timed_out);
+}
+
+void Engine::post(std::function<void()> fn) {
+  asio::post(io_, [alive = std::weak_ptr<int>(alive_), fn = std::move(fn)] {
+    if (alive.lock()) fn();
+  });
 }
 
 void Engine::on_batch_done(uint64_t id, const Status& status) {

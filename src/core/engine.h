@@ -62,7 +62,8 @@ class Engine {
   storage::Writer& writer() { return *writer_; }
   const BrokerOptions& options() const { return options_.broker; }
   asio::io_context& io() { return io_; }
-  void post(std::function<void()> fn) { asio::post(io_, std::move(fn)); }
+  // Runs fn on the loop later, unless the engine is gone by then.
+  void post(std::function<void()> fn);
 
   // The last batch whose outcome the loop has processed.
   uint64_t committed() const { return committed_; }
@@ -95,6 +96,8 @@ class Engine {
   uint64_t next_connection_id_ = 1;
   std::mt19937_64 rng_;
   bool shut_down_ = false;
+  // Handlers posted to the loop hold a weak reference: they may run after the engine ends.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace warren::core

@@ -74,9 +74,9 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
   auto it = queues.find(actual);
   if (it == queues.end()) {
     if (o.passive) return no_queue(name, actual, m);
-    if (actual.starts_with("amq."))
+    if (qname.starts_with("amq."))
       return error(ReplyCode::access_refused,
-                   fmt::format("queue name '{}' contains reserved prefix 'amq.*'", actual), m);
+                   fmt::format("queue name '{}' contains reserved prefix 'amq.*'", qname), m);
     auto q = std::make_shared<Queue>(engine_, engine_.allocate_queue_id(), name, actual);
     q->durable = o.durable;
     q->exclusive = o.exclusive;
