@@ -30,6 +30,44 @@ void ChannelHandle::throw_if_closed() const {
   if (closed_by_client_) throw Error(Status::error(ReplyCode::channel_error, "channel is closed"));
 }
 
+void ChannelHandle::enqueue(AsyncOp op) {
+  throw_if_closed();
+  if (broker_->on_loop_thread()) {
+    // From a callback: run in order after anything already queued.
+    {
+      std::lock_guard lock(outbox_mutex_);
+      outbox_.push_back(std::move(op));
+    }
+    drain_outbox();
+    return;
+  }
+  bool first;
+  {
+    std::lock_guard lock(outbox_mutex_);
+    first = outbox_.empty();
+    outbox_.push_back(std::move(op));
+  }
+  if (first) broker_->post([self = shared_from_this()] { self->drain_outbox(); });
+}
+
+void ChannelHandle::drain_outbox() {
+  {
+    std::lock_guard lock(outbox_mutex_);
+    draining_.swap(outbox_);
+  }
+  for (auto& op : draining_) {
+    // A failure closes the channel; the next call on it reports the reason.
+    if (!core_ || !core_->is_open()) break;
+    switch (op.kind) {
+      case AsyncOp::Kind::publish: core_->basic_publish(std::move(op.publish)); break;
+      case AsyncOp::Kind::ack: core_->basic_ack(op.tag, op.multiple); break;
+      case AsyncOp::Kind::nack: core_->basic_nack(op.tag, op.multiple, op.requeue); break;
+      case AsyncOp::Kind::reject: core_->basic_reject(op.tag, op.requeue); break;
+    }
+  }
+  draining_.clear();
+}
+
 uint64_t ChannelHandle::note_publish() {
   std::lock_guard lock(mutex_);
   return confirm_mode_ ? ++published_ : 0;
@@ -257,20 +295,7 @@ uint64_t Channel::basic_publish(std::string_view exchange, std::string_view rout
   in.body = std::move(message.body);
   uint64_t seq = handle_->note_publish();
   // Asynchronous, as on the wire: a failure closes the channel and the next call reports it.
-  auto publish = [h = handle_, in = std::move(in)]() mutable {
-    h->call([&](core::Channel& ch) { return ch.basic_publish(std::move(in)); });
-  };
-  if (broker.on_loop_thread()) {
-    publish();
-  } else {
-    broker.post([publish = std::move(publish)]() mutable {
-      try {
-        publish();
-      } catch (const Error&) {
-        // the channel closed meanwhile; its reason is reported by the next call
-      }
-    });
-  }
+  handle_->enqueue({api::ChannelHandle::AsyncOp::Kind::publish, std::move(in)});
   return seq;
 }
 
@@ -320,35 +345,19 @@ void Channel::basic_cancel(std::string_view consumer_tag) {
   }));
 }
 
-namespace {
 // Acknowledgements are asynchronous, as on the wire.
-template <class F>
-void post_to_channel(const std::shared_ptr<api::ChannelHandle>& h, F fn) {
-  h->throw_if_closed();
-  auto& broker = h->broker();
-  auto task = [h, fn]() {
-    try {
-      h->call(fn);
-    } catch (const Error&) {
-      // reported by the channel's next call
-    }
-  };
-  if (broker.on_loop_thread()) task();
-  else broker.post(task);
-}
-}  // namespace
+using AsyncKind = api::ChannelHandle::AsyncOp::Kind;
 
 void Channel::basic_ack(uint64_t delivery_tag, bool multiple) {
-  post_to_channel(handle_, [=](core::Channel& ch) { return ch.basic_ack(delivery_tag, multiple); });
+  handle_->enqueue({AsyncKind::ack, {}, delivery_tag, multiple});
 }
 
 void Channel::basic_nack(uint64_t delivery_tag, bool multiple, bool requeue) {
-  post_to_channel(handle_,
-                  [=](core::Channel& ch) { return ch.basic_nack(delivery_tag, multiple, requeue); });
+  handle_->enqueue({AsyncKind::nack, {}, delivery_tag, multiple, requeue});
 }
 
 void Channel::basic_reject(uint64_t delivery_tag, bool requeue) {
-  post_to_channel(handle_, [=](core::Channel& ch) { return ch.basic_reject(delivery_tag, requeue); });
+  handle_->enqueue({AsyncKind::reject, {}, delivery_tag, false, requeue});
 }
 
 void Channel::basic_recover(bool requeue) {

@@ -102,6 +102,17 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
   void throw_if_closed() const;
   BrokerHandle& broker() { return *broker_; }
 
+  // Asynchronous operations (publish, ack, nack, reject) wait here in order; the loop
+  // drains them in one go, so a burst costs one wake-up rather than one per message.
+  struct AsyncOp {
+    enum class Kind : uint8_t { publish, ack, nack, reject } kind;
+    core::PublishInput publish;
+    uint64_t tag = 0;
+    bool multiple = false;
+    bool requeue = false;
+  };
+  void enqueue(AsyncOp op);
+
   // Caller side of confirms.
   uint64_t note_publish();  // returns the sequence number, 0 outside confirm mode
   void set_confirm_mode() {
@@ -129,8 +140,13 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
   void on_closed(const Status& reason) override;
 
  private:
+  void drain_outbox();  // loop thread
+
   std::shared_ptr<BrokerHandle> broker_;
   std::shared_ptr<core::Channel> core_;  // loop thread only
+  std::mutex outbox_mutex_;
+  std::vector<AsyncOp> outbox_;
+  std::vector<AsyncOp> draining_;  // loop thread only
   mutable std::mutex mutex_;
   std::condition_variable confirm_cv_;
   bool confirm_mode_ = false;

@@ -142,21 +142,27 @@ Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>
 namespace {
 
 // CC and BCC headers add routing keys; BCC is removed before anyone sees the message.
-void collect_routing_keys(const PublishInput& in, std::vector<std::string>& keys, bool* has_bcc) {
-  keys.push_back(in.routing_key);
-  *has_bcc = false;
-  if (!in.properties.headers) return;
-  for (const char* name : {"CC", "BCC"}) {
-    const FieldValue* v = in.properties.headers->find(name);
-    if (!v) continue;
-    if (name[0] == 'B') *has_bcc = true;
-    if (const auto* array = v->as<FieldArray>())
-      for (const auto& item : *array)
-        if (const auto* s = item.as<std::string>()) keys.push_back(*s);
-  }
+const FieldArray* header_keys(const PublishInput& in, const char* name) {
+  if (!in.properties.headers) return nullptr;
+  const FieldValue* v = in.properties.headers->find(name);
+  return v ? v->as<FieldArray>() : nullptr;
 }
 
 }  // namespace
+
+void Channel::route(const Exchange& exchange, const PublishInput& in, bool* strip_bcc) {
+  targets_.clear();
+  const FieldTable* headers = in.properties.headers ? &*in.properties.headers : nullptr;
+  vhost().route(exchange, in.routing_key, headers, targets_);
+  *strip_bcc = false;
+  for (const char* name : {"CC", "BCC"}) {
+    const FieldArray* keys = header_keys(in, name);
+    if (!keys) continue;
+    *strip_bcc |= name[0] == 'B';
+    for (const auto& key : *keys)
+      if (const auto* s = key.as<std::string>()) vhost().route(exchange, *s, headers, targets_);
+  }
+}
 
 Status Channel::basic_publish(PublishInput in) {
   if (Status s = check_open(); !s) return s;
@@ -164,12 +170,8 @@ Status Channel::basic_publish(PublishInput in) {
   if (Status s = publish_checks(in, &exchange); !s) return fail(s);
   uint64_t seq = confirm_mode_ ? next_publish_seq_++ : 0;
 
-  std::vector<std::string> keys;
   bool has_bcc = false;
-  collect_routing_keys(in, keys, &has_bcc);
-  const FieldTable* headers = in.properties.headers ? &*in.properties.headers : nullptr;
-  std::vector<std::shared_ptr<Queue>> targets;
-  for (const auto& key : keys) vhost().route(*exchange, key, headers, targets);
+  route(*exchange, in, &has_bcc);
 
   auto data = std::make_shared<storage::MessageData>();
   data->flags = in.properties.persistent() ? storage::MessageData::kPersistent : 0;
@@ -185,8 +187,10 @@ Status Channel::basic_publish(PublishInput in) {
   MessagePtr message = std::move(data);
 
   uint64_t batch = 0;
-  for (auto& q : targets) batch = std::max(batch, q->enqueue(message));
-  if (targets.empty() && in.mandatory && sink_)
+  for (auto& q : targets_) batch = std::max(batch, q->enqueue(message));
+  bool unroutable = targets_.empty();
+  targets_.clear();  // holds no queue alive between publishes
+  if (unroutable && in.mandatory && sink_)
     sink_->on_return(ReturnInfo{ReplyCode::no_route, "NO_ROUTE", message});
   if (confirm_mode_) {
     unconfirmed_.push_back({seq, batch, false});

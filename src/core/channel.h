@@ -104,6 +104,7 @@ class Channel {
   void release_confirms();
   void kick_consumers();
   Status publish_checks(const PublishInput& in, std::shared_ptr<class Exchange>* exchange);
+  void route(const class Exchange& exchange, const PublishInput& in, bool* strip_bcc);
 
   Engine& engine_;
   Connection& connection_;
@@ -122,6 +123,7 @@ class Channel {
   bool confirm_mode_ = false;
   uint64_t next_publish_seq_ = 1;
   std::deque<PendingConfirm> unconfirmed_;
+  std::vector<std::shared_ptr<Queue>> targets_;  // scratch for routing, reused
 };
 
 }  // namespace warren::core
