@@ -50,6 +50,14 @@ Status Writer::wait_for(uint64_t id, std::chrono::steady_clock::time_point deadl
   return {};
 }
 
+bool Writer::failed_between(uint64_t from, uint64_t to) const {
+  std::lock_guard lock(mutex_);
+  if (from <= forgotten_failures_upto_) return true;
+  for (const auto& [id, status] : failures_)
+    if (id >= from && id <= to) return true;
+  return false;
+}
+
 void Writer::wait_for_room(uint64_t limit) {
   if (backlog_bytes_.load(std::memory_order_relaxed) <= limit) return;
   std::unique_lock lock(mutex_);
@@ -71,7 +79,10 @@ void Writer::record_outcome(uint64_t id, const Status& status, uint64_t bytes) {
     std::lock_guard lock(mutex_);
     if (!status) {
       failures_.emplace_back(id, status);
-      if (failures_.size() > kRememberedFailures) failures_.pop_front();
+      if (failures_.size() > kRememberedFailures) {
+        forgotten_failures_upto_ = failures_.front().first;
+        failures_.pop_front();
+      }
     }
     backlog_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
     committed_.store(id, std::memory_order_release);

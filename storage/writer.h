@@ -38,6 +38,9 @@ class Writer {
   // the writer's completions depend on.
   Status wait_for(uint64_t id, std::chrono::steady_clock::time_point deadline, bool* timed_out);
 
+  // Whether any batch in [from, to] failed (true too when that is too long ago to know).
+  bool failed_between(uint64_t from, uint64_t to) const;
+
   // Bytes of message bodies submitted and not yet committed.
   uint64_t backlog_bytes() const { return backlog_bytes_.load(std::memory_order_relaxed); }
   // Blocks while the backlog is above limit.
@@ -61,6 +64,7 @@ class Writer {
   std::atomic<uint64_t> backlog_bytes_{0};
   // Outcomes of recent failed batches, for wait_for; successes need no record.
   std::deque<std::pair<uint64_t, Status>> failures_;
+  uint64_t forgotten_failures_upto_ = 0;
   bool stopping_ = false;
   std::thread thread_;
 };

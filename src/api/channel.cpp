@@ -74,14 +74,34 @@ uint64_t ChannelHandle::note_publish() {
 }
 
 bool ChannelHandle::wait_for_confirms(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock lock(mutex_);
   if (!confirm_mode_)
     throw Error(Status::error(ReplyCode::precondition_failed, "channel is not in confirm mode"));
-  bool done = confirm_cv_.wait_for(lock, timeout, [&] {
-    return confirmed_ >= published_ || !closed_reason_.ok();
-  });
-  if (!closed_reason_.ok()) throw Error(closed_reason_);
-  if (!done) throw Timeout(fmt::format("{} of {} publishes unconfirmed", published_ - confirmed_, published_));
+  auto throw_if_unconfirmed = [&](bool done) {
+    if (!closed_reason_.ok()) throw Error(closed_reason_);
+    if (!done)
+      throw Timeout(fmt::format("{} of {} publishes unconfirmed", published_ - confirmed_, published_));
+  };
+  // Once the loop has routed every publish, the outcome hangs on the commit of the last
+  // batch: wait for that directly rather than for the loop to relay it.
+  throw_if_unconfirmed(confirm_cv_.wait_until(lock, deadline, [&] {
+    return confirmed_ >= published_ || decided_ >= published_ || !closed_reason_.ok();
+  }));
+  if (confirmed_ < published_) {
+    uint64_t from = first_batch_, to = last_batch_;
+    lock.unlock();
+    bool timed_out = false;
+    Status s = broker_->writer().wait_for(to, deadline, &timed_out);
+    bool committed = !timed_out && s.ok() && !broker_->writer().failed_between(from, to);
+    lock.lock();
+    if (committed) confirmed_ = std::max(confirmed_, published_);
+    // Otherwise the loop sends the nacks of the failed batch.
+    throw_if_unconfirmed(confirm_cv_.wait_until(lock, deadline, [&] {
+      return confirmed_ >= published_ || !closed_reason_.ok();
+    }));
+  }
+  first_batch_ = last_batch_ = 0;
   bool all_acked = !nacked_;
   nacked_ = false;
   return all_acked;
@@ -100,11 +120,22 @@ void ChannelHandle::on_deliver(core::DeliveryInfo info) {
   });
 }
 
+void ChannelHandle::on_confirm_pending(uint64_t seq, uint64_t batch) {
+  {
+    std::lock_guard lock(mutex_);
+    decided_ = std::max(decided_, seq);
+    if (first_batch_ == 0) first_batch_ = batch;
+    last_batch_ = std::max(last_batch_, batch);
+  }
+  confirm_cv_.notify_all();
+}
+
 void ChannelHandle::on_confirm(uint64_t seq, bool multiple, bool ack) {
   {
     std::lock_guard lock(mutex_);
     // Warren confirms in publish order, so the highest settled number counts them all.
     confirmed_ = std::max(confirmed_, seq);
+    decided_ = std::max(decided_, seq);
     nacked_ |= !ack;
   }
   confirm_cv_.notify_all();

@@ -135,6 +135,7 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
   // core::ChannelSink
   void on_deliver(core::DeliveryInfo delivery) override;
   void on_confirm(uint64_t seq, bool multiple, bool ack) override;
+  void on_confirm_pending(uint64_t seq, uint64_t batch) override;
   void on_return(core::ReturnInfo returned) override;
   void on_consumer_cancelled(const std::string& consumer_tag) override;
   void on_closed(const Status& reason) override;
@@ -152,6 +153,9 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
   bool confirm_mode_ = false;
   uint64_t published_ = 0;
   uint64_t confirmed_ = 0;
+  uint64_t decided_ = 0;       // highest publish the loop has routed (confirmed or pending)
+  uint64_t first_batch_ = 0;   // writer batches the unconfirmed publishes wait for
+  uint64_t last_batch_ = 0;
   bool nacked_ = false;
   Status closed_reason_;
   bool closed_by_client_ = false;

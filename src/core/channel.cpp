@@ -193,6 +193,7 @@ Status Channel::basic_publish(PublishInput in) {
   if (unroutable && in.mandatory && sink_)
     sink_->on_return(ReturnInfo{ReplyCode::no_route, "NO_ROUTE", message});
   if (confirm_mode_) {
+    if (batch > engine_.committed() && sink_) sink_->on_confirm_pending(seq, batch);
     unconfirmed_.push_back({seq, batch, false});
     release_confirms();
   }

@@ -44,6 +44,9 @@ class ChannelSink {
   virtual ~ChannelSink() = default;
   virtual void on_deliver(DeliveryInfo delivery) = 0;
   virtual void on_confirm(uint64_t seq, bool multiple, bool ack) = 0;
+  // Publish `seq` will be confirmed once writer batch `batch` commits (or nacked if it
+  // fails). Lets a waiter watch the commit itself instead of waiting for the loop.
+  virtual void on_confirm_pending(uint64_t /*seq*/, uint64_t /*batch*/) {}
   virtual void on_return(ReturnInfo returned) = 0;
   // The broker cancelled a consumer (its queue was deleted).
   virtual void on_consumer_cancelled(const std::string& consumer_tag) = 0;
