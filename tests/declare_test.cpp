@@ -12,6 +12,7 @@ using namespace warren::testing;
 
 class Declare : public ::testing::Test {
  protected:
+  Inbox inbox;  // outlives the broker, whose thread feeds it
   std::unique_ptr<Broker> broker = memory_broker();
   Channel ch = broker->channel();
 };
@@ -20,12 +21,16 @@ TEST_F(Declare, QueueDeclareReportsReadyMessagesAndConsumers) {
   ch.queue_declare("q");
   ch.basic_publish("", "q", transient("a"));
   ch.basic_publish("", "q", transient("b"));
-  ch.basic_consume("q", [](Delivery) {}, {.consumer_tag = "c", .no_ack = false});
+  auto before = ch.queue_declare("q", {.passive = true});
+  EXPECT_EQ(before.message_count, 2u);
+  EXPECT_EQ(before.consumer_count, 0u);
+  ch.basic_consume("q", inbox.callback(), {.consumer_tag = "c"});
+  ASSERT_TRUE(inbox.next());
+  ASSERT_TRUE(inbox.next());
   auto ok = ch.queue_declare("q", {.passive = true});
   EXPECT_EQ(ok.queue, "q");
   EXPECT_EQ(ok.consumer_count, 1u);
-  // Both went to the consumer (no prefetch limit) before the declare was served.
-  EXPECT_EQ(ok.message_count, 0u);
+  EXPECT_EQ(ok.message_count, 0u);  // ready ones only: both are out with the consumer
   EXPECT_EQ(broker->list_queues().front().messages_unacknowledged, 2u);
 }
 

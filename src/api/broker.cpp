@@ -12,14 +12,9 @@ std::shared_ptr<BrokerHandle> BrokerHandle::open(const BrokerOptions& options,
   auto engine = core::Engine::open(b->io_, core::EngineOptions{options, std::move(faults)});
   if (!engine.ok()) throw Error(engine.status());
   b->engine_ = std::move(engine.value());
+  b->token_ = b->engine_->token();
   b->work_.emplace(asio::make_work_guard(b->io_));
-  std::promise<std::thread::id> started;
-  auto id = started.get_future();
-  b->loop_ = std::thread([raw = b.get(), &started] {
-    started.set_value(std::this_thread::get_id());
-    raw->io_.run();
-  });
-  b->loop_id_ = id.get();
+  b->loop_ = std::thread([raw = b.get()] { raw->io_.run(); });
   return b;
 }
 
@@ -57,7 +52,11 @@ void BrokerHandle::close() {
 
 void BrokerHandle::post(std::function<void()> fn) {
   std::lock_guard lock(mutex_);
-  if (!closed_) asio::post(io_, std::move(fn));
+  if (closed_) return;
+  asio::post(io_, [token = token_, fn = std::move(fn)] {
+    std::lock_guard hold(*token);
+    fn();
+  });
 }
 
 void BrokerHandle::track(const std::shared_ptr<ChannelHandle>& channel) {
@@ -66,7 +65,7 @@ void BrokerHandle::track(const std::shared_ptr<ChannelHandle>& channel) {
 }
 
 void BrokerHandle::wait_durable(uint64_t batch, std::chrono::steady_clock::time_point deadline) {
-  if (batch == 0 || on_loop_thread()) return;
+  if (batch == 0 || in_engine()) return;
   bool timed_out = false;
   Status s = engine_->writer().wait_for(batch, deadline, &timed_out);
   if (timed_out) throw Timeout("timed out waiting for a commit");

@@ -32,22 +32,22 @@ void ChannelHandle::throw_if_closed() const {
 
 void ChannelHandle::enqueue(AsyncOp op) {
   throw_if_closed();
-  if (broker_->on_loop_thread()) {
-    // From a callback: run in order after anything already queued.
-    {
-      std::lock_guard lock(outbox_mutex_);
-      outbox_.push_back(std::move(op));
-    }
-    drain_outbox();
-    return;
-  }
   bool first;
   {
     std::lock_guard lock(outbox_mutex_);
     first = outbox_.empty();
     outbox_.push_back(std::move(op));
   }
-  if (first) broker_->post([self = shared_from_this()] { self->drain_outbox(); });
+  // With the token in hand (a callback, or an idle loop) run it, in order after anything
+  // already queued; otherwise the loop drains the outbox.
+  if (broker_->in_engine()) {
+    drain_outbox();
+  } else if (first && token_free_for_inline()) {
+    std::lock_guard hold(broker_->token(), std::adopt_lock);
+    drain_outbox();
+  } else if (first) {
+    broker_->post([self = shared_from_this()] { self->drain_outbox(); });
+  }
 }
 
 void ChannelHandle::drain_outbox() {
@@ -316,7 +316,7 @@ uint64_t Channel::basic_publish(std::string_view exchange, std::string_view rout
   api::check_name(routing_key, "routing key");
   api::check_properties(message.properties);
   auto& broker = handle_->broker();
-  if (!broker.on_loop_thread()) broker.writer().wait_for_room(broker.options().publish_backlog_limit);
+  if (!broker.in_engine()) broker.writer().wait_for_room(broker.options().publish_backlog_limit);
   core::PublishInput in;
   in.exchange = exchange;
   in.routing_key = routing_key;

@@ -28,22 +28,33 @@ class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
   ~BrokerHandle();
   void close();
 
-  bool on_loop_thread() const { return std::this_thread::get_id() == loop_id_; }
-  // Runs fn on the loop thread and returns its result (or rethrows its exception).
+  // Whether this thread may run core code now (it holds the loop token).
+  bool in_engine() const { return token_->held_here(); }
+  // Runs fn with the loop token and returns its result (or rethrows its exception): inline
+  // when this thread holds the token or, if allowed, finds it free; else on the loop.
   template <class F>
-  auto run(F&& fn) -> std::invoke_result_t<F&> {
+  auto run(F&& fn, bool may_run_here = true) -> std::invoke_result_t<F&> {
     using R = std::invoke_result_t<F&>;
-    if (on_loop_thread()) return fn();
+    if (in_engine()) return fn();
+    if (may_run_here && token_->try_lock()) {
+      std::lock_guard hold(*token_, std::adopt_lock);
+      if (!engine_) throw Error(closed_status());
+      return fn();
+    }
     std::packaged_task<R()> task(std::forward<F>(fn));
     auto future = task.get_future();
     {
       std::lock_guard lock(mutex_);
       if (closed_) throw Error(closed_status());
-      asio::post(io_, [&task] { task(); });
+      asio::post(io_, [&task, token = token_] {
+        std::lock_guard hold(*token);
+        task();
+      });
     }
     return future.get();
   }
   void post(std::function<void()> fn);
+  core::LoopToken& token() { return *token_; }
 
   core::Engine& engine() { return *engine_; }
   storage::Writer& writer() { return engine_->writer(); }
@@ -60,7 +71,7 @@ class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::unique_ptr<core::Engine> engine_;
   std::thread loop_;
-  std::thread::id loop_id_;
+  std::shared_ptr<core::LoopToken> token_;
   std::mutex mutex_;
   bool closed_ = false;
   std::vector<std::weak_ptr<ChannelHandle>> channels_;  // loop thread only
@@ -90,14 +101,23 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
     core_.reset();
   }
 
-  // Runs fn(core channel) on the loop; throws the channel's error if it is closed.
+  // Runs fn(core channel) with the loop token; throws the channel's error if it is closed.
+  // It may run on this thread only when none of the channel's asynchronous operations is
+  // still queued, so the channel's operations keep their order.
   template <class F>
   auto call(F&& fn) {
     throw_if_closed();
-    return broker_->run([&] {
-      if (!core_) throw Error(BrokerHandle::closed_status());
-      return fn(*core_);
-    });
+    return broker_->run(
+        [&] {
+          if (!core_) throw Error(BrokerHandle::closed_status());
+          return fn(*core_);
+        },
+        outbox_empty());
+  }
+  bool token_free_for_inline() { return broker_->token().try_lock(); }
+  bool outbox_empty() {
+    std::lock_guard lock(outbox_mutex_);
+    return outbox_.empty();
   }
   void throw_if_closed() const;
   BrokerHandle& broker() { return *broker_; }

@@ -103,7 +103,8 @@ Status Engine::recover() {
 }
 
 void Engine::post(std::function<void()> fn) {
-  asio::post(io_, [alive = std::weak_ptr<int>(alive_), fn = std::move(fn)] {
+  asio::post(io_, [alive = std::weak_ptr<int>(alive_), token = token_, fn = std::move(fn)] {
+    std::lock_guard hold(*token);
     if (alive.lock()) fn();
   });
 }

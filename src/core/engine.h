@@ -17,6 +17,7 @@
 
 #include "common/result.h"
 #include "core/channel.h"
+#include "core/loop_token.h"
 #include "core/vhost.h"
 #include "storage/store.h"
 #include "storage/writer.h"
@@ -62,8 +63,10 @@ class Engine {
   storage::Writer& writer() { return *writer_; }
   const BrokerOptions& options() const { return options_.broker; }
   asio::io_context& io() { return io_; }
-  // Runs fn on the loop later, unless the engine is gone by then.
+  // Runs fn on the loop later, holding the token, unless the engine is gone by then.
   void post(std::function<void()> fn);
+  // Held by whichever thread runs core code; see loop_token.h.
+  const std::shared_ptr<LoopToken>& token() const { return token_; }
 
   // The last batch whose outcome the loop has processed.
   uint64_t committed() const { return committed_; }
@@ -98,6 +101,7 @@ class Engine {
   bool shut_down_ = false;
   // Handlers posted to the loop hold a weak reference: they may run after the engine ends.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  std::shared_ptr<LoopToken> token_ = std::make_shared<LoopToken>();
 };
 
 }  // namespace warren::core
