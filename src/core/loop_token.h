@@ -4,18 +4,24 @@
 // costs two thread wake-ups per call). Core code itself needs no other lock.
 #pragma once
 
+#include <atomic>
 #include <mutex>
 
 namespace warren::core {
 
 class LoopToken {
  public:
+  // The loop's way in: it may wait, and callers yield to it while it does.
   void lock() {
+    waiting_.fetch_add(1, std::memory_order_relaxed);
     mutex_.lock();
+    waiting_.fetch_sub(1, std::memory_order_relaxed);
     holder_ = this;
   }
+  // A caller's way in: only when nobody holds the token or waits for it, so a caller in
+  // a tight loop cannot starve the loop of its turn.
   bool try_lock() {
-    if (!mutex_.try_lock()) return false;
+    if (waiting_.load(std::memory_order_relaxed) > 0 || !mutex_.try_lock()) return false;
     holder_ = this;
     return true;
   }
@@ -28,6 +34,7 @@ class LoopToken {
 
  private:
   std::mutex mutex_;
+  std::atomic<int> waiting_{0};
   static inline thread_local const LoopToken* holder_ = nullptr;
 };
 
