@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "api/handles.h"
 #include "broker_util.h"
@@ -126,6 +129,56 @@ TEST_F(Faults, DiskFullWhileGrowingIsANack) {
   faults->disk_full = false;
   ch.basic_publish("", "q", persistent(body));
   EXPECT_TRUE(ch.wait_for_confirms(5s));
+}
+
+// Holds every commit until opened: a disk that has stopped answering.
+class StuckDisk : public storage::FaultInjector {
+ public:
+  Status before_commit(const storage::CommitInfo&) override {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return open_; });
+    return {};
+  }
+  void open() {
+    std::lock_guard lock(m_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+TEST_F(Faults, PublishersAreHeldWhileTheWriterFallsBehind) {
+  auto stuck = std::make_shared<StuckDisk>();
+  constexpr int kMessages = 1000, kBody = 10000;
+  auto broker = open_with(dir.path(), stuck, {.publish_backlog_limit = 100000});
+  auto ch = broker->channel();
+  std::atomic<int> published{0};
+  std::thread publisher([&] {
+    ch.queue_declare("q");  // not durable: the declaration needs no commit
+    for (int i = 0; i < kMessages; ++i) {
+      ch.basic_publish("", "q", persistent(std::string(kBody, 'x')));
+      ++published;
+    }
+  });
+  // With the disk stuck, the publisher must stall near the limit instead of queueing
+  // all 10 MB on the heap.
+  int seen = -1;
+  for (int still = 0; still < 4;) {
+    std::this_thread::sleep_for(50ms);
+    int now = published.load();
+    still = now == seen ? still + 1 : 0;
+    seen = now;
+  }
+  EXPECT_LT(seen, 100000 / kBody + 10);
+  EXPECT_LE(broker->handle()->writer().backlog_bytes(), uint64_t(100000 + 2 * kBody));
+  stuck->open();
+  publisher.join();
+  ch.flush();
+  EXPECT_EQ(broker->list_queues().front().messages_ready, uint64_t(kMessages));
 }
 
 }  // namespace
