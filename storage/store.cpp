@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +22,7 @@ namespace {
 constexpr const char* kDbNames[kDbCount] = {"meta",        "exchanges", "queues",   "bindings",
                                             "queue_stats", "messages",  "transient"};
 constexpr std::string_view kSchemaKey = "schema_version";
+constexpr std::string_view kLastFullKey = "store_was_full";
 
 MDB_val val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 std::string_view view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
@@ -292,7 +294,8 @@ Status Store::prepare_schema() {
   return mdb_status(rc, "prepare schema");
 }
 
-Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, bool skip_message_puts, int* mdb_rc) {
+Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int* mdb_rc) {
+  const bool skip_message_puts = subset == Subset::without_messages;
   std::unordered_map<uint64_t, StatsDelta> stats;
   int rc = MDB_SUCCESS;
   auto fail = [&](int code, std::string_view what) {
@@ -300,6 +303,7 @@ Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, bool skip_message_
     return mdb_status(code, what);
   };
   for (const Op& op : ops) {
+    if (subset == Subset::only_messages && op.kind != Op::Kind::put_message) continue;
     MDB_dbi dbi = dbis_[int(op.db)];
     switch (op.kind) {
       case Op::Kind::put: {
@@ -393,16 +397,23 @@ Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, bool skip_message_
     rc = mdb_put(txn, dbis_[int(Db::queue_stats)], &k, &nv, 0);
     if (rc != MDB_SUCCESS) return fail(rc, "write queue stats");
   }
+  if (subset == Subset::without_messages) {
+    // Always a real commit, even with nothing else to write: LMDB reuses the pages a commit
+    // frees only two commits later, so the retry of the messages needs this one to happen.
+    MDB_val k = val(kLastFullKey), v = val(kLastFullKey);
+    rc = mdb_put(txn, dbis_[int(Db::meta)], &k, &v, 0);
+    if (rc != MDB_SUCCESS) return fail(rc, "write meta");
+  }
   return {};
 }
 
-Status Store::try_write(const std::vector<Op>& ops, bool skip_message_puts, bool* map_full) {
+Status Store::try_write(const std::vector<Op>& ops, Subset subset, bool* map_full) {
   *map_full = false;
   MDB_txn* txn;
   int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   if (rc != MDB_SUCCESS) return mdb_status(rc, "begin write transaction");
   int op_rc = MDB_SUCCESS;
-  Status s = apply(txn, ops, skip_message_puts, &op_rc);
+  Status s = apply(txn, ops, subset, &op_rc);
   if (!s) {
     mdb_txn_abort(txn);
     *map_full = op_rc == MDB_MAP_FULL;
@@ -410,7 +421,8 @@ Status Store::try_write(const std::vector<Op>& ops, bool skip_message_puts, bool
   }
   if (options_.faults) {
     CommitInfo info{ops.size(), 0};
-    for (const Op& op : ops) info.message_puts += op.kind == Op::Kind::put_message && !skip_message_puts;
+    for (const Op& op : ops)
+      info.message_puts += op.kind == Op::Kind::put_message && subset != Subset::without_messages;
     if (Status f = options_.faults->before_commit(info); !f) {
       mdb_txn_abort(txn);
       *map_full = f.storage_fault() == StorageFault::no_space;
@@ -422,6 +434,16 @@ Status Store::try_write(const std::vector<Op>& ops, bool skip_message_puts, bool
   return mdb_status(rc, "commit");
 }
 
+Status Store::set_map_size(uint64_t size) {
+  std::unique_lock lock(resize_mutex_);
+  int rc = mdb_env_set_mapsize(env_, size);
+  if (rc != MDB_SUCCESS) return mdb_status(rc, "resize map");
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  map_size_ = info.me_mapsize;
+  return {};
+}
+
 Status Store::grow_map() {
   uint64_t current = map_size_.load();
   if (current >= options_.max_map_size)
@@ -430,30 +452,51 @@ Status Store::grow_map() {
   uint64_t next = std::min(current * 2, options_.max_map_size);
   if (options_.faults)
     if (Status f = options_.faults->before_grow(next); !f) return f;
-  std::unique_lock lock(resize_mutex_);
-  int rc = mdb_env_set_mapsize(env_, next);
-  if (rc != MDB_SUCCESS) return mdb_status(rc, "grow map");
-  map_size_ = next;
-  return {};
+  return set_map_size(next);
+}
+
+Status Store::write_without_messages(const std::vector<Op>& ops) {
+  bool map_full = false;
+  Status s = try_write(ops, Subset::without_messages, &map_full);
+  if (s || !map_full) return s;
+  // Deleting takes fresh pages too (LMDB copies on write), so a store full to its cap could
+  // never free itself. Acks and deletions may borrow a reserve beyond the cap; the map
+  // shrinks back afterwards, and new messages never use the reserve.
+  uint64_t reserve = std::max<uint64_t>(options_.max_map_size / 16, uint64_t{1} << 20);
+  uint64_t before = map_size_.load();
+  if (Status grown = set_map_size(before + reserve); !grown) return grown;
+  s = try_write(ops, Subset::without_messages, &map_full);
+  MDB_envinfo info;
+  MDB_stat stat;
+  mdb_env_info(env_, &info);
+  mdb_env_stat(env_, &stat);
+  uint64_t in_use = (uint64_t(info.me_last_pgno) + 1) * stat.ms_psize;
+  (void)set_map_size(std::max(before, in_use));
+  return s;
 }
 
 Status Store::write(const std::vector<Op>& ops) {
   bool map_full = false;
-  Status s = try_write(ops, false, &map_full);
+  Status s = try_write(ops, Subset::all, &map_full);
   while (!s && map_full) {
     Status grown = grow_map();
     if (!grown) {
       s = grown;
       break;
     }
-    s = try_write(ops, false, &map_full);
+    s = try_write(ops, Subset::all, &map_full);
   }
   if (s || s.storage_fault() != StorageFault::no_space) return s;
   // No room for the new messages: store the rest (acks, deletes, metadata), which frees
-  // space rather than taking it, and report the puts as refused.
-  Status rest = try_write(ops, true, &map_full);
+  // space rather than taking it; then try the messages once more on their own, as space
+  // freed by earlier commits may now be reusable.
+  Status rest = write_without_messages(ops);
   if (!rest) return rest;
-  return s;
+  bool had_messages = std::any_of(ops.begin(), ops.end(),
+                                  [](const Op& op) { return op.kind == Op::Kind::put_message; });
+  if (!had_messages) return rest;
+  Status retry = try_write(ops, Subset::only_messages, &map_full);
+  return retry.ok() ? retry : s;
 }
 
 }  // namespace warren::storage

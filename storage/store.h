@@ -117,8 +117,10 @@ class Store {
 
   // Applies ops in one transaction and commits it (fsynced in Durability::fsync).
   // Grows the map when it fills. If the map cannot grow, or the disk is full, the ops are
-  // applied again without their message puts and the result is a no_space Status: the
-  // puts failed, everything else was stored.
+  // applied again without their message puts (which may borrow a reserve beyond the cap,
+  // so that acks can always free space), then the puts are tried once more on their own;
+  // if they still do not fit the result is a no_space Status: the puts failed, everything
+  // else was stored.
   Status write(const std::vector<Op>& ops);
 
   uint64_t map_size() const { return map_size_.load(); }
@@ -131,9 +133,12 @@ class Store {
   explicit Store(StoreOptions options);
   Status open_env();
   Status prepare_schema();
-  Status apply(MDB_txn* txn, const std::vector<Op>& ops, bool skip_message_puts, int* mdb_rc);
-  Status try_write(const std::vector<Op>& ops, bool skip_message_puts, bool* map_full);
+  enum class Subset { all, without_messages, only_messages };
+  Status apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int* mdb_rc);
+  Status try_write(const std::vector<Op>& ops, Subset subset, bool* map_full);
   Status grow_map();
+  Status set_map_size(uint64_t size);
+  Status write_without_messages(const std::vector<Op>& ops);
 
   StoreOptions options_;
   std::string path_;

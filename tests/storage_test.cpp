@@ -205,6 +205,26 @@ TEST(Store, AtTheCapPutsFailButDeletesLand) {
   EXPECT_EQ(stats(*store, 1).count, stored - 1);
 }
 
+TEST(Store, AStoreFullToItsCapCanStillFreeItself) {
+  TempDir dir;
+  StoreOptions o;
+  o.initial_map_size = 1 << 20;
+  o.max_map_size = 1 << 20;
+  auto store = open_store(dir.path(), o);
+  uint64_t seq = 1;
+  for (Status s; s.ok(); ++seq) s = store->write({Op::put_message(Db::messages, 1, seq, message(3000))});
+  size_t stored = count_messages(*store, Db::messages, 1);
+  ASSERT_GT(stored, 100u);
+  // Deleting every other message dirties every leaf: more pages than the full map has.
+  std::vector<Op> acks;
+  for (uint64_t s = 1; s < seq; s += 2) acks.push_back(Op::del_message(Db::messages, 1, s, 3000));
+  EXPECT_TRUE(store->write(acks));
+  EXPECT_EQ(count_messages(*store, Db::messages, 1), stored / 2);
+  // The space is reusable: new messages fit again, and the map did not stay enlarged.
+  EXPECT_TRUE(store->write({Op::put_message(Db::messages, 1, seq, message(3000))}));
+  EXPECT_LE(store->map_size(), o.max_map_size + (o.max_map_size / 16 + (1 << 20)));
+}
+
 class FailingCommits : public FaultInjector {
  public:
   Status before_commit(const CommitInfo&) override {
