@@ -182,7 +182,25 @@ void check_shortstr(const std::optional<std::string>& value, std::string_view na
                               fmt::format("property '{}' is longer than 255 bytes", name)));
 }
 
+void check_table_keys(const FieldTable& table);
+
+void check_value_keys(const FieldValue& v) {
+  if (const auto* t = v.as<FieldTable>()) check_table_keys(*t);
+  if (const auto* a = v.as<FieldArray>())
+    for (const auto& item : *a) check_value_keys(item);
+}
+
+void check_table_keys(const FieldTable& table) {
+  for (const auto& [key, value] : table) {
+    if (key.size() > 255)
+      throw Error(Status::error(ReplyCode::precondition_failed,
+                                fmt::format("field table key '{}...' is longer than 255 bytes", key.substr(0, 32))));
+    check_value_keys(value);
+  }
+}
+
 void check_properties(const BasicProperties& p) {
+  if (p.headers) check_table_keys(*p.headers);
   check_shortstr(p.content_type, "content_type");
   check_shortstr(p.content_encoding, "content_encoding");
   check_shortstr(p.correlation_id, "correlation_id");

@@ -117,20 +117,6 @@ void Engine::on_batch_done(uint64_t id, const Status& status) {
     it = (*it)->has_inflight_commits() ? std::next(it) : inflight_.erase(it);
   }
   for (Channel* c : channels_) c->on_batch_done(id, status.ok());
-  while (!commit_waiters_.empty() && commit_waiters_.begin()->first <= id) {
-    auto fn = std::move(commit_waiters_.begin()->second);
-    bool mine = commit_waiters_.begin()->first == id;
-    commit_waiters_.erase(commit_waiters_.begin());
-    fn(mine ? status : Status{});
-  }
-}
-
-void Engine::when_committed(uint64_t id, std::function<void(const Status&)> fn) {
-  if (id <= committed_) {
-    fn(Status{});
-    return;
-  }
-  commit_waiters_.emplace(id, std::move(fn));
 }
 
 std::string Engine::random_name(std::string_view prefix) {

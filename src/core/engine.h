@@ -70,8 +70,6 @@ class Engine {
 
   // The last batch whose outcome the loop has processed.
   uint64_t committed() const { return committed_; }
-  // Runs fn on the loop once batch `id` is done (at once if it is).
-  void when_committed(uint64_t id, std::function<void(const Status&)> fn);
 
   // --- for queues and channels -----------------------------------------------------
   uint64_t allocate_queue_id() { return next_queue_id_++; }
@@ -93,7 +91,6 @@ class Engine {
   std::vector<std::shared_ptr<Connection>> connections_;
   std::unordered_set<Channel*> channels_;
   std::set<std::shared_ptr<Queue>> inflight_;  // queues with uncommitted messages
-  std::multimap<uint64_t, std::function<void(const Status&)>> commit_waiters_;
   uint64_t committed_ = 0;
   uint64_t next_queue_id_ = 1;
   uint64_t next_connection_id_ = 1;

@@ -61,7 +61,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // everything below delivered_mark possibly delivered before.
   void recover(uint64_t first, uint64_t next, uint64_t count, uint64_t delivered_mark);
   // The mark to persist at open and at a clean close.
-  uint64_t delivered_mark_for_open();
+  uint64_t delivered_mark_for_open();  // also for a queue declared just now
   uint64_t delivered_mark_for_close() const;
 
   // --- messages ---------------------------------------------------------------------

@@ -90,6 +90,8 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
     // Exclusive queues die with their connection, so a restart never brings them back.
     if (q->durable && !q->exclusive) {
       persist_queue(*q);
+      // Committed with the declaration, so it is on disk before any delivery needs it.
+      engine_.writer().submit(Op::set_delivered_mark(q->id, q->delivered_mark_for_open()));
       *durable_write = true;
     }
     // Every queue is bound to the default exchange under its own name; that binding is
