@@ -259,8 +259,8 @@ void Vhost::persist_binding(const Exchange& source, const Binding& b, bool add) 
                               : Op::del(Db::bindings, key));
 }
 
-Status Vhost::bind(const Destination& d, std::string_view source, std::string_view key,
-                   const FieldTable& args, Connection& conn, MethodId m, bool* durable_write) {
+Result<std::shared_ptr<Exchange>> Vhost::binding_source(const Destination& d, std::string_view source,
+                                                        Connection& conn, MethodId m) {
   if (source.empty() || (!d.is_queue && d.name.empty())) return default_exchange_refused(m);
   if (d.is_queue) {
     auto q = usable_queue(conn, d.name, m);
@@ -270,6 +270,14 @@ Status Vhost::bind(const Destination& d, std::string_view source, std::string_vi
   }
   auto x = find_exchange(source);
   if (!x) return no_exchange(name, source, m);
+  return x;
+}
+
+Status Vhost::bind(const Destination& d, std::string_view source, std::string_view key,
+                   const FieldTable& args, Connection& conn, MethodId m, bool* durable_write) {
+  auto source_x = binding_source(d, source, conn, m);
+  if (!source_x.ok()) return source_x.status();
+  auto& x = source_x.value();
   Binding b{d, std::string(key), args, HeadersMatch::all};
   if (x->type == Exchange::Type::headers)
     if (Status s = parse_headers_match(args, &b.match); !s) return s.with_method(m.first, m.second);
@@ -283,15 +291,9 @@ Status Vhost::bind(const Destination& d, std::string_view source, std::string_vi
 
 Status Vhost::unbind(const Destination& d, std::string_view source, std::string_view key,
                      const FieldTable& args, Connection& conn, MethodId m, bool* durable_write) {
-  if (source.empty() || (!d.is_queue && d.name.empty())) return default_exchange_refused(m);
-  if (d.is_queue) {
-    auto q = usable_queue(conn, d.name, m);
-    if (!q.ok()) return q.status();
-  } else if (!find_exchange(d.name)) {
-    return no_exchange(name, d.name, m);
-  }
-  auto x = find_exchange(source);
-  if (!x) return no_exchange(name, source, m);
+  auto source_x = binding_source(d, source, conn, m);
+  if (!source_x.ok()) return source_x.status();
+  auto& x = source_x.value();
   Binding b{d, std::string(key), args, HeadersMatch::all};
   bool durable = binding_is_durable(*x, d);
   if (x->remove_binding(b)) {

@@ -63,6 +63,9 @@ class Vhost {
   void restore_binding(const std::string& source, Binding binding);
 
  private:
+  // The source exchange of a (un)binding, once both ends are known and usable.
+  Result<std::shared_ptr<Exchange>> binding_source(const Destination& d, std::string_view source,
+                                                   Connection& conn, MethodId m);
   bool binding_is_durable(const Exchange& source, const Destination& d) const;
   void persist_exchange(const Exchange& x);
   void persist_binding(const Exchange& source, const Binding& b, bool add);
