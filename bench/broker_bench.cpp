@@ -54,7 +54,10 @@ void lmdb_commits(benchmark::State& state) {
   mdb_env_close(env);
   std::filesystem::remove_all(dir);
 }
-BENCHMARK(lmdb_commits)->ArgNames({"batch", "bytes"})->ArgsProduct({{1, 64, 1024}, {256, 4096}})->UseRealTime();
+BENCHMARK(lmdb_commits)
+    ->ArgNames({"batch", "bytes"})
+    ->ArgsProduct({{1, 64, 1024}, {256, 4096}})
+    ->UseRealTime();
 
 // Publishes with at most `window` confirms outstanding; one iteration = `window` messages.
 void publish_confirm(benchmark::State& state) {
@@ -94,7 +97,10 @@ void publish_confirm(benchmark::State& state) {
   }
   std::filesystem::remove_all(dir);
 }
-BENCHMARK(publish_confirm)->ArgNames({"window", "bytes"})->ArgsProduct({{1, 64, 1024}, {256, 4096}})->UseRealTime();
+BENCHMARK(publish_confirm)
+    ->ArgNames({"window", "bytes"})
+    ->ArgsProduct({{1, 64, 1024}, {256, 4096}})
+    ->UseRealTime();
 
 std::unique_ptr<warren::Broker> filled_broker(const std::string& dir, int count, size_t bytes) {
   auto broker = warren::Broker::open({.data_dir = dir});

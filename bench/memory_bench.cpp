@@ -66,7 +66,8 @@ Measurement measure(const std::string& dir) {
   Measurement m;
   auto t0 = std::chrono::steady_clock::now();
   auto broker = warren::Broker::open(options(dir));
-  m.open_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  m.open_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   auto ch = broker->channel();
   m.messages = ch.queue_declare("backlog", {.durable = true}).message_count;
   for (int i = 0; i < 1000; ++i)
@@ -100,24 +101,34 @@ T in_child(F fn) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dir = argc > 1 ? argv[1] : (std::filesystem::temp_directory_path() / "warren-memory-bench").string();
+  std::string dir = argc > 1
+                        ? argv[1]
+                        : (std::filesystem::temp_directory_path() / "warren-memory-bench").string();
   std::vector<uint64_t> counts;
   for (int i = 2; i < argc; ++i) counts.push_back(uint64_t(std::stod(argv[i]) * 1e6));
   if (counts.empty()) counts = {1000000};
   std::filesystem::remove_all(dir);
 
-  in_child<int>([&] { fill(dir, 0, 0); return 0; });
+  in_child<int>([&] {
+    fill(dir, 0, 0);
+    return 0;
+  });
   Measurement base = in_child<Measurement>([&] { return measure(dir); });
-  std::printf("%-12s %12s %12s %14s %14s %10s\n", "messages", "RssAnon KiB", "growth KiB", "bytes/message",
-              "heap in use", "open ms");
-  std::printf("%-12d %12ld %12d %14s %14ld %10.1f\n", 0, base.rss_kib, 0, "-", base.heap_in_use_kib, base.open_ms);
+  std::printf("%-12s %12s %12s %14s %14s %10s\n", "messages", "RssAnon KiB", "growth KiB",
+              "bytes/message", "heap in use", "open ms");
+  std::printf("%-12d %12ld %12d %14s %14ld %10.1f\n", 0, base.rss_kib, 0, "-", base.heap_in_use_kib,
+              base.open_ms);
   uint64_t have = 0;
   for (uint64_t count : counts) {
-    in_child<int>([&] { fill(dir, have, count); return 0; });
+    in_child<int>([&] {
+      fill(dir, have, count);
+      return 0;
+    });
     have = count;
     Measurement m = in_child<Measurement>([&] { return measure(dir); });
-    if (m.messages + 1000 < count) std::fprintf(stderr, "expected about %llu messages, found %llu\n",
-                                                (unsigned long long)count, (unsigned long long)m.messages);
+    if (m.messages + 1000 < count)
+      std::fprintf(stderr, "expected about %llu messages, found %llu\n", (unsigned long long)count,
+                   (unsigned long long)m.messages);
     // The 1000 taken by the previous measurement are gone from the count.
     have = m.messages - 1000;
     std::printf("%-12llu %12ld %12ld %14.2f %14ld %10.1f\n", (unsigned long long)count, m.rss_kib,

@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
                         .properties = {.delivery_mode = 2, .message_id = id}});
     }
     bool acked = ch.wait_for_confirms(5s);
-    std::printf("published 3 persistent messages: %s\n", acked ? "all confirmed (on disk)" : "some refused");
+    std::printf("published 3 persistent messages: %s\n",
+                acked ? "all confirmed (on disk)" : "some refused");
 
     if (auto d = ch.basic_get("tasks")) {
       std::printf("basic_get: tag %llu, '%s' (%u left)\n", (unsigned long long)d->delivery_tag,

@@ -226,14 +226,17 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
 Status Store::open_env() {
   if (options_.durability == Durability::in_memory) {
     path_ = make_memory_dir();
-    if (path_.empty()) return Status::storage(StorageFault::io_error, "cannot create a temporary store");
+    if (path_.empty())
+      return Status::storage(StorageFault::io_error, "cannot create a temporary store");
     remove_on_close_ = true;
   } else {
     path_ = options_.path;
     if (path_.empty()) return Status::storage(StorageFault::io_error, "no data directory given");
     std::error_code ec;
     fs::create_directories(path_, ec);
-    if (ec) return Status::storage(StorageFault::io_error, fmt::format("cannot create {}: {}", path_, ec.message()));
+    if (ec)
+      return Status::storage(StorageFault::io_error,
+                             fmt::format("cannot create {}: {}", path_, ec.message()));
   }
   // LMDB would let a second process write concurrently; the broker's in-memory state
   // assumes it is the only one, so it takes the directory for itself.
@@ -255,8 +258,10 @@ Status Store::open_env() {
   mdb_env_info(env_, &info);
   map_size_ = info.me_mapsize;
   rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &cached_read_txn_);
-  if (rc == MDB_SUCCESS) mdb_txn_reset(cached_read_txn_);
-  else cached_read_txn_ = nullptr;
+  if (rc == MDB_SUCCESS)
+    mdb_txn_reset(cached_read_txn_);
+  else
+    cached_read_txn_ = nullptr;
   return {};
 }
 
@@ -277,9 +282,10 @@ Status Store::prepare_schema() {
     for (char c : view(v)) found = (found << 8) | uint8_t(c);
     if (v.mv_size != 4 || found != kSchemaVersion) {
       mdb_txn_abort(txn);
-      return Status::storage(StorageFault::corruption,
-                             fmt::format("store {} has schema version {}; this build reads version {}",
-                                         path_, found, kSchemaVersion));
+      return Status::storage(
+          StorageFault::corruption,
+          fmt::format("store {} has schema version {}; this build reads version {}", path_, found,
+                      kSchemaVersion));
     }
   } else {
     std::string version(4, '\0');
@@ -357,7 +363,8 @@ Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int
           // Seek afresh after each delete: simple, and purges are rare.
           for (;;) {
             MDB_val k{start.size(), start.data()}, v;
-            if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) != MDB_SUCCESS || view(k) >= end_view) break;
+            if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) != MDB_SUCCESS || view(k) >= end_view)
+              break;
             if (d == Db::messages && !whole) {
               stats[op.queue_id].count -= 1;
               stats[op.queue_id].bytes -= int64_t(body_size(view(v)));

@@ -54,13 +54,13 @@ class Store;
 // One write operation. The writer applies a batch of them in one transaction.
 struct Op {
   enum class Kind : uint8_t {
-    put,                  // db[key] = value
-    del,                  // erase db[key]
-    put_message,          // db(queue_id, seq) = message
-    del_message,          // erase db(queue_id, seq); `bytes` = its body size
-    del_message_range,    // erase db(queue_id, seq .. seq_end-1)
-    set_delivered_mark,   // queue_stats(queue_id).delivered_mark = seq
-    drop_queue,           // erase the queue's messages (both dbs) and its stats
+    put,                 // db[key] = value
+    del,                 // erase db[key]
+    put_message,         // db(queue_id, seq) = message
+    del_message,         // erase db(queue_id, seq); `bytes` = its body size
+    del_message_range,   // erase db(queue_id, seq .. seq_end-1)
+    set_delivered_mark,  // queue_stats(queue_id).delivered_mark = seq
+    drop_queue,          // erase the queue's messages (both dbs) and its stats
   };
   Kind kind = Kind::put;
   Db db = Db::meta;

@@ -13,7 +13,8 @@ Writer::~Writer() { stop(); }
 uint64_t Writer::submit(Op op) {
   std::lock_guard lock(mutex_);
   pending_bytes_ += op.bytes * (op.kind == Op::Kind::put_message);
-  backlog_bytes_.fetch_add(op.bytes * (op.kind == Op::Kind::put_message), std::memory_order_relaxed);
+  backlog_bytes_.fetch_add(op.bytes * (op.kind == Op::Kind::put_message),
+                           std::memory_order_relaxed);
   bool wake = pending_.empty();
   pending_.push_back(std::move(op));
   if (wake) work_cv_.notify_one();

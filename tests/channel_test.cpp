@@ -31,7 +31,8 @@ TEST_F(ChannelRules, RoutesThroughEveryExchangeType) {
   ch.queue_bind("direct-q", "amq.direct", "k1");
   ch.queue_bind("fanout-q", "amq.fanout", "ignored");
   ch.queue_bind("topic-q", "amq.topic", "*.orange.#");
-  ch.queue_bind("headers-q", "amq.headers", "", {{"x-match", FieldValue("any")}, {"kind", FieldValue("pdf")}});
+  ch.queue_bind("headers-q", "amq.headers", "",
+                {{"x-match", FieldValue("any")}, {"kind", FieldValue("pdf")}});
   ch.exchange_declare("inner", "fanout");
   ch.exchange_bind("inner", "amq.topic", "#.e2e");
   ch.queue_bind("e2e-q", "inner", "");
@@ -76,7 +77,8 @@ TEST_F(ChannelRules, OneCopyPerQueueAndCcBccAddKeys) {
 TEST_F(ChannelRules, AlternateExchangeTakesUnroutedMessages) {
   ch.queue_declare("unrouted");
   ch.queue_bind("unrouted", "amq.fanout", "");
-  ch.exchange_declare("main", "direct", {.arguments = {{"alternate-exchange", FieldValue("amq.fanout")}}});
+  ch.exchange_declare("main", "direct",
+                      {.arguments = {{"alternate-exchange", FieldValue("amq.fanout")}}});
   ch.basic_publish("main", "nowhere", transient("m"));
   EXPECT_EQ(drain("unrouted"), (std::vector<std::string>{"m"}));
 }
@@ -97,7 +99,8 @@ TEST_F(ChannelRules, ConfirmSequenceNumbersStartAtOne) {
   EXPECT_EQ(ch.basic_publish("", "nowhere", persistent("3")), 3u);  // unroutable counts too
   EXPECT_TRUE(ch.wait_for_confirms(5s));
   std::unique_lock lock(m);
-  ASSERT_TRUE(cv.wait_for(lock, 5s, [&] { return !confirms.empty() && std::get<0>(confirms.back()) == 3; }));
+  ASSERT_TRUE(cv.wait_for(lock, 5s,
+                          [&] { return !confirms.empty() && std::get<0>(confirms.back()) == 3; }));
   uint64_t highest = 0;
   for (auto [tag, multiple, ack] : confirms) {
     EXPECT_TRUE(ack);
@@ -133,7 +136,8 @@ TEST_F(ChannelRules, PublishToMissingExchangeClosesTheChannel) {
   EXPECT_EQ(s.text(), "NOT_FOUND - no exchange 'nox' in vhost '/'");
   EXPECT_EQ(s.class_id(), 60);
   EXPECT_EQ(s.method_id(), 40);
-  EXPECT_EQ(error_of([&] { ch.basic_publish("", "q", transient("m")); }).code(), ReplyCode::not_found);
+  EXPECT_EQ(error_of([&] { ch.basic_publish("", "q", transient("m")); }).code(),
+            ReplyCode::not_found);
 }
 
 TEST_F(ChannelRules, PublishToInternalExchangeIs403) {
@@ -150,7 +154,8 @@ TEST_F(ChannelRules, OversizedMessageIs406) {
   c.queue_declare("q");
   c.basic_publish("", "q", transient(std::string(101, 'x')));
   Status s = error_of([&] { c.basic_get("q"); });
-  EXPECT_EQ(s.text(), "PRECONDITION_FAILED - message size 101 is larger than configured max size 100");
+  EXPECT_EQ(s.text(),
+            "PRECONDITION_FAILED - message size 101 is larger than configured max size 100");
   auto c2 = small->channel();
   EXPECT_FALSE(c2.basic_get("q"));  // nothing was stored
 }
@@ -192,7 +197,8 @@ TEST_F(ChannelRules, DoubleAckAndAutoAckTagsAreUnknown) {
   auto a = ch.basic_get("q");
   ch.basic_ack(a->delivery_tag);
   ch.basic_ack(a->delivery_tag);
-  EXPECT_EQ(error_of([&] { ch.basic_qos(0); }).text(), "PRECONDITION_FAILED - unknown delivery tag 1");
+  EXPECT_EQ(error_of([&] { ch.basic_qos(0); }).text(),
+            "PRECONDITION_FAILED - unknown delivery tag 1");
   auto c = broker->channel();
   auto b = c.basic_get("q", true);
   c.basic_ack(b->delivery_tag);
@@ -236,7 +242,8 @@ TEST_F(ChannelRules, RequeueRestoresOriginalPositionMarkedRedelivered) {
   ch.basic_nack(m0->delivery_tag, false, true);
   std::vector<std::pair<std::string, bool>> order;
   while (auto d = ch.basic_get("q", true)) order.emplace_back(d->message.body, d->redelivered);
-  EXPECT_EQ(order, (std::vector<std::pair<std::string, bool>>{{"0", true}, {"1", true}, {"2", false}, {"3", false}}));
+  EXPECT_EQ(order, (std::vector<std::pair<std::string, bool>>{
+                       {"0", true}, {"1", true}, {"2", false}, {"3", false}}));
 }
 
 TEST_F(ChannelRules, RejectWithoutRequeueDropsTheMessage) {

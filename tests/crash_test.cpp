@@ -82,7 +82,8 @@ void parse(const std::string& text, Round& r) {
 }
 
 // Starts the child, lets it run for `run_for`, kills it, returns what it said.
-std::string run_and_kill(const std::string& dir, uint64_t start, std::chrono::milliseconds run_for) {
+std::string run_and_kill(const std::string& dir, uint64_t start,
+                         std::chrono::milliseconds run_for) {
   int fds[2];
   if (pipe(fds) != 0) return {};
   pid_t pid = fork();
@@ -98,7 +99,8 @@ std::string run_and_kill(const std::string& dir, uint64_t start, std::chrono::mi
   char buf[4096];
   auto deadline = std::chrono::steady_clock::now() + run_for;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd p{fds[0], POLLIN, 0};
     if (poll(&p, 1, int(left.count())) <= 0) continue;
@@ -142,8 +144,10 @@ TEST(Crash, ConfirmedMessagesSurviveKillNineAndAckedOnesStayGone) {
       if (r.got.count(id)) continue;  // being acknowledged when killed: either way is right
       ASSERT_TRUE(present.count(id)) << "round " << round << ": confirmed " << id << " lost";
     }
-    for (uint64_t id : all_acked) ASSERT_FALSE(present.count(id)) << "round " << round << ": acked " << id << " is back";
-    for (uint64_t id : present) ASSERT_EQ(present.count(id), 1u) << "round " << round << ": " << id << " twice";
+    for (uint64_t id : all_acked)
+      ASSERT_FALSE(present.count(id)) << "round " << round << ": acked " << id << " is back";
+    for (uint64_t id : present)
+      ASSERT_EQ(present.count(id), 1u) << "round " << round << ": " << id << " twice";
     // The parent's own acks must hold across the next crashes as well; they also keep
     // every round's check small.
     ch.basic_ack(0, true);
@@ -163,7 +167,8 @@ TEST(Crash, ConfirmedMessagesSurviveKillNineAndAckedOnesStayGone) {
 }  // namespace warren
 
 int main(int argc, char** argv) {
-  if (argc == 4 && std::string(argv[1]) == "--crash-child") warren::run_child(argv[2], std::stoull(argv[3]));
+  if (argc == 4 && std::string(argv[1]) == "--crash-child")
+    warren::run_child(argv[2], std::stoull(argv[3]));
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

@@ -59,7 +59,8 @@ TEST_F(Declare, ReservedPrefixIsRefused) {
   Status s = error_of([&] { ch.queue_declare("amq.foo"); });
   EXPECT_EQ(s.text(), "ACCESS_REFUSED - queue name 'amq.foo' contains reserved prefix 'amq.*'");
   auto ch2 = broker->channel();
-  EXPECT_EQ(error_of([&] { ch2.queue_declare("amq.foo", {.passive = true}); }).code(), ReplyCode::not_found);
+  EXPECT_EQ(error_of([&] { ch2.queue_declare("amq.foo", {.passive = true}); }).code(),
+            ReplyCode::not_found);
 }
 
 TEST_F(Declare, RedeclareWithOtherPropertiesIs406) {
@@ -71,16 +72,19 @@ TEST_F(Declare, RedeclareWithOtherPropertiesIs406) {
 }
 
 TEST_F(Declare, RedeclareComparesKnownArgumentsByValue) {
-  ch.queue_declare("q", {.arguments = {{"x-max-length", FieldValue(int32_t(10))}, {"x-foo", FieldValue(1)}}});
+  ch.queue_declare(
+      "q", {.arguments = {{"x-max-length", FieldValue(int32_t(10))}, {"x-foo", FieldValue(1)}}});
   // Another integer width with the same value, and an unknown argument: equivalent.
-  EXPECT_NO_THROW(ch.queue_declare("q", {.arguments = {{"x-max-length", FieldValue(int64_t(10))}}}));
+  EXPECT_NO_THROW(
+      ch.queue_declare("q", {.arguments = {{"x-max-length", FieldValue(int64_t(10))}}}));
   Status missing = error_of([&] { ch.queue_declare("q"); });
   EXPECT_EQ(missing.text(),
             "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'q' in vhost '/': "
             "received none but current is the value '10' of type 'signedint'");
   auto ch2 = broker->channel();
-  Status different = error_of(
-      [&] { ch2.queue_declare("q", {.arguments = {{"x-max-length", FieldValue(int32_t(5))}}}); });
+  Status different = error_of([&] {
+    ch2.queue_declare("q", {.arguments = {{"x-max-length", FieldValue(int32_t(5))}}});
+  });
   EXPECT_EQ(different.text(),
             "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'q' in vhost '/': "
             "received the value '5' of type 'signedint' but current is the value '10' of type "
@@ -113,7 +117,8 @@ TEST_F(Declare, ExclusiveQueueBelongsToItsConnection) {
   }
   owner.close();
   auto after = broker->channel();
-  EXPECT_EQ(error_of([&] { after.queue_declare("mine", {.passive = true}); }).code(), ReplyCode::not_found);
+  EXPECT_EQ(error_of([&] { after.queue_declare("mine", {.passive = true}); }).code(),
+            ReplyCode::not_found);
 }
 
 TEST_F(Declare, DeleteAndPurgeReportReadyCounts) {
@@ -155,14 +160,16 @@ TEST_F(Declare, AutoDeleteQueueGoesWithItsLastConsumer) {
   ch.basic_cancel(tag1);
   EXPECT_NO_THROW(ch.queue_declare("ad", {.passive = true}));
   ch.basic_cancel(tag2);
-  EXPECT_EQ(error_of([&] { ch.queue_declare("ad", {.passive = true}); }).code(), ReplyCode::not_found);
+  EXPECT_EQ(error_of([&] { ch.queue_declare("ad", {.passive = true}); }).code(),
+            ReplyCode::not_found);
 }
 
 TEST_F(Declare, DeletingAQueueCancelsItsConsumers) {
   ch.queue_declare("q");
   std::promise<std::string> cancelled;
   ch.basic_consume("q", [](Delivery) {},
-                   {.consumer_tag = "ctag", .on_cancel = [&](const std::string& tag) { cancelled.set_value(tag); }});
+                   {.consumer_tag = "ctag",
+                    .on_cancel = [&](const std::string& tag) { cancelled.set_value(tag); }});
   broker->channel().queue_delete("q");
   auto f = cancelled.get_future();
   ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
@@ -206,15 +213,19 @@ TEST_F(Declare, ExchangeRules) {
 
 TEST_F(Declare, BindingErrors) {
   ch.queue_declare("q");
-  EXPECT_EQ(error_of([&] { ch.queue_bind("q", "nox", "k"); }).text(), "NOT_FOUND - no exchange 'nox' in vhost '/'");
+  EXPECT_EQ(error_of([&] { ch.queue_bind("q", "nox", "k"); }).text(),
+            "NOT_FOUND - no exchange 'nox' in vhost '/'");
   auto c = broker->channel();
-  EXPECT_EQ(error_of([&] { c.queue_bind("noq", "amq.direct", "k"); }).text(), "NOT_FOUND - no queue 'noq' in vhost '/'");
+  EXPECT_EQ(error_of([&] { c.queue_bind("noq", "amq.direct", "k"); }).text(),
+            "NOT_FOUND - no queue 'noq' in vhost '/'");
   c = broker->channel();
   EXPECT_EQ(error_of([&] { c.queue_bind("q", "", "q"); }).text(),
             "ACCESS_REFUSED - operation not permitted on the default exchange");
   c = broker->channel();
   EXPECT_NO_THROW(c.queue_unbind("q", "amq.direct", "never-bound"));
-  Status xmatch = error_of([&] { c.queue_bind("q", "amq.headers", "", {{"x-match", FieldValue("bogus")}}); });
+  Status xmatch = error_of([&] {
+    c.queue_bind("q", "amq.headers", "", {{"x-match", FieldValue("bogus")}});
+  });
   EXPECT_EQ(xmatch.code(), ReplyCode::precondition_failed);
   EXPECT_EQ(xmatch.class_id(), 50);
   EXPECT_EQ(xmatch.method_id(), 20);
@@ -225,7 +236,8 @@ TEST_F(Declare, AutoDeleteExchangeGoesWithItsLastBinding) {
   ch.queue_declare("q");
   ch.queue_bind("q", "ax", "");
   ch.queue_unbind("q", "ax", "");
-  EXPECT_EQ(error_of([&] { ch.exchange_declare("ax", "fanout", {.passive = true}); }).code(), ReplyCode::not_found);
+  EXPECT_EQ(error_of([&] { ch.exchange_declare("ax", "fanout", {.passive = true}); }).code(),
+            ReplyCode::not_found);
 }
 
 }  // namespace

@@ -1,10 +1,11 @@
 // The core engine as a server drives it: one connection per client with its user, and a
 // sink that receives what the broker sends on the channel.
+#include "core/engine.h"
+
 #include <gtest/gtest.h>
 
 #include <asio/io_context.hpp>
 
-#include "core/engine.h"
 #include "wire/properties_codec.h"
 
 namespace warren::core {
@@ -17,7 +18,9 @@ struct RecordingSink : ChannelSink {
   std::vector<std::string> cancelled;
   std::vector<Status> closed;
   void on_deliver(DeliveryInfo d) override { deliveries.push_back(std::move(d)); }
-  void on_confirm(uint64_t seq, bool multiple, bool ack) override { confirms.emplace_back(seq, multiple, ack); }
+  void on_confirm(uint64_t seq, bool multiple, bool ack) override {
+    confirms.emplace_back(seq, multiple, ack);
+  }
   void on_return(ReturnInfo r) override { returns.push_back(std::move(r)); }
   void on_consumer_cancelled(const std::string& tag) override { cancelled.push_back(tag); }
   void on_closed(const Status& reason) override { closed.push_back(reason); }
@@ -64,7 +67,9 @@ TEST_F(EngineTest, UserIdMustMatchTheLogin) {
   BasicProperties p;
   p.user_id = "bob";
   Status s = ch->basic_publish(message("m", p));
-  EXPECT_EQ(s.text(), "PRECONDITION_FAILED - user_id property set to 'bob' but authenticated user was 'guest'");
+  EXPECT_EQ(
+      s.text(),
+      "PRECONDITION_FAILED - user_id property set to 'bob' but authenticated user was 'guest'");
   ASSERT_EQ(sink.closed.size(), 1u);
   EXPECT_EQ(sink.closed[0].code(), ReplyCode::precondition_failed);
   EXPECT_FALSE(ch->is_open());

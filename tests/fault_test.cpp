@@ -24,14 +24,16 @@ class ScriptedFaults : public storage::FaultInjector {
     return {};
   }
   Status before_grow(uint64_t) override {
-    if (disk_full.load()) return Status::storage(StorageFault::no_space, "injected: no space left on device");
+    if (disk_full.load())
+      return Status::storage(StorageFault::no_space, "injected: no space left on device");
     return {};
   }
   std::atomic<bool> fail_puts{false};
   std::atomic<bool> disk_full{false};
 };
 
-std::unique_ptr<Broker> open_with(const std::string& dir, std::shared_ptr<storage::FaultInjector> faults,
+std::unique_ptr<Broker> open_with(const std::string& dir,
+                                  std::shared_ptr<storage::FaultInjector> faults,
                                   BrokerOptions o = {}) {
   o.data_dir = dir;
   o.durability = Durability::fsync;
@@ -83,8 +85,8 @@ TEST_F(Faults, NackedMessagesAreNotLeftInTheQueue) {
 }
 
 TEST_F(Faults, FullStoreRefusesPublishesButServesConsumers) {
-  auto broker = open_with(dir.path(), faults,
-                          {.initial_map_size = 1 << 20, .max_map_size = 2 << 20});
+  auto broker =
+      open_with(dir.path(), faults, {.initial_map_size = 1 << 20, .max_map_size = 2 << 20});
   auto ch = broker->channel();
   ch.queue_declare("q", {.durable = true});
   ch.confirm_select();

@@ -12,7 +12,9 @@ using namespace warren::testing;
 class Recovery : public ::testing::Test {
  protected:
   TempDir dir;
-  std::unique_ptr<Broker> open() { return Broker::open({.data_dir = dir.path(), .durability = Durability::fsync}); }
+  std::unique_ptr<Broker> open() {
+    return Broker::open({.data_dir = dir.path(), .durability = Durability::fsync});
+  }
 };
 
 TEST_F(Recovery, DurableDefinitionsAndPersistentMessagesSurvive) {
@@ -34,9 +36,11 @@ TEST_F(Recovery, DurableDefinitionsAndPersistentMessagesSurvive) {
   auto broker = open();
   auto ch = broker->channel();
   EXPECT_NO_THROW(ch.exchange_declare("events", "topic", {.passive = true, .durable = true}));
-  EXPECT_EQ(error_of([&] { ch.exchange_declare("temp-x", "fanout", {.passive = true}); }).code(), ReplyCode::not_found);
+  EXPECT_EQ(error_of([&] { ch.exchange_declare("temp-x", "fanout", {.passive = true}); }).code(),
+            ReplyCode::not_found);
   ch = broker->channel();
-  EXPECT_EQ(error_of([&] { ch.queue_declare("scratch", {.passive = true}); }).code(), ReplyCode::not_found);
+  EXPECT_EQ(error_of([&] { ch.queue_declare("scratch", {.passive = true}); }).code(),
+            ReplyCode::not_found);
   ch = broker->channel();
   auto ok = ch.queue_declare("orders", {.durable = true});
   EXPECT_EQ(ok.message_count, 2u);  // the transient message is gone
@@ -71,7 +75,8 @@ TEST_F(Recovery, UnackedComeBackRedeliveredAckedNever) {
   auto ch = broker->channel();
   std::vector<std::pair<std::string, bool>> seen;
   while (auto d = ch.basic_get("q", true)) seen.emplace_back(d->message.body, d->redelivered);
-  EXPECT_EQ(seen, (std::vector<std::pair<std::string, bool>>{{"1", true}, {"2", false}, {"3", false}, {"4", false}}));
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, bool>>{
+                      {"1", true}, {"2", false}, {"3", false}, {"4", false}}));
 }
 
 TEST_F(Recovery, NewMessagesFollowRecoveredOnes) {

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "core/routing.h"
+
+#include <gtest/gtest.h>
 
 namespace warren::core {
 namespace {
@@ -14,14 +14,28 @@ struct TopicCase {
 // The cases RabbitMQ 3.10 was observed to route (rabbitmq-semantics.md §9).
 TEST(Topic, MatchesAsRabbitMQDoes) {
   const TopicCase cases[] = {
-      {"*", "a", true},         {"*", "", false},           {"", "", true},
-      {"", "a", false},         {"#", "", true},            {"#", "a.b.c", true},
-      {"lazy.#", "lazy", true}, {"lazy.#", "lazy.", true},  {"lazy.#", "lazy.orange.male.rabbit", true},
-      {"a.#.b", "a.b", true},   {"a.#.b", "a.x.y.b", true}, {"a.#.b", "a..b", true},
-      {"#.z", "z", true},       {"#.z", ".z", true},        {"a.*.#", "a.b", true},
-      {"x.*", "x.", true},      {"x.*", "x", false},        {"*.orange.*", "quick.orange.rabbit", true},
-      {"*.orange.*", "quick.orange.male.rabbit", false},    {"a.b", "a.b.c", false},
-      {"#.#", "", true},        {"a.#.#.b", "a.b", true},
+      {"*", "a", true},
+      {"*", "", false},
+      {"", "", true},
+      {"", "a", false},
+      {"#", "", true},
+      {"#", "a.b.c", true},
+      {"lazy.#", "lazy", true},
+      {"lazy.#", "lazy.", true},
+      {"lazy.#", "lazy.orange.male.rabbit", true},
+      {"a.#.b", "a.b", true},
+      {"a.#.b", "a.x.y.b", true},
+      {"a.#.b", "a..b", true},
+      {"#.z", "z", true},
+      {"#.z", ".z", true},
+      {"a.*.#", "a.b", true},
+      {"x.*", "x.", true},
+      {"x.*", "x", false},
+      {"*.orange.*", "quick.orange.rabbit", true},
+      {"*.orange.*", "quick.orange.male.rabbit", false},
+      {"a.b", "a.b.c", false},
+      {"#.#", "", true},
+      {"a.#.#.b", "a.b", true},
   };
   for (const auto& c : cases)
     EXPECT_EQ(topic_matches(c.pattern, c.key), c.match) << c.pattern << " vs '" << c.key << "'";
@@ -38,8 +52,12 @@ TEST(Topic, ManyHashesStayFast) {
 
 TEST(Headers, AllAnyAndXKeys) {
   FieldTable headers{{"format", FieldValue("pdf")}, {"type", FieldValue("report")}};
-  FieldTable all{{"x-match", FieldValue("all")}, {"format", FieldValue("pdf")}, {"type", FieldValue("report")}};
-  FieldTable any{{"x-match", FieldValue("any")}, {"format", FieldValue("zip")}, {"type", FieldValue("report")}};
+  FieldTable all{{"x-match", FieldValue("all")},
+                 {"format", FieldValue("pdf")},
+                 {"type", FieldValue("report")}};
+  FieldTable any{{"x-match", FieldValue("any")},
+                 {"format", FieldValue("zip")},
+                 {"type", FieldValue("report")}};
   FieldTable none_match{{"x-match", FieldValue("any")}, {"format", FieldValue("zip")}};
   EXPECT_TRUE(headers_match(HeadersMatch::all, all, &headers));
   EXPECT_TRUE(headers_match(HeadersMatch::any, any, &headers));

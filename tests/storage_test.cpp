@@ -152,7 +152,8 @@ TEST(Store, CountersFollowPutsDeletesAndRanges) {
   TempDir dir;
   auto store = open_store(dir.path());
   std::vector<Op> ops;
-  for (uint64_t seq = 1; seq <= 10; ++seq) ops.push_back(Op::put_message(Db::messages, 3, seq, message(100)));
+  for (uint64_t seq = 1; seq <= 10; ++seq)
+    ops.push_back(Op::put_message(Db::messages, 3, seq, message(100)));
   ASSERT_TRUE(store->write(ops));
   ASSERT_TRUE(store->write({Op::del_message(Db::messages, 3, 1, 100),
                             Op::del_message(Db::messages, 3, 1, 100),  // twice: counted once
@@ -174,7 +175,8 @@ TEST(Store, MapGrowsWhenItFills) {
   auto store = open_store(dir.path(), o);
   uint64_t before = store->map_size();
   std::vector<Op> ops;
-  for (uint64_t seq = 1; seq <= 800; ++seq) ops.push_back(Op::put_message(Db::messages, 1, seq, message(8000)));
+  for (uint64_t seq = 1; seq <= 800; ++seq)
+    ops.push_back(Op::put_message(Db::messages, 1, seq, message(8000)));
   ASSERT_TRUE(store->write(ops));
   EXPECT_GT(store->map_size(), before);
   EXPECT_EQ(count_messages(*store, Db::messages, 1), 800u);
@@ -190,7 +192,8 @@ TEST(Store, AtTheCapPutsFailButDeletesLand) {
   Status s;
   while (s.ok()) {
     std::vector<Op> ops;
-    for (int i = 0; i < 20; ++i, ++seq) ops.push_back(Op::put_message(Db::messages, 1, seq, message(4000)));
+    for (int i = 0; i < 20; ++i, ++seq)
+      ops.push_back(Op::put_message(Db::messages, 1, seq, message(4000)));
     s = store->write(ops);
   }
   EXPECT_EQ(s.storage_fault(), StorageFault::no_space);
@@ -212,7 +215,8 @@ TEST(Store, AStoreFullToItsCapCanStillFreeItself) {
   o.max_map_size = 1 << 20;
   auto store = open_store(dir.path(), o);
   uint64_t seq = 1;
-  for (Status s; s.ok(); ++seq) s = store->write({Op::put_message(Db::messages, 1, seq, message(3000))});
+  for (Status s; s.ok(); ++seq)
+    s = store->write({Op::put_message(Db::messages, 1, seq, message(3000))});
   size_t stored = count_messages(*store, Db::messages, 1);
   ASSERT_GT(stored, 100u);
   // Deleting every other message dirties every leaf: more pages than the full map has.
@@ -228,7 +232,8 @@ TEST(Store, AStoreFullToItsCapCanStillFreeItself) {
 class FailingCommits : public FaultInjector {
  public:
   Status before_commit(const CommitInfo&) override {
-    if (fail_next.exchange(false)) return Status::storage(StorageFault::io_error, "injected fsync failure");
+    if (fail_next.exchange(false))
+      return Status::storage(StorageFault::io_error, "injected fsync failure");
     return {};
   }
   std::atomic<bool> fail_next{false};
@@ -242,8 +247,8 @@ TEST(Store, AFailedCommitStoresNothing) {
   auto store = open_store(dir.path(), o);
   ASSERT_TRUE(store->write({Op::put_message(Db::messages, 1, 1, message(10))}));
   faults->fail_next = true;
-  Status s = store->write({Op::put_message(Db::messages, 1, 2, message(10)),
-                           Op::del_message(Db::messages, 1, 1, 10)});
+  Status s = store->write(
+      {Op::put_message(Db::messages, 1, 2, message(10)), Op::del_message(Db::messages, 1, 1, 10)});
   EXPECT_EQ(s.storage_fault(), StorageFault::io_error);
   EXPECT_EQ(count_messages(*store, Db::messages, 1), 1u);
   EXPECT_EQ(stats(*store, 1).count, 1u);
@@ -265,11 +270,14 @@ TEST(Writer, ConcurrentSubmittersShareCommits) {
     for (int t = 0; t < kThreads; ++t)
       threads.emplace_back([&, t] {
         for (int i = 0; i < kPerThread; ++i)
-          writer.submit(Op::put_message(Db::messages, 1, uint64_t(t * kPerThread + i + 1), message(64)));
+          writer.submit(
+              Op::put_message(Db::messages, 1, uint64_t(t * kPerThread + i + 1), message(64)));
       });
     for (auto& t : threads) t.join();
     bool timed_out = false;
-    EXPECT_TRUE(writer.wait_for(writer.last_submitted(), std::chrono::steady_clock::now() + std::chrono::seconds(30), &timed_out));
+    EXPECT_TRUE(writer.wait_for(writer.last_submitted(),
+                                std::chrono::steady_clock::now() + std::chrono::seconds(30),
+                                &timed_out));
     EXPECT_FALSE(timed_out);
   }
   EXPECT_EQ(count_messages(*store, Db::messages, 1), size_t(kThreads * kPerThread));

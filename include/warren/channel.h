@@ -48,8 +48,8 @@ class Channel {
   QueueDeclareOk queue_declare(std::string_view queue, const QueueOptions& options = {});
   void queue_bind(std::string_view queue, std::string_view exchange, std::string_view routing_key,
                   const FieldTable& arguments = {});
-  void queue_unbind(std::string_view queue, std::string_view exchange,
-                    std::string_view routing_key, const FieldTable& arguments = {});
+  void queue_unbind(std::string_view queue, std::string_view exchange, std::string_view routing_key,
+                    const FieldTable& arguments = {});
   // Removes the ready messages; returns how many. Unacknowledged ones stay.
   uint32_t queue_purge(std::string_view queue);
   // Returns the number of ready messages deleted with the queue.

@@ -21,8 +21,8 @@ using CancelCallback = std::function<void(const std::string& consumer_tag)>;
 
 struct ConsumeOptions {
   std::string consumer_tag = {};  // empty: the broker picks "amq.ctag-..."
-  bool no_ack = false;       // deliveries count as acknowledged when sent
-  bool exclusive = false;    // no other consumer may use the queue meanwhile
+  bool no_ack = false;            // deliveries count as acknowledged when sent
+  bool exclusive = false;         // no other consumer may use the queue meanwhile
   FieldTable arguments = {};      // e.g. "x-priority"
   // Called when the broker cancels the consumer (its queue was deleted).
   CancelCallback on_cancel = {};

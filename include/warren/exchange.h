@@ -8,11 +8,11 @@
 namespace warren {
 
 struct ExchangeOptions {
-  bool passive = false;      // only check that it exists (404 if not)
-  bool durable = false;      // survives a restart
-  bool auto_delete = false;  // deleted when its last binding goes
-  bool internal = false;     // cannot be published to directly, only bound to
-  FieldTable arguments = {};      // e.g. "alternate-exchange"
+  bool passive = false;       // only check that it exists (404 if not)
+  bool durable = false;       // survives a restart
+  bool auto_delete = false;   // deleted when its last binding goes
+  bool internal = false;      // cannot be published to directly, only bound to
+  FieldTable arguments = {};  // e.g. "alternate-exchange"
 };
 
 struct ExchangeDeleteOptions {

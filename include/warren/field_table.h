@@ -65,15 +65,16 @@ class FieldValue {
                                Timestamp, FieldTable>;
   FieldValue() = default;
   template <class T>
-    requires std::is_constructible_v<Variant, T&&>
-  FieldValue(T&& v) : v_(std::forward<T>(v)) {}
+  requires std::is_constructible_v<Variant, T&&> FieldValue(T&& v) : v_(std::forward<T>(v)) {}
   FieldValue(const char* s) : v_(std::string(s)) {}
   FieldValue(int v) : v_(int32_t(v)) {}
 
   const Variant& get() const { return v_; }
   Variant& get() { return v_; }
   template <class T>
-  const T* as() const { return std::get_if<T>(&v_); }
+  const T* as() const {
+    return std::get_if<T>(&v_);
+  }
 
   // Any integer type widened to int64, as RabbitMQ compares argument values.
   std::optional<int64_t> as_integer() const;

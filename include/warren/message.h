@@ -25,8 +25,8 @@ struct Delivery {
   bool redelivered = false;
   std::string exchange = {};
   std::string routing_key = {};
-  std::string consumer_tag = {};    // empty for basic_get
-  uint32_t message_count = 0;  // basic_get only: ready messages left in the queue
+  std::string consumer_tag = {};  // empty for basic_get
+  uint32_t message_count = 0;     // basic_get only: ready messages left in the queue
   Message message;
 };
 

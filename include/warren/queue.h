@@ -17,8 +17,8 @@ struct QueueOptions {
 };
 
 struct QueueDeclareOk {
-  std::string queue = {};  // the name, server-generated ("amq.gen-...") when declared as ""
-  uint32_t message_count = 0;   // ready messages
+  std::string queue = {};      // the name, server-generated ("amq.gen-...") when declared as ""
+  uint32_t message_count = 0;  // ready messages
   uint32_t consumer_count = 0;
 };
 

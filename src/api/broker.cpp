@@ -90,7 +90,8 @@ ConnectionHandle::~ConnectionHandle() {
 Channel ConnectionHandle::channel() {
   auto handle = std::make_shared<ChannelHandle>(broker_);
   broker_->run([&] {
-    if (connection_->closed) throw Error(Status::error(ReplyCode::channel_error, "connection is closed"));
+    if (connection_->closed)
+      throw Error(Status::error(ReplyCode::channel_error, "connection is closed"));
     handle->id = next_channel_id_++;
     handle->attach(broker_->engine().open_channel(*connection_, handle->id, handle.get()));
     broker_->track(handle);
@@ -131,8 +132,8 @@ Delivery to_delivery(core::DeliveryInfo info) {
 namespace warren {
 
 Broker::Broker(std::shared_ptr<api::BrokerHandle> handle) : handle_(std::move(handle)) {
-  default_connection_ = std::make_unique<Connection>(
-      std::make_shared<api::ConnectionHandle>(handle_, "default"));
+  default_connection_ =
+      std::make_unique<Connection>(std::make_shared<api::ConnectionHandle>(handle_, "default"));
 }
 
 std::unique_ptr<Broker> Broker::open(const BrokerOptions& options) {
@@ -154,7 +155,8 @@ std::vector<QueueInfo> Broker::list_queues() {
   return handle_->run([this] { return handle_->engine().list_queues(); });
 }
 
-Connection::Connection(std::shared_ptr<api::ConnectionHandle> handle) : handle_(std::move(handle)) {}
+Connection::Connection(std::shared_ptr<api::ConnectionHandle> handle)
+    : handle_(std::move(handle)) {}
 Connection::Connection(Connection&&) noexcept = default;
 Connection& Connection::operator=(Connection&&) noexcept = default;
 Connection::~Connection() = default;

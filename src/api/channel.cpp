@@ -59,10 +59,18 @@ void ChannelHandle::drain_outbox() {
     // A failure closes the channel; the next call on it reports the reason.
     if (!core_ || !core_->is_open()) break;
     switch (op.kind) {
-      case AsyncOp::Kind::publish: core_->basic_publish(std::move(op.publish)); break;
-      case AsyncOp::Kind::ack: core_->basic_ack(op.tag, op.multiple); break;
-      case AsyncOp::Kind::nack: core_->basic_nack(op.tag, op.multiple, op.requeue); break;
-      case AsyncOp::Kind::reject: core_->basic_reject(op.tag, op.requeue); break;
+      case AsyncOp::Kind::publish:
+        core_->basic_publish(std::move(op.publish));
+        break;
+      case AsyncOp::Kind::ack:
+        core_->basic_ack(op.tag, op.multiple);
+        break;
+      case AsyncOp::Kind::nack:
+        core_->basic_nack(op.tag, op.multiple, op.requeue);
+        break;
+      case AsyncOp::Kind::reject:
+        core_->basic_reject(op.tag, op.requeue);
+        break;
     }
   }
   draining_.clear();
@@ -81,7 +89,8 @@ bool ChannelHandle::wait_for_confirms(std::chrono::milliseconds timeout) {
   auto throw_if_unconfirmed = [&](bool done) {
     if (!closed_reason_.ok()) throw Error(closed_reason_);
     if (!done)
-      throw Timeout(fmt::format("{} of {} publishes unconfirmed", published_ - confirmed_, published_));
+      throw Timeout(
+          fmt::format("{} of {} publishes unconfirmed", published_ - confirmed_, published_));
   };
   // Once the loop has routed every publish, the outcome hangs on the commit of the last
   // batch: wait for that directly rather than for the loop to relay it.
@@ -97,9 +106,8 @@ bool ChannelHandle::wait_for_confirms(std::chrono::milliseconds timeout) {
     lock.lock();
     if (committed) confirmed_ = std::max(confirmed_, published_);
     // Otherwise the loop sends the nacks of the failed batch.
-    throw_if_unconfirmed(confirm_cv_.wait_until(lock, deadline, [&] {
-      return confirmed_ >= published_ || !closed_reason_.ok();
-    }));
+    throw_if_unconfirmed(confirm_cv_.wait_until(
+        lock, deadline, [&] { return confirmed_ >= published_ || !closed_reason_.ok(); }));
   }
   first_batch_ = last_batch_ = 0;
   bool all_acked = !nacked_;
@@ -116,7 +124,8 @@ void ChannelHandle::on_deliver(core::DeliveryInfo info) {
   broker_->post([self = shared_from_this(), info = std::move(info)]() mutable {
     if (self->closed_by_client()) return;
     auto it = self->delivery_callbacks.find(info.consumer_tag);
-    if (it != self->delivery_callbacks.end() && it->second) it->second(to_delivery(std::move(info)));
+    if (it != self->delivery_callbacks.end() && it->second)
+      it->second(to_delivery(std::move(info)));
   });
 }
 
@@ -141,7 +150,8 @@ void ChannelHandle::on_confirm(uint64_t seq, bool multiple, bool ack) {
   confirm_cv_.notify_all();
   if (confirm_callback)
     broker_->post([self = shared_from_this(), seq, multiple, ack] {
-      if (self->confirm_callback && !self->closed_by_client()) self->confirm_callback(seq, multiple, ack);
+      if (self->confirm_callback && !self->closed_by_client())
+        self->confirm_callback(seq, multiple, ack);
     });
 }
 
@@ -193,8 +203,9 @@ void check_value_keys(const FieldValue& v) {
 void check_table_keys(const FieldTable& table) {
   for (const auto& [key, value] : table) {
     if (key.size() > 255)
-      throw Error(Status::error(ReplyCode::precondition_failed,
-                                fmt::format("field table key '{}...' is longer than 255 bytes", key.substr(0, 32))));
+      throw Error(Status::error(
+          ReplyCode::precondition_failed,
+          fmt::format("field table key '{}...' is longer than 255 bytes", key.substr(0, 32))));
     check_value_keys(value);
   }
 }
@@ -235,12 +246,14 @@ void throw_if(const Status& s) {
 
 namespace warren {
 
+using api::ChannelHandle;
 using api::throw_if;
 using api::value_or_throw;
-using api::ChannelHandle;
 
 namespace {
-std::chrono::steady_clock::time_point forever() { return std::chrono::steady_clock::time_point::max(); }
+std::chrono::steady_clock::time_point forever() {
+  return std::chrono::steady_clock::time_point::max();
+}
 
 // Declarations of durable things return once they are committed.
 template <class F>
@@ -268,48 +281,58 @@ Channel::~Channel() {
   }
 }
 
-
 void Channel::exchange_declare(std::string_view exchange, std::string_view type,
                                const ExchangeOptions& options) {
   api::check_name(exchange, "exchange name");
-  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.exchange_declare(exchange, type, options); });
+  auto result = declare(
+      *handle_, [&](core::Channel& ch) { return ch.exchange_declare(exchange, type, options); });
   throw_if(result);
 }
 
 void Channel::exchange_delete(std::string_view exchange, const ExchangeDeleteOptions& options) {
-  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.exchange_delete(exchange, options.if_unused); });
+  auto result = declare(
+      *handle_, [&](core::Channel& ch) { return ch.exchange_delete(exchange, options.if_unused); });
   throw_if(result);
 }
 
 void Channel::exchange_bind(std::string_view destination, std::string_view source,
                             std::string_view routing_key, const FieldTable& arguments) {
   api::check_name(routing_key, "routing key");
-  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.exchange_bind(destination, source, routing_key, arguments); });
+  auto result = declare(*handle_, [&](core::Channel& ch) {
+    return ch.exchange_bind(destination, source, routing_key, arguments);
+  });
   throw_if(result);
 }
 
 void Channel::exchange_unbind(std::string_view destination, std::string_view source,
                               std::string_view routing_key, const FieldTable& arguments) {
-  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.exchange_unbind(destination, source, routing_key, arguments); });
+  auto result = declare(*handle_, [&](core::Channel& ch) {
+    return ch.exchange_unbind(destination, source, routing_key, arguments);
+  });
   throw_if(result);
 }
 
 QueueDeclareOk Channel::queue_declare(std::string_view queue, const QueueOptions& options) {
   api::check_name(queue, "queue name");
-  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.queue_declare(queue, options); });
+  auto result =
+      declare(*handle_, [&](core::Channel& ch) { return ch.queue_declare(queue, options); });
   return value_or_throw(std::move(result));
 }
 
 void Channel::queue_bind(std::string_view queue, std::string_view exchange,
                          std::string_view routing_key, const FieldTable& arguments) {
   api::check_name(routing_key, "routing key");
-  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.queue_bind(queue, exchange, routing_key, arguments); });
+  auto result = declare(*handle_, [&](core::Channel& ch) {
+    return ch.queue_bind(queue, exchange, routing_key, arguments);
+  });
   throw_if(result);
 }
 
 void Channel::queue_unbind(std::string_view queue, std::string_view exchange,
                            std::string_view routing_key, const FieldTable& arguments) {
-  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.queue_unbind(queue, exchange, routing_key, arguments); });
+  auto result = declare(*handle_, [&](core::Channel& ch) {
+    return ch.queue_unbind(queue, exchange, routing_key, arguments);
+  });
   throw_if(result);
 }
 
@@ -318,7 +341,8 @@ uint32_t Channel::queue_purge(std::string_view queue) {
 }
 
 uint32_t Channel::queue_delete(std::string_view queue, const QueueDeleteOptions& options) {
-  auto result = declare(*handle_, [&](core::Channel& ch) { return ch.queue_delete(queue, options); });
+  auto result =
+      declare(*handle_, [&](core::Channel& ch) { return ch.queue_delete(queue, options); });
   return value_or_throw(std::move(result));
 }
 
@@ -365,7 +389,8 @@ void Channel::basic_qos(uint16_t prefetch_count, bool global) {
 }
 
 std::optional<Delivery> Channel::basic_get(std::string_view queue, bool no_ack) {
-  auto info = value_or_throw(handle_->call([&](core::Channel& ch) { return ch.basic_get(queue, no_ack); }));
+  auto info =
+      value_or_throw(handle_->call([&](core::Channel& ch) { return ch.basic_get(queue, no_ack); }));
   if (!info) return std::nullopt;
   return api::to_delivery(std::move(*info));
 }
@@ -427,9 +452,7 @@ void Channel::close() {
   if (handle_->closed_by_client()) return;
   handle_->mark_closed_by_client();
   try {
-    handle_->broker().run([h = handle_] {
-      h->detach_and_close();
-    });
+    handle_->broker().run([h = handle_] { h->detach_and_close(); });
   } catch (const Error&) {
     // the broker is closed; so is the channel
   }

@@ -4,7 +4,6 @@
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
-
 #include <condition_variable>
 #include <future>
 #include <map>
@@ -96,7 +95,7 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
   ~ChannelHandle() override;
   void attach(std::shared_ptr<core::Channel> channel) { core_ = std::move(channel); }
   void detach() { core_.reset(); }  // loop thread
-  void detach_and_close() {  // loop thread
+  void detach_and_close() {         // loop thread
     if (core_) core_->close();
     core_.reset();
   }
@@ -173,8 +172,8 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
   bool confirm_mode_ = false;
   uint64_t published_ = 0;
   uint64_t confirmed_ = 0;
-  uint64_t decided_ = 0;       // highest publish the loop has routed (confirmed or pending)
-  uint64_t first_batch_ = 0;   // writer batches the unconfirmed publishes wait for
+  uint64_t decided_ = 0;      // highest publish the loop has routed (confirmed or pending)
+  uint64_t first_batch_ = 0;  // writer batches the unconfirmed publishes wait for
   uint64_t last_batch_ = 0;
   bool nacked_ = false;
   Status closed_reason_;

@@ -6,25 +6,44 @@ namespace warren {
 
 std::string_view reply_name(ReplyCode code) {
   switch (code) {
-    case ReplyCode::ok: return "OK";
-    case ReplyCode::content_too_large: return "CONTENT_TOO_LARGE";
-    case ReplyCode::no_route: return "NO_ROUTE";
-    case ReplyCode::no_consumers: return "NO_CONSUMERS";
-    case ReplyCode::connection_forced: return "CONNECTION_FORCED";
-    case ReplyCode::invalid_path: return "INVALID_PATH";
-    case ReplyCode::access_refused: return "ACCESS_REFUSED";
-    case ReplyCode::not_found: return "NOT_FOUND";
-    case ReplyCode::resource_locked: return "RESOURCE_LOCKED";
-    case ReplyCode::precondition_failed: return "PRECONDITION_FAILED";
-    case ReplyCode::frame_error: return "FRAME_ERROR";
-    case ReplyCode::syntax_error: return "SYNTAX_ERROR";
-    case ReplyCode::command_invalid: return "COMMAND_INVALID";
-    case ReplyCode::channel_error: return "CHANNEL_ERROR";
-    case ReplyCode::unexpected_frame: return "UNEXPECTED_FRAME";
-    case ReplyCode::resource_error: return "RESOURCE_ERROR";
-    case ReplyCode::not_allowed: return "NOT_ALLOWED";
-    case ReplyCode::not_implemented: return "NOT_IMPLEMENTED";
-    case ReplyCode::internal_error: return "INTERNAL_ERROR";
+    case ReplyCode::ok:
+      return "OK";
+    case ReplyCode::content_too_large:
+      return "CONTENT_TOO_LARGE";
+    case ReplyCode::no_route:
+      return "NO_ROUTE";
+    case ReplyCode::no_consumers:
+      return "NO_CONSUMERS";
+    case ReplyCode::connection_forced:
+      return "CONNECTION_FORCED";
+    case ReplyCode::invalid_path:
+      return "INVALID_PATH";
+    case ReplyCode::access_refused:
+      return "ACCESS_REFUSED";
+    case ReplyCode::not_found:
+      return "NOT_FOUND";
+    case ReplyCode::resource_locked:
+      return "RESOURCE_LOCKED";
+    case ReplyCode::precondition_failed:
+      return "PRECONDITION_FAILED";
+    case ReplyCode::frame_error:
+      return "FRAME_ERROR";
+    case ReplyCode::syntax_error:
+      return "SYNTAX_ERROR";
+    case ReplyCode::command_invalid:
+      return "COMMAND_INVALID";
+    case ReplyCode::channel_error:
+      return "CHANNEL_ERROR";
+    case ReplyCode::unexpected_frame:
+      return "UNEXPECTED_FRAME";
+    case ReplyCode::resource_error:
+      return "RESOURCE_ERROR";
+    case ReplyCode::not_allowed:
+      return "NOT_ALLOWED";
+    case ReplyCode::not_implemented:
+      return "NOT_IMPLEMENTED";
+    case ReplyCode::internal_error:
+      return "INTERNAL_ERROR";
   }
   return "UNKNOWN";
 }
@@ -44,7 +63,8 @@ Status Status::error(ReplyCode code, std::string_view detail, uint16_t class_id,
 
 Status Status::storage(StorageFault fault, std::string_view detail) {
   // A store that cannot take more is a resource problem; anything else is internal.
-  auto code = fault == StorageFault::no_space ? ReplyCode::resource_error : ReplyCode::internal_error;
+  auto code =
+      fault == StorageFault::no_space ? ReplyCode::resource_error : ReplyCode::internal_error;
   Status s = error(code, detail);
   auto rep = *s.rep_;
   rep.fault = fault;

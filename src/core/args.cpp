@@ -6,11 +6,21 @@ namespace warren::core {
 namespace {
 
 constexpr std::string_view kClassicQueueArgs[] = {
-    "x-expires",        "x-message-ttl",        "x-dead-letter-exchange",
-    "x-dead-letter-routing-key", "x-max-length", "x-max-length-bytes",
-    "x-max-priority",   "x-overflow",           "x-queue-mode",
-    "x-queue-version",  "x-single-active-consumer", "x-queue-type",
-    "x-queue-master-locator", "x-delivery-limit", "x-message-deduplication",
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-queue-master-locator",
+    "x-delivery-limit",
+    "x-message-deduplication",
     "x-requeue-delay",
 };
 
@@ -35,23 +45,40 @@ const FieldValue* effective(const FieldTable& t, std::string_view key) {
 
 std::string_view rabbit_type_name(const FieldValue& v) {
   switch (v.type_char()) {
-    case 't': return "bool";
-    case 'b': return "byte";
-    case 'B': return "unsignedbyte";
-    case 's': return "short";
-    case 'u': return "unsignedshort";
-    case 'I': return "signedint";
-    case 'i': return "unsignedint";
-    case 'l': return "long";
-    case 'f': return "float";
-    case 'd': return "double";
-    case 'D': return "decimal";
-    case 'S': return "longstr";
-    case 'x': return "binary";
-    case 'A': return "array";
-    case 'T': return "timestamp";
-    case 'F': return "table";
-    default: return "void";
+    case 't':
+      return "bool";
+    case 'b':
+      return "byte";
+    case 'B':
+      return "unsignedbyte";
+    case 's':
+      return "short";
+    case 'u':
+      return "unsignedshort";
+    case 'I':
+      return "signedint";
+    case 'i':
+      return "unsignedint";
+    case 'l':
+      return "long";
+    case 'f':
+      return "float";
+    case 'd':
+      return "double";
+    case 'D':
+      return "decimal";
+    case 'S':
+      return "longstr";
+    case 'x':
+      return "binary";
+    case 'A':
+      return "array";
+    case 'T':
+      return "timestamp";
+    case 'F':
+      return "table";
+    default:
+      return "void";
   }
 }
 

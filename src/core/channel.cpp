@@ -48,7 +48,9 @@ void Channel::close() {
 namespace {
 const Status& status_of(const Status& s) { return s; }
 template <class T>
-const Status& status_of(const Result<T>& r) { return r.status(); }
+const Status& status_of(const Result<T>& r) {
+  return r.status();
+}
 }  // namespace
 
 // Runs one declaration-class method: refused on a closed channel, closes it on failure.
@@ -73,16 +75,20 @@ Result<uint32_t> Channel::queue_purge(std::string_view queue) {
   return declare([&] { return vhost().purge_queue(connection_, queue); });
 }
 
-Status Channel::queue_bind(std::string_view queue, std::string_view exchange,
-                           std::string_view key, const FieldTable& args) {
-  return declare([&] { return vhost().bind(Destination{true, std::string(queue)}, exchange, key, args,
-                                      connection_, method::queue_bind, &wrote_durably_); });
+Status Channel::queue_bind(std::string_view queue, std::string_view exchange, std::string_view key,
+                           const FieldTable& args) {
+  return declare([&] {
+    return vhost().bind(Destination{true, std::string(queue)}, exchange, key, args, connection_,
+                        method::queue_bind, &wrote_durably_);
+  });
 }
 
 Status Channel::queue_unbind(std::string_view queue, std::string_view exchange,
                              std::string_view key, const FieldTable& args) {
-  return declare([&] { return vhost().unbind(Destination{true, std::string(queue)}, exchange, key, args,
-                                        connection_, method::queue_unbind, &wrote_durably_); });
+  return declare([&] {
+    return vhost().unbind(Destination{true, std::string(queue)}, exchange, key, args, connection_,
+                          method::queue_unbind, &wrote_durably_);
+  });
 }
 
 Status Channel::exchange_declare(std::string_view exchange, std::string_view type,
@@ -96,17 +102,19 @@ Status Channel::exchange_delete(std::string_view exchange, bool if_unused) {
 
 Status Channel::exchange_bind(std::string_view destination, std::string_view source,
                               std::string_view key, const FieldTable& args) {
-  return declare([&] { return vhost().bind(Destination{false, std::string(destination)}, source, key,
-                                      args, connection_, method::exchange_bind, &wrote_durably_); });
+  return declare([&] {
+    return vhost().bind(Destination{false, std::string(destination)}, source, key, args,
+                        connection_, method::exchange_bind, &wrote_durably_);
+  });
 }
 
 Status Channel::exchange_unbind(std::string_view destination, std::string_view source,
                                 std::string_view key, const FieldTable& args) {
-  return declare([&] { return vhost().unbind(Destination{false, std::string(destination)}, source, key,
-                                        args, connection_, method::exchange_unbind,
-                                        &wrote_durably_); });
+  return declare([&] {
+    return vhost().unbind(Destination{false, std::string(destination)}, source, key, args,
+                          connection_, method::exchange_unbind, &wrote_durably_);
+  });
 }
-
 
 // ---- publishing -----------------------------------------------------------------------
 
@@ -120,10 +128,10 @@ Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>
   const MethodId m = method::basic_publish;
   uint64_t max = engine_.options().max_message_size;
   if (in.body.size() > max)
-    return error(ReplyCode::precondition_failed,
-                 fmt::format("message size {} is larger than configured max size {}",
-                             in.body.size(), max),
-                 m);
+    return error(
+        ReplyCode::precondition_failed,
+        fmt::format("message size {} is larger than configured max size {}", in.body.size(), max),
+        m);
   *exchange = vhost().find_exchange(in.exchange);
   if (!*exchange) return no_exchange(vhost().name, in.exchange, m);
   if ((*exchange)->internal)
@@ -131,7 +139,8 @@ Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>
                  fmt::format("cannot publish to internal {}",
                              resource("exchange", in.exchange, vhost().name)),
                  m);
-  if (in.properties.user_id && !connection_.user.empty() && *in.properties.user_id != connection_.user)
+  if (in.properties.user_id && !connection_.user.empty() &&
+      *in.properties.user_id != connection_.user)
     return error(ReplyCode::precondition_failed,
                  fmt::format("user_id property set to '{}' but authenticated user was '{}'",
                              *in.properties.user_id, connection_.user),
@@ -279,8 +288,10 @@ Result<std::optional<DeliveryInfo>> Channel::basic_get(std::string_view queue, b
   uint64_t tag = next_tag_++;
   uint64_t body_bytes = t->message->body.size();
   queue_ref.add_unacked();
-  if (no_ack) queue_ref.remove(t->seq, t->db, body_bytes);
-  else unacked_.emplace(tag, Unacked{q.value(), nullptr, t->seq, t->db, body_bytes});
+  if (no_ack)
+    queue_ref.remove(t->seq, t->db, body_bytes);
+  else
+    unacked_.emplace(tag, Unacked{q.value(), nullptr, t->seq, t->db, body_bytes});
   return std::optional<DeliveryInfo>(
       DeliveryInfo{tag, t->redelivered, {}, uint32_t(queue_ref.ready()), std::move(t->message)});
 }
@@ -292,8 +303,8 @@ Result<std::string> Channel::basic_consume(std::string_view queue, const Consume
   if (!q.ok()) return fail(q.status());
   std::string tag = o.consumer_tag.empty() ? engine_.random_name("amq.ctag-") : o.consumer_tag;
   if (consumers_.count(tag))
-    return fail(error(ReplyCode::not_allowed,
-                      fmt::format("attempt to reuse consumer tag '{}'", tag), m));
+    return fail(
+        error(ReplyCode::not_allowed, fmt::format("attempt to reuse consumer tag '{}'", tag), m));
   auto& existing = q.value()->consumers;
   bool locked = !existing.empty() && (o.exclusive || existing.front()->exclusive);
   if (locked)
@@ -403,7 +414,8 @@ Status Channel::basic_reject(uint64_t tag, bool requeue) {
 
 Status Channel::basic_recover(bool requeue) {
   if (Status s = check_open(); !s) return s;
-  if (!requeue) return fail(error(ReplyCode::not_implemented, "requeue=false", method::basic_recover));
+  if (!requeue)
+    return fail(error(ReplyCode::not_implemented, "requeue=false", method::basic_recover));
   requeue_all_unacked();
   kick_consumers();
   return {};

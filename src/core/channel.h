@@ -49,8 +49,8 @@ class Channel {
   Status exchange_declare(std::string_view exchange, std::string_view type,
                           const ExchangeOptions& options);
   Status exchange_delete(std::string_view exchange, bool if_unused);
-  Status exchange_bind(std::string_view destination, std::string_view source,
-                       std::string_view key, const FieldTable& args);
+  Status exchange_bind(std::string_view destination, std::string_view source, std::string_view key,
+                       const FieldTable& args);
   Status exchange_unbind(std::string_view destination, std::string_view source,
                          std::string_view key, const FieldTable& args);
 

@@ -24,7 +24,9 @@ Result<std::unique_ptr<Engine>> Engine::open(asio::io_context& io, const EngineO
 }
 
 Engine::Engine(asio::io_context& io, EngineOptions options, std::unique_ptr<storage::Store> store)
-    : io_(io), options_(std::move(options)), store_(std::move(store)),
+    : io_(io),
+      options_(std::move(options)),
+      store_(std::move(store)),
       rng_(uint64_t(std::chrono::steady_clock::now().time_since_epoch().count())) {
   auto root = std::make_unique<Vhost>(*this, "/");
   root->create_default_exchanges();
@@ -87,15 +89,18 @@ Status Engine::recover() {
       std::string_view lo_v(lo.data(), lo.size()), hi_v(hi.data(), hi.size());
       auto first = view.seek(Db::messages, lo_v, hi_v);
       auto last = view.last(Db::messages, lo_v, hi_v);
-      uint64_t first_seq = first ? storage::parse_message_key(first->first).seq : stats.delivered_mark;
+      uint64_t first_seq =
+          first ? storage::parse_message_key(first->first).seq : stats.delivered_mark;
       uint64_t next_seq = last ? storage::parse_message_key(last->first).seq + 1 : first_seq;
       q->recover(first_seq, next_seq, stats.count, stats.delivered_mark);
     }
   }
-  writer_ = std::make_unique<storage::Writer>(
-      *store_, [this](uint64_t id, const Status& s) { post([this, id, s] { on_batch_done(id, s); }); });
+  writer_ = std::make_unique<storage::Writer>(*store_, [this](uint64_t id, const Status& s) {
+    post([this, id, s] { on_batch_done(id, s); });
+  });
   std::vector<Op> marks;
-  for (auto& q : recovered) marks.push_back(Op::set_delivered_mark(q->id, q->delivered_mark_for_open()));
+  for (auto& q : recovered)
+    marks.push_back(Op::set_delivered_mark(q->id, q->delivered_mark_for_open()));
   if (marks.empty()) return {};
   uint64_t batch = writer_->submit(marks);
   bool timed_out = false;

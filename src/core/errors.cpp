@@ -34,8 +34,8 @@ Status queue_locked(std::string_view vhost, std::string_view queue, MethodId m) 
 }
 
 Status inequivalent_arg(std::string_view arg, std::string_view kind, std::string_view name,
-                        std::string_view vhost, std::string_view received,
-                        std::string_view current, MethodId m) {
+                        std::string_view vhost, std::string_view received, std::string_view current,
+                        MethodId m) {
   return error(ReplyCode::precondition_failed,
                fmt::format("inequivalent arg '{}' for {}: received {} but current is {}", arg,
                            resource(kind, name, vhost), received, current),

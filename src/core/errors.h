@@ -29,7 +29,7 @@ Status no_exchange(std::string_view vhost, std::string_view exchange, MethodId m
 Status unknown_delivery_tag(uint64_t tag, MethodId m);
 Status queue_locked(std::string_view vhost, std::string_view queue, MethodId m);
 Status inequivalent_arg(std::string_view arg, std::string_view kind, std::string_view name,
-                        std::string_view vhost, std::string_view received,
-                        std::string_view current, MethodId m);
+                        std::string_view vhost, std::string_view received, std::string_view current,
+                        MethodId m);
 
 }  // namespace warren::core

@@ -31,10 +31,18 @@ void Exchange::route(std::string_view key, const FieldTable* headers,
   for (const auto& b : bindings) {
     bool hit = false;
     switch (type) {
-      case Type::direct: hit = b.routing_key == key; break;
-      case Type::fanout: hit = true; break;
-      case Type::topic: hit = topic_matches(b.routing_key, key); break;
-      case Type::headers: hit = headers_match(b.match, b.arguments, headers); break;
+      case Type::direct:
+        hit = b.routing_key == key;
+        break;
+      case Type::fanout:
+        hit = true;
+        break;
+      case Type::topic:
+        hit = topic_matches(b.routing_key, key);
+        break;
+      case Type::headers:
+        hit = headers_match(b.match, b.arguments, headers);
+        break;
     }
     if (hit) out.push_back(&b.destination);
   }

@@ -165,8 +165,10 @@ void Queue::on_batch_done(uint64_t batch, bool ok) {
     if (!ok && tail_.front().batch == batch) {
       // Never stored. If it was still waiting it is no longer there to wait; if it is out
       // with a consumer, the ack will find nothing to delete.
-      if (seq >= stream_seq_) --ready_;
-      else if (returned_.erase(seq)) --ready_;
+      if (seq >= stream_seq_)
+        --ready_;
+      else if (returned_.erase(seq))
+        --ready_;
     }
     tail_.pop_front();
     ++tail_base_;

@@ -99,10 +99,10 @@ class Queue : public std::enable_shared_from_this<Queue> {
   void note_delivered(uint64_t seq);
 
   Engine& engine_;
-  uint64_t next_seq_ = 1;         // the next publish gets this
-  uint64_t stream_seq_ = 1;       // the first message never taken yet
+  uint64_t next_seq_ = 1;                     // the next publish gets this
+  uint64_t stream_seq_ = 1;                   // the first message never taken yet
   std::map<uint64_t, storage::Db> returned_;  // requeued, all below stream_seq_
-  std::deque<TailEntry> tail_;    // uncommitted messages, seqs [tail_base_, next_seq_)
+  std::deque<TailEntry> tail_;                // uncommitted messages, seqs [tail_base_, next_seq_)
   uint64_t tail_base_ = 1;
   uint64_t ready_ = 0;
   uint64_t unacked_ = 0;

@@ -51,10 +51,14 @@ Status parse_headers_match(const FieldTable& args, HeadersMatch* out) {
   const FieldValue* v = args.find("x-match");
   if (!v) return {};
   const std::string* s = v->as<std::string>();
-  if (s && *s == "all") *out = HeadersMatch::all;
-  else if (s && *s == "any") *out = HeadersMatch::any;
-  else if (s && *s == "all-with-x") *out = HeadersMatch::all_with_x;
-  else if (s && *s == "any-with-x") *out = HeadersMatch::any_with_x;
+  if (s && *s == "all")
+    *out = HeadersMatch::all;
+  else if (s && *s == "any")
+    *out = HeadersMatch::any;
+  else if (s && *s == "all-with-x")
+    *out = HeadersMatch::all_with_x;
+  else if (s && *s == "any-with-x")
+    *out = HeadersMatch::any_with_x;
   else
     return Status::error(ReplyCode::precondition_failed,
                          "Invalid x-match field value <<\"" + (s ? *s : std::string()) +

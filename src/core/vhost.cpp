@@ -19,8 +19,12 @@ using storage::Op;
 namespace {
 
 constexpr std::pair<const char*, const char*> kDefaultExchanges[] = {
-    {"", "direct"},           {"amq.direct", "direct"},   {"amq.fanout", "fanout"},
-    {"amq.topic", "topic"},   {"amq.headers", "headers"}, {"amq.match", "headers"},
+    {"", "direct"},
+    {"amq.direct", "direct"},
+    {"amq.fanout", "fanout"},
+    {"amq.topic", "topic"},
+    {"amq.headers", "headers"},
+    {"amq.match", "headers"},
     {"amq.rabbitmq.trace", "topic"},
 };
 
@@ -108,7 +112,8 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
     if (q.auto_delete != o.auto_delete)
       return inequivalent_arg("auto_delete", "queue", actual, name, bool_text(o.auto_delete),
                               bool_text(q.auto_delete), m);
-    if (Status s = check_queue_args_equivalent(q.arguments, o.arguments, actual, name); !s) return s;
+    if (Status s = check_queue_args_equivalent(q.arguments, o.arguments, actual, name); !s)
+      return s;
   }
   return QueueDeclareOk{actual, uint32_t(q.ready()), uint32_t(q.consumers.size())};
 }
@@ -195,7 +200,8 @@ Status Vhost::declare_exchange(std::string_view xname, std::string_view type,
   };
   if (x.type_name != type)
     return mismatch("type", fmt::format("'{}'", type), fmt::format("'{}'", x.type_name));
-  if (x.durable != o.durable) return mismatch("durable", bool_text(o.durable), bool_text(x.durable));
+  if (x.durable != o.durable)
+    return mismatch("durable", bool_text(o.durable), bool_text(x.durable));
   if (x.auto_delete != o.auto_delete)
     return mismatch("auto_delete", bool_text(o.auto_delete), bool_text(x.auto_delete));
   if (x.internal != o.internal)
@@ -213,8 +219,9 @@ Status Vhost::delete_exchange(std::string_view xname, bool if_unused, bool* dura
   auto x = find_exchange(xname);
   if (!x) return {};
   if (xname.starts_with("amq."))
-    return error(ReplyCode::access_refused,
-                 fmt::format("deletion of system exchange '{}' in vhost '{}' not allowed", xname, name), m);
+    return error(
+        ReplyCode::access_refused,
+        fmt::format("deletion of system exchange '{}' in vhost '{}' not allowed", xname, name), m);
   if (if_unused && !x->bindings.empty())
     return error(ReplyCode::precondition_failed, resource("exchange", xname, name) + " in use", m);
   *durable_write = x->durable;
@@ -234,9 +241,10 @@ void Vhost::drop_exchange(const std::string& xname) {
 }
 
 void Vhost::persist_exchange(const Exchange& x) {
-  storage::ExchangeRecord r{name, x.name, x.type_name, x.auto_delete, x.internal,
-                            wire::encode_table(x.arguments)};
-  engine_.writer().submit(Op::put(Db::exchanges, storage::name_key(name, x.name), storage::encode(r)));
+  storage::ExchangeRecord r{name,          x.name,     x.type_name,
+                            x.auto_delete, x.internal, wire::encode_table(x.arguments)};
+  engine_.writer().submit(
+      Op::put(Db::exchanges, storage::name_key(name, x.name), storage::encode(r)));
 }
 
 // ---- bindings -------------------------------------------------------------------------
@@ -252,15 +260,20 @@ bool Vhost::binding_is_durable(const Exchange& source, const Destination& d) con
 }
 
 void Vhost::persist_binding(const Exchange& source, const Binding& b, bool add) {
-  storage::BindingRecord r{name, source.name, b.destination.is_queue, b.destination.name,
-                           b.routing_key, wire::encode_table(b.arguments)};
+  storage::BindingRecord r{name,
+                           source.name,
+                           b.destination.is_queue,
+                           b.destination.name,
+                           b.routing_key,
+                           wire::encode_table(b.arguments)};
   auto key = storage::binding_key(r);
   engine_.writer().submit(add ? Op::put(Db::bindings, key, storage::encode(r))
                               : Op::del(Db::bindings, key));
 }
 
-Result<std::shared_ptr<Exchange>> Vhost::binding_source(const Destination& d, std::string_view source,
-                                                        Connection& conn, MethodId m) {
+Result<std::shared_ptr<Exchange>> Vhost::binding_source(const Destination& d,
+                                                        std::string_view source, Connection& conn,
+                                                        MethodId m) {
   if (source.empty() || (!d.is_queue && d.name.empty())) return default_exchange_refused(m);
   if (d.is_queue) {
     auto q = usable_queue(conn, d.name, m);
@@ -350,8 +363,10 @@ void Vhost::route_into(const Exchange& x, std::string_view key, const FieldTable
     std::vector<const Destination*> hits;
     x.route(key, headers, hits);
     for (const Destination* d : hits) {
-      if (d->is_queue) add_queue(d->name);
-      else if (auto next = find_exchange(d->name)) route_into(*next, key, headers, seen, out);
+      if (d->is_queue)
+        add_queue(d->name);
+      else if (auto next = find_exchange(d->name))
+        route_into(*next, key, headers, seen, out);
     }
   }
   if (out.size() == before)

@@ -74,7 +74,8 @@ class Vhost {
   void remove_bindings_to(const Destination& d);
   void drop_exchange(const std::string& name);
   void route_into(const Exchange& x, std::string_view key, const FieldTable* headers,
-                  std::vector<const Exchange*>& seen, std::vector<std::shared_ptr<Queue>>& out) const;
+                  std::vector<const Exchange*>& seen,
+                  std::vector<std::shared_ptr<Queue>>& out) const;
 
   Engine& engine_;
 };

@@ -64,26 +64,40 @@ std::optional<FieldValue> decode_value(Reader& r, int depth) {
   char type = char(r.u8());
   if (r.failed()) return std::nullopt;
   switch (type) {
-    case 't': return FieldValue(r.u8() != 0);
-    case 'b': return FieldValue(int8_t(r.u8()));
-    case 'B': return FieldValue(uint8_t(r.u8()));
-    case 's': return FieldValue(int16_t(r.u16()));
-    case 'u': return FieldValue(uint16_t(r.u16()));
-    case 'I': return FieldValue(int32_t(r.u32()));
-    case 'i': return FieldValue(uint32_t(r.u32()));
-    case 'l': return FieldValue(int64_t(r.u64()));
-    case 'f': return FieldValue(std::bit_cast<float>(r.u32()));
-    case 'd': return FieldValue(std::bit_cast<double>(r.u64()));
+    case 't':
+      return FieldValue(r.u8() != 0);
+    case 'b':
+      return FieldValue(int8_t(r.u8()));
+    case 'B':
+      return FieldValue(uint8_t(r.u8()));
+    case 's':
+      return FieldValue(int16_t(r.u16()));
+    case 'u':
+      return FieldValue(uint16_t(r.u16()));
+    case 'I':
+      return FieldValue(int32_t(r.u32()));
+    case 'i':
+      return FieldValue(uint32_t(r.u32()));
+    case 'l':
+      return FieldValue(int64_t(r.u64()));
+    case 'f':
+      return FieldValue(std::bit_cast<float>(r.u32()));
+    case 'd':
+      return FieldValue(std::bit_cast<double>(r.u64()));
     case 'D': {
       Decimal d;
       d.scale = r.u8();
       d.value = r.u32();
       return FieldValue(d);
     }
-    case 'S': return FieldValue(std::string(r.longstr()));
-    case 'x': return FieldValue(ByteArray{std::string(r.longstr())});
-    case 'T': return FieldValue(Timestamp{r.u64()});
-    case 'V': return FieldValue(Void{});
+    case 'S':
+      return FieldValue(std::string(r.longstr()));
+    case 'x':
+      return FieldValue(ByteArray{std::string(r.longstr())});
+    case 'T':
+      return FieldValue(Timestamp{r.u64()});
+    case 'V':
+      return FieldValue(Void{});
     case 'A': {
       auto a = decode_array(r, depth + 1);
       if (!a) return std::nullopt;

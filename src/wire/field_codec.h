@@ -13,9 +13,9 @@ namespace warren::wire {
 // Nesting deeper than this is refused: a hostile peer cannot exhaust the stack.
 inline constexpr int kMaxFieldDepth = 64;
 
-void encode_table(Writer& w, const FieldTable& table);   // with its u32 length prefix
-void encode_array(Writer& w, const FieldArray& array);   // with its u32 length prefix
-void encode_value(Writer& w, const FieldValue& value);   // type letter, then the value
+void encode_table(Writer& w, const FieldTable& table);  // with its u32 length prefix
+void encode_array(Writer& w, const FieldArray& array);  // with its u32 length prefix
+void encode_value(Writer& w, const FieldValue& value);  // type letter, then the value
 
 // Each returns nullopt (and fails the reader) on malformed input.
 std::optional<FieldTable> decode_table(Reader& r, int depth = 0);
