@@ -146,12 +146,30 @@ class StuckDisk : public storage::FaultInjector {
     open_ = true;
     cv_.notify_all();
   }
+  void hang() {
+    std::lock_guard lock(m_);
+    open_ = false;
+  }
 
  private:
   std::mutex m_;
   std::condition_variable cv_;
   bool open_ = false;
 };
+
+TEST_F(Faults, WaitForConfirmsTimesOutWhileTheDiskHangs) {
+  auto stuck = std::make_shared<StuckDisk>();
+  stuck->open();
+  auto broker = open_with(dir.path(), stuck);
+  auto ch = broker->channel();
+  ch.queue_declare("q", {.durable = true});
+  ch.confirm_select();
+  stuck->hang();
+  ch.basic_publish("", "q", persistent("m"));
+  EXPECT_THROW(ch.wait_for_confirms(100ms), Timeout);
+  stuck->open();
+  EXPECT_TRUE(ch.wait_for_confirms(5s));  // nothing was lost by timing out
+}
 
 TEST_F(Faults, PublishersAreHeldWhileTheWriterFallsBehind) {
   auto stuck = std::make_shared<StuckDisk>();
