@@ -384,6 +384,42 @@ TEST_F(ChannelRules, RecoverRedeliversWithNewTags) {
   EXPECT_TRUE(s.closes_connection());
 }
 
+TEST_F(ChannelRules, TransactionsApplyPublishesAndAcksAtCommit) {
+  ch.queue_declare("q", {.durable = true});
+  ch.basic_publish("", "q", persistent("before"));
+  auto before = ch.basic_get("q");
+  ASSERT_TRUE(before);
+  ch.tx_select();
+  ch.basic_publish("", "q", persistent("in-tx"));
+  ch.basic_ack(before->delivery_tag);
+  auto peek = broker->channel();
+  EXPECT_EQ(peek.queue_declare("q", {.durable = true}).message_count, 0u);  // invisible yet
+  EXPECT_EQ(broker->list_queues().front().messages_unacknowledged, 1u);
+  ch.tx_rollback();
+  EXPECT_EQ(broker->list_queues().front().messages_unacknowledged, 1u);  // ack undone
+  ch.basic_publish("", "q", persistent("committed"));
+  ch.basic_ack(before->delivery_tag);  // still a known tag after the rollback
+  ch.tx_commit();
+  auto q = broker->list_queues().front();
+  EXPECT_EQ(q.messages_ready, 1u);
+  EXPECT_EQ(q.messages_unacknowledged, 0u);
+  EXPECT_EQ(peek.basic_get("q", true)->message.body, "committed");
+}
+
+TEST_F(ChannelRules, TxAndConfirmModesExcludeEachOther) {
+  ch.tx_select();
+  EXPECT_EQ(error_of([&] { ch.confirm_select(); }).text(),
+            "PRECONDITION_FAILED - cannot switch from tx to confirm mode");
+  auto c = broker->channel();
+  c.confirm_select();
+  EXPECT_EQ(error_of([&] { c.tx_select(); }).text(),
+            "PRECONDITION_FAILED - cannot switch from confirm to tx mode");
+  auto d = broker->channel();
+  EXPECT_EQ(error_of([&] { d.tx_commit(); }).text(), "PRECONDITION_FAILED - channel is not transactional");
+  auto e = broker->channel();
+  EXPECT_EQ(error_of([&] { e.tx_rollback(); }).text(), "PRECONDITION_FAILED - channel is not transactional");
+}
+
 TEST_F(ChannelRules, CallbacksMayCallTheBroker) {
   ch.queue_declare("q");
   std::promise<void> done;

@@ -70,6 +70,14 @@ class Channel {
   void on_confirm(ConfirmCallback callback);
   void on_return(ReturnCallback callback);
 
+  // Transactions: after tx_select, publishes and acknowledgements take effect only at
+  // tx_commit (which returns once they are on disk); tx_rollback discards the publishes and
+  // leaves acknowledged deliveries unacknowledged. A channel is in tx or confirm mode,
+  // never both (406).
+  void tx_select();
+  void tx_commit();
+  void tx_rollback();
+
   // --- consuming ---------------------------------------------------------------------
   // prefetch_count 0 = unlimited. global=false limits each consumer created afterwards;
   // global=true limits the channel as a whole (RabbitMQ's semantics).

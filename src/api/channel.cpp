@@ -372,6 +372,19 @@ uint64_t Channel::basic_publish(std::string_view exchange, std::string_view rout
   return seq;
 }
 
+void Channel::tx_select() {
+  throw_if(handle_->call([](core::Channel& ch) { return ch.tx_select(); }));
+}
+
+void Channel::tx_commit() {
+  throw_if(handle_->call([](core::Channel& ch) { return ch.tx_commit(); }));
+  flush();
+}
+
+void Channel::tx_rollback() {
+  throw_if(handle_->call([](core::Channel& ch) { return ch.tx_rollback(); }));
+}
+
 bool Channel::wait_for_confirms(std::chrono::milliseconds timeout) {
   return handle_->wait_for_confirms(timeout);
 }

@@ -38,6 +38,11 @@ Status Channel::fail(Status status) {
 void Channel::close() {
   if (!open_) return;
   open_ = false;
+  // An open transaction ends with the channel: its publishes are dropped and what it
+  // acknowledged is still unacknowledged, so it is requeued with the rest.
+  tx_publishes_.clear();
+  for (auto& s : tx_settles_) unacked_.emplace(s.tag, std::move(s.delivery));
+  tx_settles_.clear();
   requeue_all_unacked();
   cancel_all_consumers();
   unconfirmed_.clear();  // confirms still pending when a channel closes are never sent
@@ -120,7 +125,44 @@ Status Channel::exchange_unbind(std::string_view destination, std::string_view s
 
 Status Channel::confirm_select() {
   if (Status s = check_open(); !s) return s;
+  if (tx_mode_)
+    return fail(error(ReplyCode::precondition_failed, "cannot switch from tx to confirm mode",
+                      method::confirm_select));
   confirm_mode_ = true;
+  return {};
+}
+
+Status Channel::tx_select() {
+  if (Status s = check_open(); !s) return s;
+  if (confirm_mode_)
+    return fail(error(ReplyCode::precondition_failed, "cannot switch from confirm to tx mode",
+                      method::tx_select));
+  tx_mode_ = true;
+  return {};
+}
+
+Status Channel::tx_commit() {
+  if (Status s = check_open(); !s) return s;
+  if (!tx_mode_)
+    return fail(error(ReplyCode::precondition_failed, "channel is not transactional", method::tx_commit));
+  auto publishes = std::move(tx_publishes_);
+  auto settles = std::move(tx_settles_);
+  tx_publishes_.clear();
+  tx_settles_.clear();
+  for (auto& p : publishes)
+    if (Status s = publish_now(std::move(p)); !s) return s;
+  for (auto& s : settles) settle_one(s.delivery, s.how);
+  kick_consumers();
+  return {};
+}
+
+Status Channel::tx_rollback() {
+  if (Status s = check_open(); !s) return s;
+  if (!tx_mode_)
+    return fail(error(ReplyCode::precondition_failed, "channel is not transactional", method::tx_rollback));
+  tx_publishes_.clear();
+  for (auto& s : tx_settles_) unacked_.emplace(s.tag, std::move(s.delivery));
+  tx_settles_.clear();
   return {};
 }
 
@@ -175,6 +217,16 @@ void Channel::route(const Exchange& exchange, const PublishInput& in, bool* stri
 
 Status Channel::basic_publish(PublishInput in) {
   if (Status s = check_open(); !s) return s;
+  std::shared_ptr<Exchange> exchange;
+  if (Status s = publish_checks(in, &exchange); !s) return fail(s);
+  if (tx_mode_) {
+    tx_publishes_.push_back(std::move(in));  // routed when the transaction commits
+    return {};
+  }
+  return publish_now(std::move(in));
+}
+
+Status Channel::publish_now(PublishInput in) {
   std::shared_ptr<Exchange> exchange;
   if (Status s = publish_checks(in, &exchange); !s) return fail(s);
   uint64_t seq = confirm_mode_ ? next_publish_seq_++ : 0;
@@ -255,7 +307,7 @@ Status Channel::basic_qos(uint16_t prefetch_count, bool global) {
 }
 
 bool Channel::can_deliver(const Consumer& c) const {
-  if (!open_ || c.cancelled) return false;
+  if (!open_ || c.cancelled || (sink_ && !sink_->ready_for_delivery())) return false;
   if (c.prefetch && c.unacked >= c.prefetch) return false;
   if (channel_prefetch_ && unacked_.size() >= channel_prefetch_) return false;
   return true;
@@ -375,27 +427,28 @@ void Channel::settle_one(Unacked& u, Settle how) {
 
 Status Channel::settle(uint64_t tag, bool multiple, Settle how, MethodId m) {
   if (Status s = check_open(); !s) return s;
-  auto end = unacked_.end();
+  std::vector<PendingSettle> settled;
+  auto take_up_to = [&](std::map<uint64_t, Unacked>::iterator end) {
+    for (auto it = unacked_.begin(); it != end; it = unacked_.erase(it))
+      settled.push_back({std::move(it->second), it->first, how});
+  };
   if (tag == 0 && multiple) {
-    // everything outstanding
+    take_up_to(unacked_.end());  // everything outstanding
   } else {
     auto it = unacked_.find(tag);
     if (it == unacked_.end()) return fail(unknown_delivery_tag(tag, m));
-    end = std::next(it);
-    if (!multiple) {
-      Unacked u = std::move(it->second);
+    if (multiple) {
+      take_up_to(std::next(it));
+    } else {
+      settled.push_back({std::move(it->second), tag, how});
       unacked_.erase(it);
-      settle_one(u, how);
-      kick_consumers();
-      return {};
     }
   }
-  std::vector<Unacked> settled;
-  for (auto it = unacked_.begin(); it != end;) {
-    settled.push_back(std::move(it->second));
-    it = unacked_.erase(it);
+  if (tx_mode_) {  // settled when the transaction commits
+    for (auto& s : settled) tx_settles_.push_back(std::move(s));
+    return {};
   }
-  for (auto& u : settled) settle_one(u, how);
+  for (auto& s : settled) settle_one(s.delivery, s.how);
   kick_consumers();
   return {};
 }

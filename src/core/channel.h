@@ -56,6 +56,12 @@ class Channel {
 
   Status confirm_select();
   bool confirm_mode() const { return confirm_mode_; }
+
+  // Transactions: publishes and acknowledgements wait for tx_commit; tx_rollback drops
+  // the publishes and leaves the acknowledged deliveries unacknowledged again.
+  Status tx_select();
+  Status tx_commit();
+  Status tx_rollback();
   Status basic_publish(PublishInput input);
 
   Status basic_qos(uint16_t prefetch_count, bool global);
@@ -76,6 +82,8 @@ class Channel {
   void deliver(Consumer& consumer, Queue& queue, Taken taken);
   void consumer_cancelled_by_broker(Consumer& consumer);
   void on_batch_done(uint64_t batch, bool ok);
+  // The sink can take deliveries again.
+  void resume_deliveries() { kick_consumers(); }
 
  private:
   struct Unacked {
@@ -91,6 +99,11 @@ class Channel {
     bool nack;
   };
   enum class Settle { ack, requeue, drop };
+  struct PendingSettle {
+    Unacked delivery;
+    uint64_t tag;
+    Settle how;
+  };
 
   Status fail(Status status);
   template <class F>
@@ -103,6 +116,7 @@ class Channel {
   void cancel_all_consumers();
   void release_confirms();
   void kick_consumers();
+  Status publish_now(PublishInput input);
   Status publish_checks(const PublishInput& in, std::shared_ptr<class Exchange>* exchange);
   void route(const class Exchange& exchange, const PublishInput& in, bool* strip_bcc);
 
@@ -121,6 +135,9 @@ class Channel {
   uint16_t channel_prefetch_ = 0;   // global=true: all unacked on the channel
 
   bool confirm_mode_ = false;
+  bool tx_mode_ = false;
+  std::vector<PublishInput> tx_publishes_;
+  std::vector<PendingSettle> tx_settles_;
   uint64_t next_publish_seq_ = 1;
   std::deque<PendingConfirm> unconfirmed_;
   std::vector<std::shared_ptr<Queue>> targets_;  // scratch for routing, reused

@@ -122,6 +122,19 @@ void Engine::on_batch_done(uint64_t id, const Status& status) {
     it = (*it)->has_inflight_commits() ? std::next(it) : inflight_.erase(it);
   }
   for (Channel* c : channels_) c->on_batch_done(id, status.ok());
+  while (!flush_waiters_.empty() && flush_waiters_.begin()->first <= id) {
+    auto node = flush_waiters_.extract(flush_waiters_.begin());
+    node.mapped()(node.key() == id ? status : Status{});
+  }
+}
+
+void Engine::when_flushed(std::function<void(const Status&)> fn) {
+  uint64_t target = writer_->last_submitted();
+  if (target <= committed_) {
+    fn(Status{});
+    return;
+  }
+  flush_waiters_.emplace(target, std::move(fn));
 }
 
 std::string Engine::random_name(std::string_view prefix) {

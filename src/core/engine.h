@@ -69,6 +69,9 @@ class Engine {
 
   // The last batch whose outcome the loop has processed.
   uint64_t committed() const { return committed_; }
+  // Runs fn on the loop once everything submitted so far is committed, with the outcome
+  // of the last batch (at once if nothing is pending).
+  void when_flushed(std::function<void(const Status&)> fn);
 
   // --- for queues and channels -----------------------------------------------------
   uint64_t allocate_queue_id() { return next_queue_id_++; }
@@ -97,6 +100,7 @@ class Engine {
   bool shut_down_ = false;
   // Handlers posted to the loop hold a weak reference: they may run after the engine ends.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  std::multimap<uint64_t, std::function<void(const Status&)>> flush_waiters_;
   std::shared_ptr<LoopToken> token_ = std::make_shared<LoopToken>();
 };
 

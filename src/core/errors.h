@@ -15,7 +15,7 @@ inline constexpr std::pair<uint16_t, uint16_t> exchange_declare{40, 10}, exchang
     queue_purge{50, 30}, queue_delete{50, 40}, queue_unbind{50, 50}, basic_qos{60, 10},
     basic_consume{60, 20}, basic_cancel{60, 30}, basic_publish{60, 40}, basic_get{60, 70},
     basic_ack{60, 80}, basic_reject{60, 90}, basic_recover{60, 110}, basic_nack{60, 120},
-    confirm_select{85, 10}, none{0, 0};
+    confirm_select{85, 10}, tx_select{90, 10}, tx_commit{90, 20}, tx_rollback{90, 30}, none{0, 0};
 }
 using MethodId = std::pair<uint16_t, uint16_t>;
 

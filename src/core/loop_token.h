@@ -11,8 +11,13 @@ namespace warren::core {
 
 class LoopToken {
  public:
-  // The loop's way in: it may wait, and callers yield to it while it does.
+  // The loop's way in: it may wait, and callers yield to it while it does. Re-entrant: a
+  // thread that holds the token (a server thread holds it for good) just goes on.
   void lock() {
+    if (held_here()) {
+      ++depth_;
+      return;
+    }
     waiting_.fetch_add(1, std::memory_order_relaxed);
     mutex_.lock();
     waiting_.fetch_sub(1, std::memory_order_relaxed);
@@ -26,6 +31,10 @@ class LoopToken {
     return true;
   }
   void unlock() {
+    if (depth_ > 0) {
+      --depth_;
+      return;
+    }
     holder_ = nullptr;
     mutex_.unlock();
   }
@@ -35,6 +44,7 @@ class LoopToken {
  private:
   std::mutex mutex_;
   std::atomic<int> waiting_{0};
+  int depth_ = 0;  // re-entries by the holder
   static inline thread_local const LoopToken* holder_ = nullptr;
 };
 

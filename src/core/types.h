@@ -52,6 +52,9 @@ class ChannelSink {
   virtual void on_consumer_cancelled(const std::string& consumer_tag) = 0;
   // The broker closed the channel because of `reason` (a hard error closes the connection).
   virtual void on_closed(const Status& reason) = 0;
+  // False while the owner cannot take more deliveries (its output is backed up); the
+  // channel then holds them until Channel::resume_deliveries().
+  virtual bool ready_for_delivery() const { return true; }
 };
 
 }  // namespace warren::core
