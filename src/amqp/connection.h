@@ -1,0 +1,102 @@
+// One client connection's protocol: the handshake, channels, content assembly, and the
+// translation between AMQP methods and core channel calls. No I/O: the session feeds it the
+// bytes that arrived and sends what it appends to output(). Runs on the loop thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "amqp/codec.h"
+#include "amqp/frame.h"
+#include "core/engine.h"
+
+namespace warren::amqp {
+
+struct ServerConfig {
+  std::map<std::string, std::string> users{{"guest", "guest"}};  // user -> password
+  std::set<std::string> loopback_users{"guest"};  // may only log in from loopback
+  uint16_t channel_max = 2047;
+  uint32_t frame_max = 131072;
+  uint16_t heartbeat = 60;
+  // Deliveries wait while this many bytes are queued for a client.
+  size_t output_high_water = 1 << 20;
+};
+
+class Connection {
+ public:
+  Connection(core::Engine& engine, const ServerConfig& config, std::string peer, bool peer_is_loopback);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Consumes whole frames from the front of `in` (leaving any partial frame).
+  void feed(std::string& in);
+  std::string& output() { return out_; }
+  // The socket should close once output() has been sent.
+  bool should_close() const { return state_ == State::closed; }
+  // The client may not be read from now (a connection.close is awaiting its close-ok is
+  // fine; this is for being closed).
+  bool reading_paused() const { return out_.size() > 4 * config_.output_high_water; }
+  // Output drained below the high-water mark: deliveries may flow again.
+  void on_output_drained();
+  // The peer is gone: release everything (unacked messages go back to their queues).
+  void on_disconnect();
+  // Server shutdown: tell the client and close.
+  void close_for_shutdown();
+
+  // Called whenever output goes from empty to non-empty, so the session can send it.
+  void set_output_listener(std::function<void()> listener) { output_listener_ = std::move(listener); }
+
+  uint16_t heartbeat_seconds() const { return heartbeat_; }
+  void send_heartbeat();
+  bool open() const { return state_ == State::open; }
+
+ private:
+  enum class State { awaiting_header, awaiting_start_ok, awaiting_tune_ok, awaiting_open, open, closing, closed };
+  class ChannelState;
+  friend class ChannelState;
+
+  void handle_frame(const Frame& f);
+  void handle_connection_method(const AnyMethod& m);
+  void handle_channel_frame(const Frame& f);
+  void handle_start_ok(const ConnectionStartOk& m);
+  void handle_tune_ok(const ConnectionTuneOk& m);
+  void handle_open(const ConnectionOpen& m);
+  void open_channel(uint16_t id);
+  bool authenticate(const ConnectionStartOk& m, std::string* user);
+
+  template <class M>
+  void send(uint16_t channel, const M& method);
+  void send_content(uint16_t channel, std::string_view method_payload, const storage::MessageData& message);
+  // A hard error: connection.close, then nothing but close-ok is read.
+  void connection_error(const Status& status);
+  void close_socket_now() { state_ = State::closed; }
+  void release();
+  void retire_channel(uint16_t id);
+
+  core::Engine& engine_;
+  const ServerConfig& config_;
+  std::string peer_;
+  bool peer_is_loopback_;
+  State state_ = State::awaiting_header;
+  std::string out_;
+  std::function<void()> output_listener_;
+  FrameParser parser_;
+  uint16_t channel_max_ = 0;
+  uint32_t frame_max_ = 0;
+  uint16_t heartbeat_ = 0;
+  bool client_wants_auth_failure_close_ = false;
+  bool client_wants_cancel_notify_ = false;
+  std::string user_;
+  std::shared_ptr<core::Connection> core_;
+  std::map<uint16_t, std::unique_ptr<ChannelState>> channels_;
+  std::vector<std::unique_ptr<ChannelState>> retired_;  // destroyed at the end of feed()
+};
+
+}  // namespace warren::amqp

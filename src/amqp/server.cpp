@@ -1,0 +1,211 @@
+#include "amqp/server.h"
+
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <asio/ip/v6_only.hpp>
+
+#include <array>
+#include <chrono>
+
+#include "common/log.h"
+
+namespace warren::amqp {
+
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+class Server::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Server& server, tcp::socket socket, std::string peer, bool loopback)
+      : server_(server),
+        socket_(std::move(socket)),
+        conn_(server.engine_, server.config_, peer, loopback),
+        timer_(socket_.get_executor()),
+        peer_(std::move(peer)) {}
+
+  void start() {
+    conn_.set_output_listener([weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->schedule_flush();
+    });
+    last_input_ = last_output_ = Clock::now();
+    read();
+    tick();
+  }
+
+  void shut_down() {
+    conn_.close_for_shutdown();
+    flush();
+  }
+
+ private:
+  void read() {
+    if (reading_ || closed_) return;
+    if (conn_.reading_paused()) return;  // resumed when the output drains
+    reading_ = true;
+    socket_.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](std::error_code ec, size_t n) {
+      self->reading_ = false;
+      if (ec) {
+        self->close();
+        return;
+      }
+      self->last_input_ = Clock::now();
+      self->in_.append(self->buffer_.data(), n);
+      self->conn_.feed(self->in_);
+      self->flush();
+      if (!self->conn_.should_close()) self->read();
+    });
+  }
+
+  void schedule_flush() {
+    if (flush_scheduled_) return;
+    flush_scheduled_ = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->flush_scheduled_ = false;
+      self->flush();
+    });
+  }
+
+  void flush() {
+    if (writing_ || closed_) return;
+    std::string& out = conn_.output();
+    if (out.empty()) {
+      if (conn_.should_close()) close();
+      return;
+    }
+    sending_.swap(out);
+    writing_ = true;
+    last_output_ = Clock::now();
+    asio::async_write(socket_, asio::buffer(sending_), [self = shared_from_this()](std::error_code ec, size_t) {
+      self->writing_ = false;
+      self->sending_.clear();
+      if (ec) {
+        self->close();
+        return;
+      }
+      self->conn_.on_output_drained();
+      self->flush();
+      self->read();
+    });
+  }
+
+  // Heartbeats: send one when nothing went out for half the interval; drop a client silent
+  // for two intervals.
+  void tick() {
+    timer_.expires_after(std::chrono::milliseconds(500));
+    timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+      if (ec || self->closed_) return;
+      uint16_t hb = self->conn_.heartbeat_seconds();
+      auto now = Clock::now();
+      if (hb && self->conn_.open()) {
+        if (now - self->last_output_ >= std::chrono::milliseconds(hb * 500)) {
+          self->conn_.send_heartbeat();
+          self->flush();
+        }
+        if (now - self->last_input_ >= std::chrono::seconds(2 * hb)) {
+          log::info("{}: missed heartbeats, closing", self->peer_);
+          self->close();
+          return;
+        }
+      }
+      self->tick();
+    });
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    std::error_code ignored;
+    timer_.cancel();
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    conn_.on_disconnect();
+    server_.sessions_.erase(shared_from_this());
+  }
+
+  Server& server_;
+  tcp::socket socket_;
+  Connection conn_;
+  asio::steady_timer timer_;
+  std::string peer_;
+  std::array<char, 65536> buffer_{};
+  std::string in_;
+  std::string sending_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool flush_scheduled_ = false;
+  bool closed_ = false;
+  Clock::time_point last_input_, last_output_;
+};
+
+Server::Server(asio::io_context& io, core::Engine& engine, ServerConfig config)
+    : io_(io), engine_(engine), config_(std::move(config)) {}
+
+Server::~Server() { stop(); }
+
+size_t Server::connection_count() const { return sessions_.size(); }
+
+Status Server::listen(const ListenOptions& options) {
+  uint16_t port = options.port;
+  std::string failures;
+  for (const auto& address : options.addresses) {
+    std::error_code ec;
+    auto ip = asio::ip::make_address(address, ec);
+    if (ec) return Status::error(ReplyCode::internal_error, fmt::format("bad address '{}'", address));
+    auto acceptor = std::make_unique<tcp::acceptor>(io_);
+    tcp::endpoint endpoint(ip, port);
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec && ip.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      failures += fmt::format(" {}:{} ({})", address, port, ec.message());
+      continue;
+    }
+    // With port 0 the first address picks the port and the others follow it.
+    port = acceptor->local_endpoint().port();
+    log::info("listening on {}", address.find(':') == std::string::npos
+                                     ? fmt::format("{}:{}", address, port)
+                                     : fmt::format("[{}]:{}", address, port));
+    accept(*acceptor);
+    acceptors_.push_back(std::move(acceptor));
+  }
+  if (acceptors_.empty()) return Status::error(ReplyCode::internal_error, "cannot listen on" + failures);
+  if (!failures.empty()) log::warning("could not listen on{}", failures);
+  port_ = port;
+  return {};
+}
+
+void Server::accept(tcp::acceptor& acceptor) {
+  acceptor.async_accept([this, &acceptor](std::error_code ec, tcp::socket socket) {
+    if (stopping_) return;
+    if (!ec) {
+      std::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      auto remote = socket.remote_endpoint(ignored);
+      bool loopback = remote.address().is_loopback() ||
+                      (remote.address().is_v6() && remote.address().to_v6().is_v4_mapped() &&
+                       asio::ip::make_address_v4(asio::ip::v4_mapped, remote.address().to_v6()).is_loopback());
+      auto peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
+      auto session = std::make_shared<Session>(*this, std::move(socket), peer, loopback);
+      sessions_.insert(session);
+      session->start();
+    }
+    accept(acceptor);
+  });
+}
+
+void Server::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  for (auto& a : acceptors_) {
+    std::error_code ignored;
+    a->close(ignored);
+  }
+  auto sessions = sessions_;
+  for (auto& s : sessions) s->shut_down();
+}
+
+}  // namespace warren::amqp
