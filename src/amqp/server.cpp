@@ -39,6 +39,8 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     flush();
   }
 
+  void abandon() { close(); }
+
  private:
   void read() {
     if (reading_ || closed_) return;
@@ -142,7 +144,15 @@ class Server::Session : public std::enable_shared_from_this<Session> {
 Server::Server(asio::io_context& io, core::Engine& engine, ServerConfig config)
     : io_(io), engine_(engine), config_(std::move(config)) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+  abandon_all();
+}
+
+void Server::abandon_all() {
+  auto sessions = sessions_;
+  for (auto& s : sessions) s->abandon();
+}
 
 size_t Server::connection_count() const { return sessions_.size(); }
 

@@ -29,6 +29,9 @@ class Server {
   uint16_t port() const { return port_; }
   // Stops accepting and closes every connection (connection.close 320 first).
   void stop();
+  // Drops every connection at once, releasing their broker state. For when the loop has
+  // stopped: must run before the engine shuts down.
+  void abandon_all();
   size_t connection_count() const;
 
   class Session;

@@ -181,6 +181,7 @@ int main(int argc, char** argv) {
     deadline.async_wait([&](std::error_code) { io.stop(); });
   });
   io.run();
+  server.abandon_all();
   engine.value()->shutdown();
   log::info("stopped");
   return 0;

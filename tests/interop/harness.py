@@ -1,0 +1,93 @@
+"""The broker an interop test talks to.
+
+With AMQP_PORT set, an external broker (RabbitMQ, to check that the expectations are
+RabbitMQ's): AMQP_RESTART is the shell command that restarts it. Otherwise a warrend
+(path in WARREND) started here on a free loopback port with its own data directory.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique(prefix):
+    """A name no other test (or earlier run against a shared broker) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class Broker:
+    def __init__(self):
+        self.external = "AMQP_PORT" in os.environ
+        if self.external:
+            self.port = int(os.environ["AMQP_PORT"])
+            self.restart_command = os.environ.get("AMQP_RESTART")
+            return
+        self.warrend = os.environ["WARREND"]
+        self.dir = tempfile.mkdtemp(prefix="warren-interop-")
+        self.port = free_port()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [self.warrend, "--port", str(self.port), "--data-dir", self.dir,
+             "--durability", "nosync", "--log-level", "info"],
+            stderr=subprocess.PIPE, text=True)
+        self.log = []
+        for line in self.proc.stderr:  # wait for the event, not for time
+            self.log.append(line)
+            if "warrend ready" in line:
+                break
+        else:
+            raise RuntimeError("warrend exited before it was ready:\n" + "".join(self.log))
+        # Keep reading its log so it never blocks on a full pipe; shown if it fails.
+        self._drain = threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True)
+        self._drain.start()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self._drain.join(timeout=10)
+            self.proc.stderr.close()
+            # A clean shutdown is part of the test (sanitizer builds fail it on any error).
+            if self.proc.returncode != 0:
+                raise RuntimeError(f"warrend exited with status {self.proc.returncode}:\n"
+                                   + "".join(self.log[-60:]))
+
+    def restart(self):
+        """Restart the broker; durable state must survive."""
+        if self.external:
+            if not self.restart_command:
+                raise RuntimeError("set AMQP_RESTART to restart the external broker")
+            subprocess.run(self.restart_command, shell=True, check=True)
+            self.wait_until_listening()
+            return
+        self.stop()
+        self.start()
+
+    def wait_until_listening(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def close(self):
+        if not self.external:
+            self.stop()
+            shutil.rmtree(self.dir, ignore_errors=True)
