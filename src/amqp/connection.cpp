@@ -420,6 +420,7 @@ void Connection::feed(std::string& in) {
     if (in.size() < kProtocolHeader.size()) return;
     if (std::string_view(in).substr(0, kProtocolHeader.size()) != kProtocolHeader) {
       out_.append(kProtocolHeader);  // the version we speak, then goodbye
+      reset_ = true;
       close_socket_now();
       in.clear();
       return;
@@ -501,6 +502,7 @@ void Connection::handle_channel_frame(const Frame& f) {
     it->second->handle_frame(f);
     return;
   }
+  uint16_t class_id = 0, method_id = 0;
   if (f.type == uint8_t(FrameType::method)) {
     auto d = decode_method(f.payload);
     if (d.method && std::holds_alternative<ChannelOpen>(*d.method)) {
@@ -508,16 +510,17 @@ void Connection::handle_channel_frame(const Frame& f) {
       return;
     }
     if (d.method && std::holds_alternative<ChannelCloseOk>(*d.method)) return;  // late close-ok
+    class_id = d.class_id;
+    method_id = d.method_id;
   }
-  connection_error(hard_error(ReplyCode::channel_error, "expected 'channel.open'"));
+  connection_error(hard_error(ReplyCode::channel_error, "expected 'channel.open'", class_id, method_id));
 }
 
 void Connection::open_channel(uint16_t id) {
   if (channel_max_ && channels_.size() >= channel_max_) {
     connection_error(hard_error(ReplyCode::not_allowed,
                                 fmt::format("number of channels opened ({}) has reached the negotiated channel_max ({})",
-                                            channels_.size(), channel_max_),
-                                20, 10));
+                                            channels_.size(), channel_max_)));
     return;
   }
   auto state = std::make_unique<ChannelState>(*this, id);

@@ -40,6 +40,8 @@ class Connection {
   std::string& output() { return out_; }
   // The socket should close once output() has been sent.
   bool should_close() const { return state_ == State::closed; }
+  // ...and abruptly (a reset), as RabbitMQ does after a wrong protocol header.
+  bool should_reset() const { return reset_; }
   // The client may not be read from now (a connection.close is awaiting its close-ok is
   // fine; this is for being closed).
   bool reading_paused() const { return out_.size() > 4 * config_.output_high_water; }
@@ -91,6 +93,7 @@ class Connection {
   uint16_t channel_max_ = 0;
   uint32_t frame_max_ = 0;
   uint16_t heartbeat_ = 0;
+  bool reset_ = false;
   bool client_wants_auth_failure_close_ = false;
   bool client_wants_cancel_notify_ = false;
   std::string user_;

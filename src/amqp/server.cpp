@@ -120,7 +120,8 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     closed_ = true;
     std::error_code ignored;
     timer_.cancel();
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    if (conn_.should_reset()) socket_.set_option(asio::socket_base::linger(true, 0), ignored);
+    else socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
     conn_.on_disconnect();
     server_.sessions_.erase(shared_from_this());
