@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds Warren and runs the main program: for now the quick-start example, which publishes
-# with confirms, consumes and acknowledges against a data directory (default ./warren-data).
+# Builds Warren and runs the server: warrend on 127.0.0.1:5672 and [::1]:5672, user
+# guest/guest, data in /var/lib/warren (as root; else ~/.local/share/warren). Extra
+# arguments go to warrend (e.g. --port 5673, --data-dir DIR; see warrend --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target warren_example
-exec build/examples/warren_example "${1:-warren-data}"
+cmake --build build -j "$(nproc)" --target warrend
+exec build/warrend "$@"
