@@ -2,6 +2,7 @@
 # Builds everything and runs every test: a release build, then the same tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer. Installs what is missing first.
 set -euo pipefail
+set -o pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 jobs=$(nproc)
@@ -19,3 +20,21 @@ ctest --test-dir build --output-on-failure -j "$jobs"
 build build-asan -DWARREN_SANITIZE=ON -DWARREN_BUILD_BENCH=OFF -DWARREN_BUILD_EXAMPLES=OFF
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+# Fuzzing, bounded: each libFuzzer target for 20 s from the committed seeds (clang only).
+if command -v clang++-14 >/dev/null || command -v clang++ >/dev/null; then
+  cxx=$(command -v clang++-14 || command -v clang++)
+  cc=$(command -v clang-14 || command -v clang)
+  CC=$cc CXX=$cxx cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWARREN_FUZZ=ON \
+    -DWARREN_BUILD_TESTS=OFF -DWARREN_BUILD_BENCH=OFF -DWARREN_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build build-fuzz -j "$jobs"
+  for target in fuzz_frames fuzz_field_table fuzz_records fuzz_connection; do
+    corpus=$(mktemp -d)
+    cp fuzz/corpus/$target/* "$corpus"/
+    echo "fuzzing $target for 20 s"
+    ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz/$target -max_total_time=20 -rss_limit_mb=2048 \
+      -malloc_limit_mb=256 -timeout=10 -print_final_stats=0 "$corpus" 2>&1 | tail -n 2
+    rm -rf "$corpus"
+  done
+fi
+echo "all tests passed"

@@ -43,10 +43,10 @@ class FieldTable {
   FieldTable& set(std::string key, FieldValue value);
   const FieldValue* find(std::string_view key) const;
   bool erase(std::string_view key);
-  bool empty() const { return entries_.empty(); }
-  size_t size() const { return entries_.size(); }
-  auto begin() const { return entries_.begin(); }
-  auto end() const { return entries_.end(); }
+  bool empty() const;
+  size_t size() const;
+  std::vector<Entry>::const_iterator begin() const;
+  std::vector<Entry>::const_iterator end() const;
   std::vector<Entry>& entries() { return entries_; }
   const std::vector<Entry>& entries() const { return entries_; }
   bool operator==(const FieldTable& other) const;
@@ -85,5 +85,11 @@ class FieldValue {
  private:
   Variant v_;
 };
+
+// Defined here, where FieldValue is complete (clang instantiates eagerly).
+inline bool FieldTable::empty() const { return entries_.empty(); }
+inline size_t FieldTable::size() const { return entries_.size(); }
+inline std::vector<FieldTable::Entry>::const_iterator FieldTable::begin() const { return entries_.begin(); }
+inline std::vector<FieldTable::Entry>::const_iterator FieldTable::end() const { return entries_.end(); }
 
 }  // namespace warren

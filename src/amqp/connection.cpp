@@ -12,6 +12,8 @@ template <class... F>
 struct Overloaded : F... {
   using F::operator()...;
 };
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;  // clang 14 has no aggregate deduction
 
 Status hard_error(ReplyCode code, std::string_view detail, uint16_t class_id = 0, uint16_t method_id = 0) {
   return Status::error(code, detail, class_id, method_id);

@@ -1,0 +1,22 @@
+// Storage record decoders on arbitrary bytes (a damaged store must not crash the broker).
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "storage/records.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view in(reinterpret_cast<const char*>(data), size);
+  using namespace warren::storage;
+  if (auto m = decode_message(in)) {
+    std::string bytes(encoded_size(*m), '\0');
+    encode_into(*m, bytes.data());
+    auto again = decode_message(bytes);
+    if (!again || again->body != m->body || again->properties != m->properties) __builtin_trap();
+  }
+  (void)decode_queue(in);
+  (void)decode_exchange(in);
+  (void)decode_binding(in);
+  (void)decode_stats(in);
+  return 0;
+}
