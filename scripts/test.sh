@@ -2,7 +2,6 @@
 # Builds everything and runs every test: a release build, then the same tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer. Installs what is missing first.
 set -euo pipefail
-set -o pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 jobs=$(nproc)
