@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the same load cases against warrend and against RabbitMQ (classic and quorum queues)
+# on this machine, one right after the other, and prints each rate and Warren's ratio.
+#
+#   bash bench/compare.sh [BUILD_DIR]      # RabbitMQ must be running on 5672
+#
+# Every case uses a fresh durable queue and persistent messages; publishing waits for
+# publisher confirms (fsync before confirm: warrend --durability fsync, RabbitMQ classic v1
+# and quorum queues), consuming acks each message.
+set -euo pipefail
+build=${1:-build}
+load=$build/bench/amqp_load
+port=5681
+dir=$(mktemp -d)
+"$build/warrend" --port $port --data-dir "$dir" --durability fsync --log-level warning &
+warrend=$!
+trap 'kill $warrend 2>/dev/null; wait $warrend 2>/dev/null; rm -rf "$dir"' EXIT
+until (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.05; done
+
+rate() {  # rate PORT QUEUE_TYPE ARGS...
+  local p=$1 type=$2
+  shift 2
+  "$load" --port "$p" --queue-type "$type" --queue "load-$RANDOM$RANDOM" "$@" | sed 's/.*rate=\([0-9]*\).*/\1/'
+}
+
+# case: name, then amqp_load arguments. Consume cases first fill their queue.
+run_case() {
+  local name=$1
+  shift
+  local w rc rq
+  if [[ "$*" == *"--mode consume"* ]]; then
+    local q="fill-$RANDOM$RANDOM"
+    w=$("$load" --port $port --queue "$q" "${@/--mode consume/--mode publish}" --window 256 >/dev/null;
+        "$load" --port $port --queue "$q" "$@" | sed 's/.*rate=\([0-9]*\).*/\1/')
+    rc=$("$load" --port 5672 --queue "$q" "${@/--mode consume/--mode publish}" --window 256 >/dev/null;
+         "$load" --port 5672 --queue "$q" "$@" | sed 's/.*rate=\([0-9]*\).*/\1/')
+    rq=$("$load" --port 5672 --queue-type quorum --queue "q$q" "${@/--mode consume/--mode publish}" --window 256 >/dev/null;
+         "$load" --port 5672 --queue-type quorum --queue "q$q" "$@" | sed 's/.*rate=\([0-9]*\).*/\1/')
+  else
+    w=$(rate $port classic "$@")
+    rc=$(rate 5672 classic "$@")
+    rq=$(rate 5672 quorum "$@")
+  fi
+  awk -v n="$name" -v w="$w" -v c="$rc" -v q="$rq" \
+    'BEGIN { printf "%-44s %9d %9d %9d %7.1fx %7.1fx\n", n, w, c, q, w / c, w / q }'
+}
+
+printf "%-44s %9s %9s %9s %8s %8s\n" "case (messages/s)" warren classic quorum "vs cl." "vs qu."
+for size in 256 4096; do
+  run_case "publish+confirm window 1, ${size} B" --mode publish --size $size --messages 2000 --window 1
+  run_case "publish+confirm window 256, ${size} B" --mode publish --size $size --messages 50000 --window 256
+  run_case "consume+ack prefetch 1, ${size} B" --mode consume --size $size --messages 20000 --prefetch 1
+  run_case "consume+ack prefetch 256, ${size} B" --mode consume --size $size --messages 50000 --prefetch 256
+  run_case "1 producer + 1 consumer (256/256), ${size} B" --mode both --size $size --messages 50000 --window 256 --prefetch 256
+done
