@@ -161,6 +161,7 @@ void Connection::ChannelState::handle_frame(const Frame& f) {
 }
 
 void Connection::ChannelState::start_content(const BasicPublish& p) {
+  conn_.block_if_alarmed();
   if (p.immediate) {
     conn_.connection_error(hard_error(ReplyCode::not_implemented, "immediate=true", 60, 40));
     return;
@@ -388,7 +389,23 @@ void Connection::retire_channel(uint16_t id) {
   channels_.erase(it);
 }
 
+void Connection::block_if_alarmed() {
+  // RabbitMQ blocks a connection only when it publishes during an alarm.
+  if (blocked_ || !engine_.disk_alarm()) return;
+  blocked_ = true;
+  if (client_wants_blocked_) send(0, ConnectionBlocked{"low on disk"});
+}
+
+void Connection::on_alarm(bool raised) {
+  if (raised || !blocked_) return;
+  blocked_ = false;
+  if (client_wants_blocked_) send(0, ConnectionUnblocked{});
+  else if (output_listener_) output_listener_();  // the session resumes reading
+}
+
 void Connection::release() {
+  if (alarm_listener_) engine_.remove_alarm_listener(alarm_listener_);
+  alarm_listener_ = 0;
   // Channels may be mid-call (a hard error raised inside a channel method): they are
   // destroyed only once the current feed() is done.
   for (auto& [id, ch] : channels_) retired_.push_back(std::move(ch));
@@ -593,6 +610,7 @@ bool Connection::authenticate(const ConnectionStartOk& m, std::string* user) {
 void Connection::handle_start_ok(const ConnectionStartOk& m) {
   client_wants_auth_failure_close_ = capability(m.client_properties, "authentication_failure_close");
   client_wants_cancel_notify_ = capability(m.client_properties, "consumer_cancel_notify");
+  client_wants_blocked_ = capability(m.client_properties, "connection.blocked");
   if (m.mechanism != "PLAIN" && m.mechanism != "AMQPLAIN") {
     close_socket_now();
     return;
@@ -630,6 +648,7 @@ void Connection::handle_open(const ConnectionOpen& m) {
     connection_error(hard_error(ReplyCode::not_allowed, fmt::format("vhost {} not found", m.virtual_host), 10, 40));
     return;
   }
+  alarm_listener_ = engine_.add_alarm_listener([this](bool raised) { on_alarm(raised); });
   send(0, ConnectionOpenOk{});
   state_ = State::open;
 }

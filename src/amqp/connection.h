@@ -44,7 +44,7 @@ class Connection {
   bool should_reset() const { return reset_; }
   // The client may not be read from now (a connection.close is awaiting its close-ok is
   // fine; this is for being closed).
-  bool reading_paused() const { return out_.size() > 4 * config_.output_high_water; }
+  bool reading_paused() const { return blocked_ || out_.size() > 4 * config_.output_high_water; }
   // Output drained below the high-water mark: deliveries may flow again.
   void on_output_drained();
   // The peer is gone: release everything (unacked messages go back to their queues).
@@ -94,8 +94,13 @@ class Connection {
   uint32_t frame_max_ = 0;
   uint16_t heartbeat_ = 0;
   bool reset_ = false;
+  bool blocked_ = false;             // sent connection.blocked; not read until unblocked
+  uint64_t alarm_listener_ = 0;
+  void on_alarm(bool raised);
+  void block_if_alarmed();
   bool client_wants_auth_failure_close_ = false;
   bool client_wants_cancel_notify_ = false;
+  bool client_wants_blocked_ = false;
   std::string user_;
   std::shared_ptr<core::Connection> core_;
   std::map<uint16_t, std::unique_ptr<ChannelState>> channels_;

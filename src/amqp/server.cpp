@@ -74,6 +74,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     std::string& out = conn_.output();
     if (out.empty()) {
       if (conn_.should_close()) close();
+      else read();  // perhaps unblocked
       return;
     }
     sending_.swap(out);

@@ -117,6 +117,12 @@ void Engine::post(std::function<void()> fn) {
 void Engine::on_batch_done(uint64_t id, const Status& status) {
   if (id <= committed_) return;
   committed_ = id;
+  if (status.storage_fault() == StorageFault::no_space) {
+    space_freed_ = false;
+    set_disk_alarm(true);
+  } else if (status.ok() && disk_alarm_ && space_freed_) {
+    set_disk_alarm(false);
+  }
   for (auto it = inflight_.begin(); it != inflight_.end();) {
     (*it)->on_batch_done(id, status.ok());
     it = (*it)->has_inflight_commits() ? std::next(it) : inflight_.erase(it);
@@ -126,6 +132,20 @@ void Engine::on_batch_done(uint64_t id, const Status& status) {
     auto node = flush_waiters_.extract(flush_waiters_.begin());
     node.mapped()(node.key() == id ? status : Status{});
   }
+}
+
+uint64_t Engine::add_alarm_listener(std::function<void(bool)> listener) {
+  alarm_listeners_.emplace(next_listener_id_, std::move(listener));
+  return next_listener_id_++;
+}
+
+void Engine::remove_alarm_listener(uint64_t id) { alarm_listeners_.erase(id); }
+
+void Engine::set_disk_alarm(bool raised) {
+  if (disk_alarm_ == raised) return;
+  disk_alarm_ = raised;
+  auto listeners = alarm_listeners_;  // a listener may remove itself
+  for (auto& [id, listener] : listeners) listener(raised);
 }
 
 void Engine::when_flushed(std::function<void(const Status&)> fn) {

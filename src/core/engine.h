@@ -73,6 +73,13 @@ class Engine {
   // of the last batch (at once if nothing is pending).
   void when_flushed(std::function<void(const Status&)> fn);
 
+  // The disk alarm: raised when a commit had to refuse messages for lack of space, cleared
+  // by a later commit once acknowledgements have freed some. Listeners hear each change.
+  bool disk_alarm() const { return disk_alarm_; }
+  uint64_t add_alarm_listener(std::function<void(bool raised)> listener);
+  void remove_alarm_listener(uint64_t id);
+  void note_space_freed() { space_freed_ = true; }
+
   // --- for queues and channels -----------------------------------------------------
   uint64_t allocate_queue_id() { return next_queue_id_++; }
   std::string random_name(std::string_view prefix);
@@ -98,6 +105,11 @@ class Engine {
   uint64_t next_connection_id_ = 1;
   std::mt19937_64 rng_;
   bool shut_down_ = false;
+  bool disk_alarm_ = false;
+  bool space_freed_ = false;
+  std::map<uint64_t, std::function<void(bool)>> alarm_listeners_;
+  uint64_t next_listener_id_ = 1;
+  void set_disk_alarm(bool raised);
   // Handlers posted to the loop hold a weak reference: they may run after the engine ends.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   std::multimap<uint64_t, std::function<void(const Status&)>> flush_waiters_;

@@ -135,7 +135,9 @@ void Queue::requeue(uint64_t seq, Db db) {
 
 void Queue::remove(uint64_t seq, Db db, uint64_t body_bytes) {
   --unacked_;
-  if (!deleted) engine_.writer().submit(Op::del_message(db, id, seq, body_bytes));
+  if (deleted) return;
+  engine_.writer().submit(Op::del_message(db, id, seq, body_bytes));
+  engine_.note_space_freed();
 }
 
 uint32_t Queue::purge() {

@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 import unittest
 
 import pika
@@ -54,6 +55,51 @@ class Server(unittest.TestCase):
         self.assertEqual(e.exception.reply_code, 320)
         self.assertEqual(proc.wait(timeout=10), 0)
         proc.stdout.close()
+
+    def test_a_full_store_blocks_publishers_until_acks_free_space(self):
+        port = free_port()
+        proc = subprocess.Popen([os.environ["WARREND"], "--port", str(port), "--data-dir", self.dir,
+                                 "--max-map-size", str(2 << 20), "--log-level", "warning"])
+        try:
+            events = []
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    publisher = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+                    break
+                except pika.exceptions.AMQPConnectionError:
+                    self.assertLess(time.monotonic(), deadline)
+                    time.sleep(0.05)  # warrend is starting; nothing to wait on but its port
+            publisher.add_on_connection_blocked_callback(lambda c, m: events.append(m.method.reason))
+            publisher.add_on_connection_unblocked_callback(lambda c, m: events.append("unblocked"))
+            ch = publisher.channel()
+            ch.queue_declare("full", durable=True)
+            ch.confirm_delivery()
+            accepted = 0
+            with self.assertRaises(pika.exceptions.NackError):
+                for _ in range(2000):
+                    ch.basic_publish("", "full", b"x" * 4000, pika.BasicProperties(delivery_mode=2))
+                    accepted += 1
+            self.assertGreater(accepted, 10)
+            loose = publisher.channel()
+            loose.basic_publish("", "full", b"y", pika.BasicProperties(delivery_mode=2))
+            publisher.process_data_events(time_limit=1)
+            self.assertEqual(events, ["low on disk"])
+            consumer = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+            cch = consumer.channel()
+            drained = 0
+            while cch.basic_get("full", auto_ack=True)[0] is not None:
+                drained += 1
+            self.assertGreaterEqual(drained, accepted)
+            deadline = time.monotonic() + 10
+            while events[-1] != "unblocked":
+                self.assertLess(time.monotonic(), deadline, "never unblocked")
+                publisher.process_data_events(time_limit=0.2)
+            consumer.close()
+            publisher.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=10), 0)
 
     def test_bad_arguments_are_refused(self):
         for args in (["--port", "notanumber"], ["--durability", "sometimes"], ["--frobnicate", "1"]):
