@@ -17,39 +17,29 @@ warrend=$!
 trap 'kill $warrend 2>/dev/null; wait $warrend 2>/dev/null; rm -rf "$dir"' EXIT
 until (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.05; done
 
-rate() {  # rate PORT QUEUE_TYPE ARGS...
-  local p=$1 type=$2
-  shift 2
-  "$load" --port "$p" --queue-type "$type" --queue "load-$RANDOM$RANDOM" "$@" | sed 's/.*rate=\([0-9]*\).*/\1/'
-}
-
-# case: name, then amqp_load arguments. Consume cases first fill their queue.
+# run_case NAME MODE ARGS...: one case against warrend, RabbitMQ classic, RabbitMQ quorum.
+# A consume case first fills its queue by publishing (window 256).
 run_case() {
-  local name=$1
-  shift
-  local w rc rq
-  if [[ "$*" == *"--mode consume"* ]]; then
-    local q="fill-$RANDOM$RANDOM"
-    w=$("$load" --port $port --queue "$q" "${@/--mode consume/--mode publish}" --window 256 >/dev/null;
-        "$load" --port $port --queue "$q" "$@" | sed 's/.*rate=\([0-9]*\).*/\1/')
-    rc=$("$load" --port 5672 --queue "$q" "${@/--mode consume/--mode publish}" --window 256 >/dev/null;
-         "$load" --port 5672 --queue "$q" "$@" | sed 's/.*rate=\([0-9]*\).*/\1/')
-    rq=$("$load" --port 5672 --queue-type quorum --queue "q$q" "${@/--mode consume/--mode publish}" --window 256 >/dev/null;
-         "$load" --port 5672 --queue-type quorum --queue "q$q" "$@" | sed 's/.*rate=\([0-9]*\).*/\1/')
-  else
-    w=$(rate $port classic "$@")
-    rc=$(rate 5672 classic "$@")
-    rq=$(rate 5672 quorum "$@")
-  fi
-  awk -v n="$name" -v w="$w" -v c="$rc" -v q="$rq" \
+  local name=$1 mode=$2
+  shift 2
+  local rates=()
+  for target in "$port classic" "5672 classic" "5672 quorum"; do
+    local p=${target% *} type=${target#* } q="load-$RANDOM$RANDOM"
+    if [ "$mode" = consume ]; then
+      "$load" --port "$p" --queue-type "$type" --queue "$q" --mode publish --window 256 "$@" >/dev/null
+    fi
+    rates+=("$("$load" --port "$p" --queue-type "$type" --queue "$q" --mode "$mode" "$@" |
+               sed 's/.*rate=\([0-9]*\).*/\1/')")
+  done
+  awk -v n="$name" -v w="${rates[0]}" -v c="${rates[1]}" -v q="${rates[2]}" \
     'BEGIN { printf "%-44s %9d %9d %9d %7.1fx %7.1fx\n", n, w, c, q, w / c, w / q }'
 }
 
 printf "%-44s %9s %9s %9s %8s %8s\n" "case (messages/s)" warren classic quorum "vs cl." "vs qu."
 for size in 256 4096; do
-  run_case "publish+confirm window 1, ${size} B" --mode publish --size $size --messages 2000 --window 1
-  run_case "publish+confirm window 256, ${size} B" --mode publish --size $size --messages 50000 --window 256
-  run_case "consume+ack prefetch 1, ${size} B" --mode consume --size $size --messages 20000 --prefetch 1
-  run_case "consume+ack prefetch 256, ${size} B" --mode consume --size $size --messages 50000 --prefetch 256
-  run_case "1 producer + 1 consumer (256/256), ${size} B" --mode both --size $size --messages 50000 --window 256 --prefetch 256
+  run_case "publish+confirm window 1, ${size} B" publish --size $size --messages 2000 --window 1
+  run_case "publish+confirm window 256, ${size} B" publish --size $size --messages 50000 --window 256
+  run_case "consume+ack prefetch 1, ${size} B" consume --size $size --messages 20000 --prefetch 1
+  run_case "consume+ack prefetch 256, ${size} B" consume --size $size --messages 50000 --prefetch 256
+  run_case "1 producer + 1 consumer (256/256), ${size} B" both --size $size --messages 50000 --window 256 --prefetch 256
 done

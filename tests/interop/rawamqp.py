@@ -71,7 +71,8 @@ class Raw:
         except socket.timeout:
             return False
 
-    def handshake(self, frame_max=131072, channel_max=2047, vhost="/", user="guest", password="guest"):
+    def handshake(self, frame_max=131072, channel_max=2047, vhost="/", user="guest", password="guest",
+                  heartbeat=0):
         self.send(b"AMQP\x00\x00\x09\x01")
         assert self.read_method()[1:3] == (10, 10)  # start
         caps = b"F" + table({"authentication_failure_close": b"t\x01"})
@@ -80,7 +81,7 @@ class Raw:
         reply = self.read_method()
         if reply[1:3] != (10, 30):
             return reply
-        self.send(method(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, 0)))
+        self.send(method(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, heartbeat)))
         self.send(method(0, 10, 40, shortstr(vhost) + shortstr("") + b"\x00"))
         return self.read_method()
 

@@ -114,6 +114,25 @@ class Frames(unittest.TestCase):
         self.expect_connection_close(540, "NOT_IMPLEMENTED - immediate=true", 60, 40)
 
 
+class Heartbeats(unittest.TestCase):
+    def test_server_beats_and_drops_a_silent_client(self):
+        raw = Raw(broker.port, timeout=15)
+        raw.handshake(heartbeat=1)
+        started = time.monotonic()
+        kind, channel, payload = raw.read_frame()  # nothing else is due: the next frame is a beat
+        self.assertEqual((kind, channel, payload), (8, 0, b""))
+        self.assertLess(time.monotonic() - started, 3)
+        # We never send anything: after a few missed intervals the server hangs up.
+        while True:
+            try:
+                kind, _, _ = raw.read_frame()
+                self.assertEqual(kind, 8)
+            except (ConnectionError, ConnectionResetError):
+                break
+        self.assertLess(time.monotonic() - started, 10)
+        raw.close()
+
+
 class Channels(unittest.TestCase):
     def test_channel_max_counts_open_channels(self):
         raw = Raw(broker.port)
