@@ -99,6 +99,10 @@ void Writer::run() {
       std::unique_lock lock(mutex_);
       work_cv_.wait(lock, [&] { return !pending_.empty() || stopping_; });
       if (pending_.empty()) return;  // stopping, and everything is written
+      // Not while someone holds a SameBatch (that is quick): re-check after waiting for it.
+      lock.unlock();
+      std::lock_guard same(swap_mutex_);
+      lock.lock();
       batch.swap(pending_);
       bytes = pending_bytes_;
       pending_bytes_ = 0;

@@ -48,6 +48,16 @@ class Writer {
 
   void stop();
 
+  // While one exists, everything submitted lands in the same batch (the writer waits to
+  // take it): for changes that must commit together, like a dead-letter move.
+  class SameBatch {
+   public:
+    explicit SameBatch(Writer& w) : lock_(w.swap_mutex_) {}
+
+   private:
+    std::lock_guard<std::mutex> lock_;
+  };
+
  private:
   void run();
   void record_outcome(uint64_t id, const Status& status, uint64_t bytes);
@@ -55,6 +65,7 @@ class Writer {
   Store& store_;
   BatchDone on_done_;
   mutable std::mutex mutex_;
+  std::mutex swap_mutex_;  // held while taking a batch, and by SameBatch
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
   std::vector<Op> pending_;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/queue.h"
+
 namespace warren::core {
 namespace {
 
@@ -85,6 +87,26 @@ std::string_view rabbit_type_name(const FieldValue& v) {
 std::string describe_arg(const FieldValue* v) {
   if (!v) return "none";
   return fmt::format("the value '{}' of type '{}'", render_value(*v), rabbit_type_name(*v));
+}
+
+Status apply_queue_arguments(Queue& q, const FieldTable& args) {
+  auto invalid = [&](std::string_view arg, std::string_view why) {
+    return error(ReplyCode::precondition_failed,
+                 fmt::format("invalid arg '{}' for {}: {}", arg, resource("queue", q.name, q.vhost), why),
+                 method::queue_declare);
+  };
+  const FieldValue* dlx = args.find("x-dead-letter-exchange");
+  const FieldValue* dlrk = args.find("x-dead-letter-routing-key");
+  if (dlx && !dlx->as<std::string>())
+    return invalid("x-dead-letter-exchange", fmt::format("{{unacceptable_type,{}}}", rabbit_type_name(*dlx)));
+  if (dlrk && !dlrk->as<std::string>())
+    return invalid("x-dead-letter-routing-key", fmt::format("{{unacceptable_type,{}}}", rabbit_type_name(*dlrk)));
+  if (dlrk && !dlx) return invalid("x-dead-letter-routing-key", "routing_key_but_no_dlx_defined");
+  if (dlx) {
+    q.dead_letter = DeadLetterTarget{*dlx->as<std::string>(), std::nullopt};
+    if (dlrk) q.dead_letter->routing_key = *dlrk->as<std::string>();
+  }
+  return {};
 }
 
 bool same_arg_value(const FieldValue* a, const FieldValue* b) {

@@ -15,6 +15,11 @@ std::string_view rabbit_type_name(const FieldValue& v);
 std::string describe_arg(const FieldValue* v);
 bool same_arg_value(const FieldValue* a, const FieldValue* b);
 
+class Queue;
+
+// Checks a new queue's arguments (406 with RabbitMQ's "invalid arg" text) and applies them.
+Status apply_queue_arguments(Queue& queue, const FieldTable& args);
+
 // Compares the arguments a classic queue knows; others are ignored, as RabbitMQ does.
 Status check_queue_args_equivalent(const FieldTable& current, const FieldTable& received,
                                    std::string_view queue, std::string_view vhost);

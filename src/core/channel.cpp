@@ -415,8 +415,13 @@ void Channel::kick_consumers() {
 void Channel::settle_one(Unacked& u, Settle how) {
   if (u.consumer) --u.consumer->unacked;
   switch (how) {
-    case Settle::ack:
     case Settle::drop:
+      if (u.queue->dead_letter && !u.queue->deleted) {
+        engine_.dead_letter(*u.queue, u.seq, u.db, u.body_bytes, "rejected");
+        break;
+      }
+      [[fallthrough]];
+    case Settle::ack:
       u.queue->remove(u.seq, u.db, u.body_bytes);
       break;
     case Settle::requeue:

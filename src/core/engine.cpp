@@ -4,7 +4,10 @@
 
 #include <chrono>
 
+#include "core/args.h"
+#include "core/dead_letter.h"
 #include "storage/keys.h"
+#include "wire/properties_codec.h"
 #include "wire/field_codec.h"
 
 namespace warren::core {
@@ -68,6 +71,7 @@ Status Engine::recover() {
       q->durable = true;
       q->auto_delete = r->auto_delete;
       q->arguments = wire::decode_table(r->arguments).value_or(FieldTable{});
+      (void)apply_queue_arguments(*q, q->arguments);  // checked when it was declared
       next_queue_id_ = std::max(next_queue_id_, r->id + 1);
       vhost->restore_queue(q);
       recovered.push_back(std::move(q));
@@ -155,6 +159,28 @@ void Engine::when_flushed(std::function<void(const Status&)> fn) {
     return;
   }
   flush_waiters_.emplace(target, std::move(fn));
+}
+
+void Engine::dead_letter(Queue& q, uint64_t seq, storage::Db db, uint64_t body_bytes,
+                         std::string_view reason) {
+  MessagePtr original = q.peek(seq, db);
+  // The copy and the removal of the original commit together: after any crash the message
+  // is in exactly one of the two queues.
+  storage::Writer::SameBatch together(*writer_);
+  q.remove(seq, db, body_bytes);
+  Vhost* vhost = find_vhost(q.vhost);
+  auto exchange = vhost && q.dead_letter ? vhost->find_exchange(q.dead_letter->exchange) : nullptr;
+  if (!original || !exchange) return;  // a dead-letter exchange that does not exist drops it
+  uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count());
+  DeadLettered copy = dead_letter_copy(*original, q.name, reason, *q.dead_letter, now);
+  auto properties = wire::decode_properties(copy.message.properties);
+  const FieldTable* headers = properties && properties->headers ? &*properties->headers : nullptr;
+  std::vector<std::shared_ptr<Queue>> targets;
+  for (const auto& key : copy.routing_keys) vhost->route(*exchange, key, headers, targets);
+  auto message = std::make_shared<const storage::MessageData>(std::move(copy.message));
+  for (auto& target : targets) target->enqueue(message);
 }
 
 std::string Engine::random_name(std::string_view prefix) {

@@ -81,6 +81,8 @@ class Engine {
   void note_space_freed() { space_freed_ = true; }
 
   // --- for queues and channels -----------------------------------------------------
+  // Moves a message of q (out with a consumer, or still in q) to q's dead-letter exchange.
+  void dead_letter(Queue& q, uint64_t seq, storage::Db db, uint64_t body_bytes, std::string_view reason);
   uint64_t allocate_queue_id() { return next_queue_id_++; }
   std::string random_name(std::string_view prefix);
   void track_inflight(std::shared_ptr<Queue> queue) { inflight_.insert(std::move(queue)); }

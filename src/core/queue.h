@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dead_letter.h"
 #include "core/types.h"
 #include "storage/store.h"
 #include "warren/field_table.h"
@@ -54,6 +55,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   FieldTable arguments;
   Connection* owner = nullptr;  // exclusive queues only
   bool had_consumer = false;    // auto-delete applies only once a consumer came and went
+  std::optional<DeadLetterTarget> dead_letter;  // x-dead-letter-exchange / -routing-key
   bool deleted = false;
 
   // --- recovery ---------------------------------------------------------------------
@@ -69,6 +71,8 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // (0 when the queue does not keep it on disk across restarts).
   uint64_t enqueue(MessagePtr message);
   std::optional<Taken> take_next();
+  // A message of this queue by position (from memory or the store); null if gone.
+  MessagePtr peek(uint64_t seq, storage::Db db) { return load(seq, db); }
   // A delivered message comes back to its original position, marked redelivered.
   void requeue(uint64_t seq, storage::Db db);
   // A delivered message is settled for good.

@@ -86,6 +86,7 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
     q->exclusive = o.exclusive;
     q->auto_delete = o.auto_delete;
     q->arguments = o.arguments;
+    if (Status s = apply_queue_arguments(*q, o.arguments); !s) return s;
     if (o.exclusive) {
       q->owner = &conn;
       conn.exclusive_queues.push_back(q);

@@ -92,6 +92,62 @@ class Blocking(unittest.TestCase):
         self.ch.basic_reject(m2.delivery_tag, requeue=False)
         self.assertEqual(self.ch.queue_declare(self.queue, passive=True).method.message_count, 0)
 
+    def get_eventually(self, queue, timeout=5):
+        """basic.get until a message arrives (RabbitMQ dead-letters asynchronously)."""
+        import time
+        deadline = time.monotonic() + timeout
+        while True:
+            m, props, body = self.ch.basic_get(queue, auto_ack=True)
+            if m is not None or time.monotonic() > deadline:
+                return m, props, body
+            self.conn.sleep(0.02)
+
+    def test_nack_without_requeue_dead_letters_with_x_death(self):
+        dlx, dlq = unique("dlx"), unique("dlq")
+        self.ch.exchange_declare(dlx, "fanout", durable=True)
+        self.ch.queue_declare(dlq, durable=True)
+        self.ch.queue_bind(dlq, dlx)
+        src = unique("src")
+        self.ch.queue_declare(src, durable=True, arguments={"x-dead-letter-exchange": dlx})
+        self.ch.basic_publish("", src, b"poison",
+                              pika.BasicProperties(delivery_mode=2, expiration="60000", headers={"app": "x"}))
+        m, _, _ = self.ch.basic_get(src)
+        self.ch.basic_nack(m.delivery_tag, requeue=False)
+        m, props, body = self.get_eventually(dlq)
+        self.assertEqual(body, b"poison")
+        self.assertEqual((m.exchange, m.routing_key), (dlx, src))
+        self.assertIsNone(props.expiration)  # removed, kept as original-expiration
+        self.assertEqual(props.delivery_mode, 2)
+        h = props.headers
+        self.assertEqual(h["app"], "x")
+        death = h["x-death"][0]
+        self.assertEqual(len(h["x-death"]), 1)
+        self.assertEqual((death["count"], death["reason"], death["queue"], death["exchange"]), (1, "rejected", src, ""))
+        self.assertEqual(death["routing-keys"], [src])
+        self.assertEqual(death["original-expiration"], "60000")
+        self.assertEqual((h["x-first-death-reason"], h["x-first-death-queue"], h["x-first-death-exchange"]),
+                         ("rejected", src, ""))
+        # Rejected from the same queue again: the same entry counts up.
+        self.ch.basic_publish("", src, body, pika.BasicProperties(delivery_mode=2, headers=h))
+        m, _, _ = self.ch.basic_get(src)
+        self.ch.basic_reject(m.delivery_tag, requeue=False)
+        _, props, _ = self.get_eventually(dlq)
+        deaths = props.headers["x-death"]
+        self.assertEqual(len(deaths), 1)
+        self.assertEqual((deaths[0]["count"], deaths[0]["queue"], deaths[0]["reason"]), (2, src, "rejected"))
+        self.assertEqual(props.headers["x-first-death-queue"], src)
+        for q in (src, dlq):
+            self.ch.queue_delete(q)
+        self.ch.exchange_delete(dlx)
+
+    def test_dead_letter_routing_key_without_exchange_is_406(self):
+        with self.assertRaises(pika.exceptions.ChannelClosedByBroker) as e:
+            self.ch.queue_declare(unique("bad"), arguments={"x-dead-letter-routing-key": "k"})
+        self.assertEqual(e.exception.reply_code, 406)
+        self.assertRegex(e.exception.reply_text,
+                         r"^PRECONDITION_FAILED - invalid arg 'x-dead-letter-routing-key' for queue 'bad-[0-9a-f]+' "
+                         r"in vhost '/': routing_key_but_no_dlx_defined$")
+
     def test_prefetch_limits_unacked_deliveries(self):
         for i in range(5):
             self.ch.basic_publish("", self.queue, f"p{i}".encode())
