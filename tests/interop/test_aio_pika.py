@@ -51,6 +51,26 @@ class AioPika(unittest.IsolatedAsyncioTestCase):
             self.assertEqual((await queue.declare()).message_count, 0)
             await queue.delete()
 
+    async def test_nack_without_requeue_goes_to_the_dead_letter_queue(self):
+        conn = await aio_pika.connect(url())
+        async with conn:
+            ch = await conn.channel()
+            dlq = await ch.declare_queue(unique("aio-dlq"), durable=True)
+            src = await ch.declare_queue(unique("aio-src"), durable=True,
+                                         arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq.name})
+            await ch.default_exchange.publish(aio_pika.Message(b"bad"), routing_key=src.name)
+            got = await src.get(no_ack=False)
+            await got.nack(requeue=False)
+            for _ in range(100):  # RabbitMQ dead-letters asynchronously
+                dead = await dlq.get(no_ack=True, fail=False)
+                if dead:
+                    break
+                await asyncio.sleep(0.02)
+            self.assertEqual(dead.body, b"bad")
+            self.assertEqual(dead.headers["x-death"][0]["reason"], "rejected")
+            await src.delete()
+            await dlq.delete()
+
     async def test_robust_connection_reconnects_after_a_restart(self):
         conn = await aio_pika.connect_robust(url(), reconnect_interval=0.2)
         async with conn:

@@ -52,6 +52,32 @@ class Kombu(unittest.TestCase):
             queue.bind(conn).delete()
             exchange.bind(conn).delete()
 
+    def test_reject_goes_to_the_dead_letter_queue_and_messages_survive_a_restart(self):
+        name = unique("kombu-dl")
+        dead = Queue(name + "-dead", routing_key=name + "-dead", durable=True)
+        work = Queue(name, routing_key=name, durable=True,
+                     queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead.name})
+        with Connection(url(), transport_options={"confirm_publish": True}) as conn:
+            producer = conn.Producer(serializer="json")
+            producer.publish({"n": "poison"}, routing_key=name, declare=[work, dead], delivery_mode=2)
+            producer.publish({"n": "kept"}, routing_key=dead.name, declare=[dead], delivery_mode=2)
+            got = []
+            with conn.Consumer(work, callbacks=[lambda body, m: (got.append(body), m.reject())]):
+                while not got:
+                    conn.drain_events(timeout=5)
+        broker.restart()
+        with Connection(url()) as conn:
+            bodies = []
+            for _ in range(100):
+                message = dead.bind(conn.default_channel).get(no_ack=True)
+                if message:
+                    bodies.append(message.payload["n"])
+                if len(bodies) == 2:
+                    break
+            self.assertEqual(sorted(bodies), ["kept", "poison"])
+            work.bind(conn.default_channel).delete()
+            dead.bind(conn.default_channel).delete()
+
     def test_simple_queue_get(self):
         name = unique("kombu-simple")
         with Connection(url()) as conn:

@@ -1,5 +1,6 @@
 """python3-amqp (py-amqp, the transport under kombu and Celery)."""
 import socket
+import time
 import unittest
 
 import amqp
@@ -61,6 +62,29 @@ class PyAmqp(unittest.TestCase):
         with self.assertRaises(amqp.exceptions.PreconditionFailed) as e:
             ch.queue_declare(self.queue, passive=True)
         self.assertIn("unknown delivery tag 99", str(e.exception))
+
+
+class DeadLetter(unittest.TestCase):
+    def test_reject_without_requeue_goes_to_the_dead_letter_queue(self):
+        conn = connect()
+        ch = conn.channel()
+        dlq, src = unique("pyamqp-dlq"), unique("pyamqp-src")
+        ch.queue_declare(dlq, durable=True, auto_delete=False)
+        ch.queue_declare(src, durable=True, auto_delete=False,
+                         arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+        ch.basic_publish(amqp.Message("bad", delivery_mode=2), exchange="", routing_key=src)
+        m = ch.basic_get(src)
+        ch.basic_reject(m.delivery_tag, requeue=False)
+        for _ in range(100):  # RabbitMQ dead-letters asynchronously
+            dead = ch.basic_get(dlq, no_ack=True)
+            if dead:
+                break
+            time.sleep(0.02)
+        self.assertEqual(dead.body, "bad")
+        self.assertEqual(dead.headers["x-death"][0]["reason"], "rejected")
+        ch.queue_delete(src)
+        ch.queue_delete(dlq)
+        conn.close()
 
 
 class Restart(unittest.TestCase):
