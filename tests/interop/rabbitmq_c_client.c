@@ -1,11 +1,13 @@
 /* A client on librabbitmq (rabbitmq-c): confirms, get, consume with manual ack, nack with
- * and without requeue, prefetch. Exits 0 when every expectation holds. Usage: PORT QUEUE */
+ * requeue and without (to a dead-letter queue), prefetch. Exits 0 when every expectation
+ * holds. Usage: PORT QUEUE [all|publish|verify] — publish and verify bracket a restart. */
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHECK(cond, what)                             \
   do {                                                \
@@ -56,9 +58,25 @@ static char* get_body(amqp_connection_state_t c, const char* queue, uint64_t* ta
   return body;
 }
 
+static void declare_with_dead_letter(amqp_connection_state_t c, const char* queue, const char* dlq) {
+  amqp_table_entry_t entries[2];
+  entries[0].key = amqp_cstring_bytes("x-dead-letter-exchange");
+  entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[0].value.value.bytes = amqp_cstring_bytes("");
+  entries[1].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+  entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[1].value.value.bytes = amqp_cstring_bytes(dlq);
+  amqp_table_t args = {2, entries};
+  amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, args);
+  ok_reply(c, "queue.declare with dead-lettering");
+}
+
 int main(int argc, char** argv) {
-  CHECK(argc == 3, "usage: PORT QUEUE");
+  CHECK(argc == 3 || argc == 4, "usage: PORT QUEUE [all|publish|verify]");
   const char* queue = argv[2];
+  const char* phase = argc == 4 ? argv[3] : "all";
+  char dlq[300];
+  snprintf(dlq, sizeof dlq, "%s-dead", queue);
   amqp_connection_state_t c = amqp_new_connection();
   amqp_socket_t* s = amqp_tcp_socket_new(c);
   CHECK(amqp_socket_open(s, "127.0.0.1", atoi(argv[1])) == AMQP_STATUS_OK, "connect");
@@ -66,18 +84,40 @@ int main(int argc, char** argv) {
             AMQP_RESPONSE_NORMAL, "login");
   amqp_channel_open(c, 1);
   ok_reply(c, "channel.open");
-  amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, amqp_empty_table);
-  ok_reply(c, "queue.declare");
+  amqp_queue_declare(c, 1, amqp_cstring_bytes(dlq), 0, 1, 0, 0, amqp_empty_table);
+  ok_reply(c, "queue.declare (dead letters)");
+  declare_with_dead_letter(c, queue, dlq);
   amqp_confirm_select(c, 1);
   ok_reply(c, "confirm.select");
+  uint64_t tag;
+  int redelivered;
+  char* body;
+  if (strcmp(phase, "verify") == 0) {
+    /* After the restart: the three persistent messages, in order, redelivery flags clear. */
+    const char* expected[] = {"one", "two", "three"};
+    for (int i = 0; i < 3; ++i) {
+      body = get_body(c, queue, &tag, &redelivered);
+      CHECK(body && strcmp(body, expected[i]) == 0, "persistent message back after the restart");
+      free(body);
+      CHECK(amqp_basic_ack(c, 1, tag, 0) == AMQP_STATUS_OK, "ack");
+    }
+    amqp_queue_delete(c, 1, amqp_cstring_bytes(queue), 0, 0);
+    ok_reply(c, "queue.delete");
+    amqp_queue_delete(c, 1, amqp_cstring_bytes(dlq), 0, 0);
+    ok_reply(c, "queue.delete");
+    puts("rabbitmq-c client: all expectations held");
+    return 0;
+  }
   publish(c, queue, "one");
   publish(c, queue, "two");
   publish(c, queue, "three");
   CHECK(wait_for_ack(c, 3), "all three confirmed");
+  if (strcmp(phase, "publish") == 0) {
+    puts("rabbitmq-c client: all expectations held");
+    return 0;
+  }
 
-  uint64_t tag;
-  int redelivered;
-  char* body = get_body(c, queue, &tag, &redelivered);
+  body = get_body(c, queue, &tag, &redelivered);
   CHECK(body && strcmp(body, "one") == 0 && tag == 1 && !redelivered, "get one");
   free(body);
   CHECK(amqp_basic_nack(c, 1, tag, 0, 1) == AMQP_STATUS_OK, "nack requeue");
@@ -85,6 +125,15 @@ int main(int argc, char** argv) {
   CHECK(body && strcmp(body, "one") == 0 && redelivered, "one again, redelivered");
   free(body);
   CHECK(amqp_basic_reject(c, 1, tag, 0) == AMQP_STATUS_OK, "reject without requeue");
+  for (int tries = 0; tries < 100; ++tries) { /* RabbitMQ dead-letters asynchronously */
+    body = get_body(c, dlq, &tag, &redelivered);
+    if (body) break;
+    struct timespec pause = {0, 20000000};
+    nanosleep(&pause, NULL);
+  }
+  CHECK(body && strcmp(body, "one") == 0, "the rejected message is in the dead-letter queue");
+  free(body);
+  CHECK(amqp_basic_ack(c, 1, tag, 0) == AMQP_STATUS_OK, "ack the dead letter");
 
   amqp_basic_qos(c, 1, 0, 1, 0);
   ok_reply(c, "basic.qos");
@@ -101,6 +150,8 @@ int main(int argc, char** argv) {
     amqp_destroy_envelope(&envelope);
   }
   amqp_queue_delete(c, 1, amqp_cstring_bytes(queue), 0, 0);
+  ok_reply(c, "queue.delete");
+  amqp_queue_delete(c, 1, amqp_cstring_bytes(dlq), 0, 0);
   ok_reply(c, "queue.delete");
   amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
   amqp_connection_close(c, AMQP_REPLY_SUCCESS);

@@ -41,12 +41,34 @@ class AmqpTools(unittest.TestCase):
         tool("amqp-delete-queue", "-q", queue)
 
 
+def c_client(queue, phase):
+    result = subprocess.run([os.environ["RABBITMQ_C_CLIENT"], str(broker.port), queue, phase],
+                            capture_output=True, text=True, timeout=60)
+    return result
+
+
 class RabbitmqC(unittest.TestCase):
-    def test_confirms_get_nack_consume_with_librabbitmq(self):
-        result = subprocess.run([os.environ["RABBITMQ_C_CLIENT"], str(broker.port), unique("rabbitmq-c")],
-                                capture_output=True, text=True, timeout=60)
+    def test_confirms_get_nack_dead_letter_consume_with_librabbitmq(self):
+        result = c_client(unique("rabbitmq-c"), "all")
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("all expectations held", result.stdout)
+
+    def test_persistent_messages_survive_a_restart(self):
+        queue = unique("rabbitmq-c-restart")
+        self.assertEqual(c_client(queue, "publish").returncode, 0)
+        broker.restart()
+        result = c_client(queue, "verify")
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+
+class AmqpToolsRestart(unittest.TestCase):
+    def test_persistent_messages_survive_a_restart(self):
+        queue = unique("tools-restart")
+        tool("amqp-declare-queue", "-d", "-q", queue)
+        tool("amqp-publish", "-r", queue, "-p", "-b", "durable")
+        broker.restart()
+        self.assertEqual(tool("amqp-get", "-q", queue).stdout, "durable")
+        tool("amqp-delete-queue", "-q", queue)
 
 
 if __name__ == "__main__":
