@@ -9,12 +9,12 @@ std::shared_ptr<BrokerHandle> BrokerHandle::open(const BrokerOptions& options,
                                                  std::shared_ptr<storage::FaultInjector> faults) {
   std::shared_ptr<BrokerHandle> b(new BrokerHandle());
   b->options_ = options;
-  auto engine = core::Engine::open(b->io_, core::EngineOptions{options, std::move(faults)});
+  auto engine = core::Engine::open(*b->io_, core::EngineOptions{options, std::move(faults)});
   if (!engine.ok()) throw Error(engine.status());
   b->engine_ = std::move(engine.value());
   b->token_ = b->engine_->token();
-  b->work_.emplace(asio::make_work_guard(b->io_));
-  b->loop_ = std::thread([raw = b.get()] { raw->io_.run(); });
+  b->work_.emplace(asio::make_work_guard(*b->io_));
+  b->loop_ = std::thread([io = b->io_.get()] { io->run(); });
   return b;
 }
 
@@ -42,8 +42,9 @@ void BrokerHandle::close() {
       closed_ = true;
     }
     work_.reset();
-    io_.stop();
+    io_->stop();
     loop_.join();
+    io_.reset();
   } else {
     std::lock_guard lock(mutex_);
     closed_ = true;
@@ -53,7 +54,7 @@ void BrokerHandle::close() {
 void BrokerHandle::post(std::function<void()> fn) {
   std::lock_guard lock(mutex_);
   if (closed_) return;
-  asio::post(io_, [token = token_, fn = std::move(fn)] {
+  asio::post(*io_, [token = token_, fn = std::move(fn)] {
     std::lock_guard hold(*token);
     fn();
   });

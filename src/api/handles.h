@@ -40,17 +40,23 @@ class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
       if (!engine_) throw Error(closed_status());
       return fn();
     }
-    std::packaged_task<R()> task(std::forward<F>(fn));
-    auto future = task.get_future();
+    // The queued handler owns the task: if the broker closes before running it, the
+    // handler is dropped, the promise breaks, and the caller hears the broker is closed.
+    auto task = std::make_shared<std::packaged_task<R()>>(std::forward<F>(fn));
+    auto future = task->get_future();
     {
       std::lock_guard lock(mutex_);
       if (closed_) throw Error(closed_status());
-      asio::post(io_, [&task, token = token_] {
+      asio::post(*io_, [task, token = token_] {
         std::lock_guard hold(*token);
-        task();
+        (*task)();
       });
     }
-    return future.get();
+    try {
+      return future.get();
+    } catch (const std::future_error&) {
+      throw Error(closed_status());
+    }
   }
   void post(std::function<void()> fn);
   core::LoopToken& token() { return *token_; }
@@ -66,7 +72,9 @@ class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
  private:
   BrokerHandle() = default;
   BrokerOptions options_;
-  asio::io_context io_;
+  // Owned apart so close() can destroy it: that drops handlers still queued (which hold
+  // channel handles, which hold this) without running them.
+  std::unique_ptr<asio::io_context> io_ = std::make_unique<asio::io_context>();
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::unique_ptr<core::Engine> engine_;
   std::thread loop_;

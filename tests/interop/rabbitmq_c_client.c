@@ -58,6 +58,14 @@ static char* get_body(amqp_connection_state_t c, const char* queue, uint64_t* ta
   return body;
 }
 
+static int finish(amqp_connection_state_t c) {
+  amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
+  amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(c);
+  puts("rabbitmq-c client: all expectations held");
+  return 0;
+}
+
 static void declare_with_dead_letter(amqp_connection_state_t c, const char* queue, const char* dlq) {
   amqp_table_entry_t entries[2];
   entries[0].key = amqp_cstring_bytes("x-dead-letter-exchange");
@@ -105,17 +113,13 @@ int main(int argc, char** argv) {
     ok_reply(c, "queue.delete");
     amqp_queue_delete(c, 1, amqp_cstring_bytes(dlq), 0, 0);
     ok_reply(c, "queue.delete");
-    puts("rabbitmq-c client: all expectations held");
-    return 0;
+    return finish(c);
   }
   publish(c, queue, "one");
   publish(c, queue, "two");
   publish(c, queue, "three");
   CHECK(wait_for_ack(c, 3), "all three confirmed");
-  if (strcmp(phase, "publish") == 0) {
-    puts("rabbitmq-c client: all expectations held");
-    return 0;
-  }
+  if (strcmp(phase, "publish") == 0) return finish(c);
 
   body = get_body(c, queue, &tag, &redelivered);
   CHECK(body && strcmp(body, "one") == 0 && tag == 1 && !redelivered, "get one");
@@ -153,9 +157,5 @@ int main(int argc, char** argv) {
   ok_reply(c, "queue.delete");
   amqp_queue_delete(c, 1, amqp_cstring_bytes(dlq), 0, 0);
   ok_reply(c, "queue.delete");
-  amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
-  amqp_connection_close(c, AMQP_REPLY_SUCCESS);
-  amqp_destroy_connection(c);
-  puts("rabbitmq-c client: all expectations held");
-  return 0;
+  return finish(c);
 }
