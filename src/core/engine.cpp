@@ -31,9 +31,14 @@ Engine::Engine(asio::io_context& io, EngineOptions options, std::unique_ptr<stor
       options_(std::move(options)),
       store_(std::move(store)),
       rng_(uint64_t(std::chrono::steady_clock::now().time_since_epoch().count())) {
-  auto root = std::make_unique<Vhost>(*this, "/");
-  root->create_default_exchanges();
-  vhosts_.emplace("/", std::move(root));
+  add_vhost("/");
+}
+
+Vhost& Engine::add_vhost(std::string_view name) {
+  if (Vhost* existing = find_vhost(name)) return *existing;
+  auto vhost = std::make_unique<Vhost>(*this, std::string(name));
+  vhost->create_default_exchanges();
+  return *vhosts_.emplace(std::string(name), std::move(vhost)).first->second;
 }
 
 Engine::~Engine() { shutdown(); }
@@ -48,6 +53,7 @@ Status Engine::recover() {
   {
     storage::ReadView view(*store_);
     if (!view.status()) return view.status();
+    for (const auto& name : options_.vhosts) add_vhost(name);
     view.for_each(Db::exchanges, [&](std::string_view, std::string_view bytes) {
       auto r = storage::decode_exchange(bytes);
       auto type = r ? Exchange::parse_type(r->type) : std::nullopt;

@@ -37,7 +37,8 @@ struct Connection {
 
 struct EngineOptions {
   BrokerOptions broker;
-  std::shared_ptr<storage::FaultInjector> faults;  // tests only
+  std::shared_ptr<storage::FaultInjector> faults = {};  // tests only
+  std::vector<std::string> vhosts = {};            // besides "/"
 };
 
 class Engine {
@@ -56,6 +57,8 @@ class Engine {
   std::shared_ptr<Channel> open_channel(Connection& connection, uint16_t id, ChannelSink* sink);
 
   Vhost* find_vhost(std::string_view name);
+  // Adds a vhost with the default exchanges (no-op if it exists).
+  Vhost& add_vhost(std::string_view name);
   std::vector<QueueInfo> list_queues() const;
 
   storage::Store& store() { return *store_; }

@@ -1,7 +1,7 @@
 // warrend: the AMQP 0-9-1 server. Unmodified RabbitMQ clients connect to it.
 //
 //   warrend [--port N] [--bind ADDR]... [--data-dir DIR] [--durability fsync|nosync|memory]
-//           [--user NAME:PASSWORD]... [--config FILE] [--log-level debug|info|warning|error]
+//           [--user NAME:PASSWORD]... [--vhost NAME]... [--config FILE] [--log-level LEVEL]
 //
 // --port 0 picks a free port and prints "port N" on stdout (for test fixtures). A config
 // file holds the same settings as "key = value" lines ("user" may repeat); flags win.
@@ -31,6 +31,7 @@ struct Settings {
   BrokerOptions broker;
   amqp::ServerConfig amqp;
   bool users_given = false;
+  std::vector<std::string> vhosts;
   log::Level level = log::Level::info;
 };
 
@@ -45,7 +46,8 @@ std::string default_data_dir() {
                "warrend: %s\n"
                "usage: warrend [--port N] [--bind ADDR]... [--data-dir DIR]\n"
                "               [--durability fsync|nosync|memory] [--user NAME:PASSWORD]...\n"
-               "               [--max-map-size BYTES] [--heartbeat SECONDS] [--frame-max BYTES]\n"
+               "               [--vhost NAME]... [--max-map-size BYTES] [--max-message-size BYTES]\n"
+               "               [--heartbeat SECONDS] [--frame-max BYTES]\n"
                "               [--channel-max N] [--config FILE] [--log-level LEVEL]\n",
                problem.c_str());
   std::exit(2);
@@ -83,6 +85,10 @@ void apply(Settings& s, const std::string& key, const std::string& value) {
     if (!s.users_given) s.amqp.users.clear();
     s.users_given = true;
     s.amqp.users[value.substr(0, colon)] = value.substr(colon + 1);
+  } else if (key == "vhost") {
+    s.vhosts.push_back(value);
+  } else if (key == "max-message-size") {
+    s.broker.max_message_size = number(key, value);
   } else if (key == "max-map-size") {
     s.broker.max_map_size = number(key, value);
   } else if (key == "heartbeat") {
@@ -149,7 +155,7 @@ int main(int argc, char** argv) {
   Settings settings = parse(argc, argv);
   log::threshold() = settings.level;
   asio::io_context io;
-  auto engine = core::Engine::open(io, core::EngineOptions{settings.broker, nullptr});
+  auto engine = core::Engine::open(io, core::EngineOptions{settings.broker, nullptr, settings.vhosts});
   if (!engine.ok()) {
     log::error("cannot open {}: {}", settings.broker.data_dir, engine.status().text());
     return 1;

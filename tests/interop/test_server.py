@@ -101,6 +101,34 @@ class Server(unittest.TestCase):
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=10), 0)
 
+    def test_vhosts_and_the_message_size_limit(self):
+        proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", "--durability", "memory", "--vhost", "orders",
+                                 "--max-message-size", "1000", "--log-level", "warning"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(proc.stdout.readline().split()[1])
+            conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port, virtual_host="orders"))
+            ch = conn.channel()
+            ch.queue_declare("only-in-orders")
+            ch.basic_publish("", "only-in-orders", b"x" * 1000)  # at the limit: fine
+            ch.basic_publish("", "only-in-orders", b"x" * 1001)
+            with self.assertRaises(pika.exceptions.ChannelClosedByBroker) as e:
+                ch.queue_declare("only-in-orders", passive=True)
+            self.assertEqual(e.exception.reply_code, 406)
+            self.assertEqual(e.exception.reply_text,
+                             "PRECONDITION_FAILED - message size 1001 is larger than configured max size 1000")
+            ch = conn.channel()
+            self.assertEqual(ch.queue_declare("only-in-orders", passive=True).method.message_count, 1)
+            conn.close()
+            root = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+            with self.assertRaises(pika.exceptions.ChannelClosedByBroker):
+                root.channel().queue_declare("only-in-orders", passive=True)  # vhosts are apart
+            root.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=10), 0)
+            proc.stdout.close()
+
     def test_bad_arguments_are_refused(self):
         for args in (["--port", "notanumber"], ["--durability", "sometimes"], ["--frobnicate", "1"]):
             result = subprocess.run([os.environ["WARREND"], *args], capture_output=True, text=True, timeout=10)
