@@ -91,3 +91,21 @@ class Broker:
         if not self.external:
             self.stop()
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# One broker per test module: each module imports these two as its module fixtures.
+_current = None
+
+
+def setUpModule():
+    global _current
+    _current = Broker()
+
+
+def tearDownModule():
+    _current.close()
+
+
+def broker():
+    """The broker of the running test module."""
+    return _current

@@ -4,22 +4,12 @@ import unittest
 
 import aio_pika
 
-from harness import Broker, unique
+from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
 
-broker = None
-
-
-def setUpModule():
-    global broker
-    broker = Broker()
-
-
-def tearDownModule():
-    broker.close()
 
 
 def url():
-    return f"amqp://guest:guest@127.0.0.1:{broker.port}/"
+    return f"amqp://guest:guest@127.0.0.1:{broker().port}/"
 
 
 class AioPika(unittest.IsolatedAsyncioTestCase):
@@ -81,7 +71,7 @@ class AioPika(unittest.IsolatedAsyncioTestCase):
                 routing_key=queue.name)
             reconnected = asyncio.Event()
             conn.reconnect_callbacks.add(lambda *_: reconnected.set())
-            await asyncio.get_running_loop().run_in_executor(None, broker.restart)
+            await asyncio.get_running_loop().run_in_executor(None, broker().restart)
             await asyncio.wait_for(reconnected.wait(), 20)
             got = await queue.get(no_ack=True)
             self.assertEqual(got.body, b"before")

@@ -3,23 +3,14 @@ import os
 import subprocess
 import unittest
 
-from harness import Broker, unique
+from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
 
-broker = None
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def setUpModule():
-    global broker
-    broker = Broker()
-
-
-def tearDownModule():
-    broker.close()
-
 
 def node_client(queue, phase):
-    return subprocess.run(["node", os.path.join(HERE, "node", "amqplib_client.js"), str(broker.port), queue, phase],
+    return subprocess.run(["node", os.path.join(HERE, "node", "amqplib_client.js"), str(broker().port), queue, phase],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -33,7 +24,7 @@ class Amqplib(unittest.TestCase):
         queue = unique("amqplib-restart")
         result = node_client(queue, "publish")
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        broker.restart()
+        broker().restart()
         result = node_client(queue, "verify")
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 

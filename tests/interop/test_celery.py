@@ -8,29 +8,20 @@ import unittest
 
 import pika
 
-from harness import Broker, unique
+from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
 
-broker = None
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-
-def setUpModule():
-    global broker
-    broker = Broker()
-
-
-def tearDownModule():
-    broker.close()
 
 
 class Celery(unittest.TestCase):
     def test_worker_retries_a_failing_task_then_acks_it(self):
         state = tempfile.mkdtemp(prefix="warren-celery-")
         queue = unique("celery")
-        env = dict(os.environ, CELERY_PORT=str(broker.port), CELERY_QUEUE=queue, CELERY_STATE_DIR=state,
+        env = dict(os.environ, CELERY_PORT=str(broker().port), CELERY_QUEUE=queue, CELERY_STATE_DIR=state,
                    PYTHONPATH=HERE)
         sys.path.insert(0, HERE)
-        os.environ.update(CELERY_PORT=str(broker.port), CELERY_QUEUE=queue, CELERY_STATE_DIR=state)
+        os.environ.update(CELERY_PORT=str(broker().port), CELERY_QUEUE=queue, CELERY_STATE_DIR=state)
         import celery_app
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=solo", "--without-gossip",
@@ -47,7 +38,7 @@ class Celery(unittest.TestCase):
                 time.sleep(0.1)  # the worker is another process; its files are all we can watch
             for key in keys:
                 self.assertEqual(open(os.path.join(state, f"{key}.done")).read(), "3")
-            conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+            conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port))
             ch = conn.channel()
             deadline = time.monotonic() + 10
             while ch.queue_declare(queue, passive=True).method.message_count:  # the last acks land

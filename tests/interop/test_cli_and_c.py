@@ -3,22 +3,12 @@ import os
 import subprocess
 import unittest
 
-from harness import Broker, unique
+from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
 
-broker = None
-
-
-def setUpModule():
-    global broker
-    broker = Broker()
-
-
-def tearDownModule():
-    broker.close()
 
 
 def tool(*args, **kwargs):
-    server = f"127.0.0.1:{broker.port}"
+    server = f"127.0.0.1:{broker().port}"
     return subprocess.run([args[0], "-s", server, *args[1:]], capture_output=True, text=True,
                           timeout=30, check=True, **kwargs)
 
@@ -35,14 +25,14 @@ class AmqpTools(unittest.TestCase):
         # amqp-consume acks each message after the command handled it.
         consumed = tool("amqp-consume", "-q", queue, "-c", "2", "cat")
         self.assertEqual(consumed.stdout, "betagamma")
-        empty = subprocess.run(["amqp-get", "-s", f"127.0.0.1:{broker.port}", "-q", queue],
+        empty = subprocess.run(["amqp-get", "-s", f"127.0.0.1:{broker().port}", "-q", queue],
                                capture_output=True, text=True, timeout=30)
         self.assertNotEqual(empty.returncode, 0)  # nothing left
         tool("amqp-delete-queue", "-q", queue)
 
 
 def c_client(queue, phase):
-    result = subprocess.run([os.environ["RABBITMQ_C_CLIENT"], str(broker.port), queue, phase],
+    result = subprocess.run([os.environ["RABBITMQ_C_CLIENT"], str(broker().port), queue, phase],
                             capture_output=True, text=True, timeout=60)
     return result
 
@@ -56,7 +46,7 @@ class RabbitmqC(unittest.TestCase):
     def test_persistent_messages_survive_a_restart(self):
         queue = unique("rabbitmq-c-restart")
         self.assertEqual(c_client(queue, "publish").returncode, 0)
-        broker.restart()
+        broker().restart()
         result = c_client(queue, "verify")
         self.assertEqual(result.returncode, 0, result.stderr)
 
@@ -66,7 +56,7 @@ class AmqpToolsRestart(unittest.TestCase):
         queue = unique("tools-restart")
         tool("amqp-declare-queue", "-d", "-q", queue)
         tool("amqp-publish", "-r", queue, "-p", "-b", "durable")
-        broker.restart()
+        broker().restart()
         self.assertEqual(tool("amqp-get", "-q", queue).stdout, "durable")
         tool("amqp-delete-queue", "-q", queue)
 

@@ -3,22 +3,12 @@ import unittest
 
 from kombu import Connection, Exchange, Queue
 
-from harness import Broker, unique
+from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
 
-broker = None
-
-
-def setUpModule():
-    global broker
-    broker = Broker()
-
-
-def tearDownModule():
-    broker.close()
 
 
 def url():
-    return f"amqp://guest:guest@127.0.0.1:{broker.port}//"
+    return f"amqp://guest:guest@127.0.0.1:{broker().port}//"
 
 
 class Kombu(unittest.TestCase):
@@ -65,7 +55,7 @@ class Kombu(unittest.TestCase):
             with conn.Consumer(work, callbacks=[lambda body, m: (got.append(body), m.reject())]):
                 while not got:
                     conn.drain_events(timeout=5)
-        broker.restart()
+        broker().restart()
         with Connection(url()) as conn:
             bodies = []
             for _ in range(100):

@@ -5,22 +5,12 @@ import unittest
 import pika
 import pika.exceptions
 
-from harness import Broker, unique
+from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
 
-broker = None
-
-
-def setUpModule():
-    global broker
-    broker = Broker()
-
-
-def tearDownModule():
-    broker.close()
 
 
 def params():
-    return pika.ConnectionParameters("127.0.0.1", broker.port, heartbeat=30)
+    return pika.ConnectionParameters("127.0.0.1", broker().port, heartbeat=30)
 
 
 def persistent(message_id=None):
@@ -210,7 +200,7 @@ class Blocking(unittest.TestCase):
         self.assertEqual(got, body)
 
     def test_bad_login_is_refused_with_403(self):
-        bad = pika.ConnectionParameters("127.0.0.1", broker.port,
+        bad = pika.ConnectionParameters("127.0.0.1", broker().port,
                                         credentials=pika.PlainCredentials("guest", "wrong"))
         with self.assertRaises(pika.exceptions.ProbableAuthenticationError) as e:
             pika.BlockingConnection(bad)
@@ -229,7 +219,7 @@ class Restart(unittest.TestCase):
         ch.basic_publish("", queue, b"transient")
         m, _, _ = ch.basic_get(queue)  # unacked when the broker goes away
         self.assertIsNotNone(m)
-        broker.restart()
+        broker().restart()
         with self.assertRaises(pika.exceptions.AMQPError):
             conn.process_data_events(time_limit=1)
             ch.queue_declare(queue, passive=True)

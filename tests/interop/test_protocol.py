@@ -7,19 +7,9 @@ import unittest
 
 import pika
 
-from harness import Broker, unique
+from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
 from rawamqp import Raw, close_reason, frame, longstr, method, shortstr, table
 
-broker = None
-
-
-def setUpModule():
-    global broker
-    broker = Broker()
-
-
-def tearDownModule():
-    broker.close()
 
 
 def declare(channel, queue):
@@ -36,14 +26,14 @@ def publish(channel, queue, body, persistent=False):
 class Handshake(unittest.TestCase):
     def test_wrong_protocol_header_gets_ours_and_a_close(self):
         for header in (b"AMQP\x00\x00\x09\x02", b"AMQP\x01\x01\x00\x0a", b"GET / HTTP/1.1\r\n\r\n"):
-            raw = Raw(broker.port)
+            raw = Raw(broker().port)
             raw.send(header)
             self.assertEqual(raw.recv_exact(8), b"AMQP\x00\x00\x09\x01")
             self.assertTrue(raw.closed_by_peer())
             raw.close()
 
     def test_bad_password_is_403_with_authentication_failure_close(self):
-        raw = Raw(broker.port)
+        raw = Raw(broker().port)
         reply = raw.handshake(password="wrong")
         self.assertEqual(reply[1:3], (10, 50))
         self.assertEqual(close_reason(reply[3]),
@@ -52,7 +42,7 @@ class Handshake(unittest.TestCase):
         raw.close()
 
     def test_unknown_vhost_is_530(self):
-        raw = Raw(broker.port)
+        raw = Raw(broker().port)
         reply = raw.handshake(vhost="nosuch")
         self.assertEqual(close_reason(reply[3]), (530, "NOT_ALLOWED - vhost nosuch not found", 10, 40))
         raw.close()
@@ -60,7 +50,7 @@ class Handshake(unittest.TestCase):
 
 class Frames(unittest.TestCase):
     def setUp(self):
-        self.raw = Raw(broker.port)
+        self.raw = Raw(broker().port)
         self.assertEqual(self.raw.handshake(frame_max=4096)[1:3], (10, 41))
 
     def tearDown(self):
@@ -116,7 +106,7 @@ class Frames(unittest.TestCase):
 
 class Heartbeats(unittest.TestCase):
     def test_server_beats_and_drops_a_silent_client(self):
-        raw = Raw(broker.port, timeout=15)
+        raw = Raw(broker().port, timeout=15)
         raw.handshake(heartbeat=1)
         started = time.monotonic()
         kind, channel, payload = raw.read_frame()  # nothing else is due: the next frame is a beat
@@ -135,7 +125,7 @@ class Heartbeats(unittest.TestCase):
 
 class Channels(unittest.TestCase):
     def test_channel_max_counts_open_channels(self):
-        raw = Raw(broker.port)
+        raw = Raw(broker().port)
         raw.handshake(channel_max=3)
         for ch in (1, 2, 3):
             self.assertEqual(raw.open_channel(ch)[1:3], (20, 11))
@@ -150,7 +140,7 @@ class Channels(unittest.TestCase):
         raw.close()
 
     def test_a_thousand_channels_on_one_connection(self):
-        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port))
         channels = [conn.channel() for _ in range(1000)]
         queue = unique("many")
         channels[0].queue_declare(queue)
@@ -165,7 +155,7 @@ class Channels(unittest.TestCase):
 class CarelessClients(unittest.TestCase):
     def test_a_client_vanishing_mid_publish_stores_nothing_half(self):
         queue = unique("vanish")
-        raw = Raw(broker.port)
+        raw = Raw(broker().port)
         raw.handshake()
         raw.open_channel(1)
         raw.send(declare(1, queue))
@@ -174,7 +164,7 @@ class CarelessClients(unittest.TestCase):
         half = publish(1, queue, b"y" * 1000, persistent=True)
         raw.send(whole + half[:len(half) - 600])  # the second body is cut short
         raw.close()
-        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port))
         ch = conn.channel()
         deadline = time.monotonic() + 5
         count = 0
@@ -191,12 +181,12 @@ class CarelessClients(unittest.TestCase):
 
     def test_a_vanished_consumers_deliveries_are_requeued(self):
         queue = unique("requeue")
-        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port))
         ch = conn.channel()
         ch.queue_declare(queue)
         for i in range(3):
             ch.basic_publish("", queue, f"v{i}".encode())
-        raw = Raw(broker.port)
+        raw = Raw(broker().port)
         raw.handshake()
         raw.open_channel(1)
         raw.send(method(1, 60, 70, struct.pack(">H", 0) + shortstr(queue) + b"\x00"))  # basic.get
@@ -215,20 +205,20 @@ class CarelessClients(unittest.TestCase):
     @unittest.skipIf(os.environ.get("WARREN_SANITIZED") == "1", "sanitizers keep freed memory on purpose")
     def test_a_client_that_stops_reading_does_not_swell_the_server(self):
         queue = unique("slow")
-        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port))
         ch = conn.channel()
         ch.queue_declare(queue)
         body = b"z" * 100_000
         for _ in range(500):  # 50 MB waiting for the consumer
             ch.basic_publish("", queue, body)
-        raw = Raw(broker.port)
+        raw = Raw(broker().port)
         raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.handshake()
         raw.open_channel(1)
         raw.send(method(1, 60, 20, struct.pack(">H", 0) + shortstr(queue) + shortstr("") + b"\x02" + table()))
         time.sleep(1)  # the server pushes as much as it will; nothing to wait on but time
         # Anonymous memory only: LMDB's map is file-backed and reading it is no buffering.
-        anon_kib = int(next(l for l in open(f"/proc/{broker.proc.pid}/status") if l.startswith("RssAnon")).split()[1])
+        anon_kib = int(next(l for l in open(f"/proc/{broker().proc.pid}/status") if l.startswith("RssAnon")).split()[1])
         self.assertLess(anon_kib, 20_000, "the server buffered what the client would not read")
         self.assertGreater(anon_kib, 0)
         raw.close()

@@ -5,22 +5,12 @@ import unittest
 
 import amqp
 
-from harness import Broker, unique
+from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
 
-broker = None
-
-
-def setUpModule():
-    global broker
-    broker = Broker()
-
-
-def tearDownModule():
-    broker.close()
 
 
 def connect():
-    conn = amqp.Connection(f"127.0.0.1:{broker.port}", userid="guest", password="guest")
+    conn = amqp.Connection(f"127.0.0.1:{broker().port}", userid="guest", password="guest")
     conn.connect()
     return conn
 
@@ -95,7 +85,7 @@ class Restart(unittest.TestCase):
         ch.queue_declare(queue, durable=True, auto_delete=False)
         ch.confirm_select()
         ch.basic_publish_confirm(amqp.Message("kept", delivery_mode=2), exchange="", routing_key=queue)
-        broker.restart()
+        broker().restart()
         with self.assertRaises((OSError, amqp.exceptions.AMQPError, socket.error)):
             ch.queue_declare(queue, passive=True)
         conn = connect()
