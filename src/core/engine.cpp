@@ -57,7 +57,7 @@ Status Engine::recover() {
     view.for_each(Db::exchanges, [&](std::string_view, std::string_view bytes) {
       auto r = storage::decode_exchange(bytes);
       auto type = r ? Exchange::parse_type(r->type) : std::nullopt;
-      Vhost* vhost = r ? find_vhost(r->vhost) : nullptr;
+      Vhost* vhost = r ? &add_vhost(r->vhost) : nullptr;  // a vhost with durable things comes back
       if (!type || !vhost) return;
       auto x = std::make_shared<Exchange>();
       x->name = r->name;
@@ -71,7 +71,7 @@ Status Engine::recover() {
     });
     view.for_each(Db::queues, [&](std::string_view, std::string_view bytes) {
       auto r = storage::decode_queue(bytes);
-      Vhost* vhost = r ? find_vhost(r->vhost) : nullptr;
+      Vhost* vhost = r ? &add_vhost(r->vhost) : nullptr;  // a vhost with durable things comes back
       if (!vhost) return;
       auto q = std::make_shared<Queue>(*this, r->id, r->vhost, r->name);
       q->durable = true;
@@ -84,7 +84,7 @@ Status Engine::recover() {
     });
     view.for_each(Db::bindings, [&](std::string_view, std::string_view bytes) {
       auto r = storage::decode_binding(bytes);
-      Vhost* vhost = r ? find_vhost(r->vhost) : nullptr;
+      Vhost* vhost = r ? &add_vhost(r->vhost) : nullptr;  // a vhost with durable things comes back
       if (!vhost) return;
       Binding b{Destination{r->to_queue, r->destination}, r->routing_key,
                 wire::decode_table(r->arguments).value_or(FieldTable{}), HeadersMatch::all};

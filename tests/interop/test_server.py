@@ -129,6 +129,35 @@ class Server(unittest.TestCase):
             self.assertEqual(proc.wait(timeout=10), 0)
             proc.stdout.close()
 
+    def test_a_vhost_with_durable_queues_comes_back_without_its_flag(self):
+        data = os.path.join(self.dir, "data")
+
+        def start(*extra):
+            proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", "--data-dir", data, "--log-level",
+                                     "warning", *extra], stdout=subprocess.PIPE, text=True)
+            return proc, int(proc.stdout.readline().split()[1])
+
+        def stop(proc):
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=10), 0)
+            proc.stdout.close()
+
+        proc, port = start("--vhost", "orders")
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port, virtual_host="orders"))
+        ch = conn.channel()
+        ch.queue_declare("kept", durable=True)
+        ch.confirm_delivery()
+        ch.basic_publish("", "kept", b"m", pika.BasicProperties(delivery_mode=2))
+        conn.close()
+        stop(proc)
+        proc, port = start()  # no --vhost this time
+        try:
+            conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port, virtual_host="orders"))
+            self.assertEqual(conn.channel().queue_declare("kept", passive=True).method.message_count, 1)
+            conn.close()
+        finally:
+            stop(proc)
+
     def test_bad_arguments_are_refused(self):
         for args in (["--port", "notanumber"], ["--durability", "sometimes"], ["--frobnicate", "1"]):
             result = subprocess.run([os.environ["WARREND"], *args], capture_output=True, text=True, timeout=10)
