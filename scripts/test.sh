@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test: a release build, then the same tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer. Installs what is missing first.
+# AddressSanitizer + UndefinedBehaviorSanitizer, then a bounded fuzzing run. Installs what is
+# missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
