@@ -32,9 +32,16 @@ if command -v clang++-14 >/dev/null || command -v clang++ >/dev/null; then
     corpus=$(mktemp -d)
     cp fuzz/corpus/$target/* "$corpus"/
     echo "fuzzing $target for 20 s"
-    ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz/$target -max_total_time=20 -rss_limit_mb=2048 \
-      -malloc_limit_mb=256 -timeout=10 -print_final_stats=0 "$corpus" 2>&1 | tail -n 2
-    rm -rf "$corpus"
+    log=$(mktemp)
+    if ! ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz/$target -max_total_time=20 -rss_limit_mb=2048 \
+        -malloc_limit_mb=256 -timeout=10 "$corpus" >"$log" 2>&1 ||
+       grep -qE "==[0-9]+==ERROR|terminate called|pure virtual" "$log"; then
+      tail -n 40 "$log"
+      echo "$target failed"
+      exit 1
+    fi
+    grep -E "^Done" "$log"
+    rm -rf "$corpus" "$log"
   done
 fi
 echo "all tests passed"
