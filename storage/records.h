@@ -66,8 +66,8 @@ std::optional<QueueRecord> decode_queue(std::string_view bytes);
 std::optional<ExchangeRecord> decode_exchange(std::string_view bytes);
 std::optional<QueueStats> decode_stats(std::string_view bytes);
 
-// Bindings live entirely in their key (LMDB keys are at most 511 bytes; longer bindings
-// keep a digest in the key and the full record in the value).
+// A binding's key is a 128-bit digest of its whole record (LMDB keys are at most 511 bytes;
+// a binding can be longer); the value is the record.
 std::string binding_key(const BindingRecord& r);
 std::string encode(const BindingRecord& r);
 std::optional<BindingRecord> decode_binding(std::string_view bytes);

@@ -124,8 +124,6 @@ class Store {
   Status write(const std::vector<Op>& ops);
 
   uint64_t map_size() const { return map_size_.load(); }
-  const StoreOptions& options() const { return options_; }
-  const std::string& path() const { return path_; }
   MDB_dbi dbi(Db db) const { return dbis_[int(db)]; }
 
  private:

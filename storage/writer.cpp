@@ -12,11 +12,8 @@ Writer::~Writer() { stop(); }
 
 uint64_t Writer::submit(Op op) {
   std::lock_guard lock(mutex_);
-  pending_bytes_ += op.bytes * (op.kind == Op::Kind::put_message);
-  backlog_bytes_.fetch_add(op.bytes * (op.kind == Op::Kind::put_message),
-                           std::memory_order_relaxed);
   bool wake = pending_.empty();
-  pending_.push_back(std::move(op));
+  add_pending(std::move(op));
   if (wake) work_cv_.notify_one();
   return open_batch_;
 }
@@ -25,15 +22,17 @@ uint64_t Writer::submit(std::vector<Op>& ops) {
   if (ops.empty()) return last_submitted();
   std::lock_guard lock(mutex_);
   bool wake = pending_.empty();
-  for (auto& op : ops) {
-    uint64_t bytes = op.kind == Op::Kind::put_message ? op.bytes : 0;
-    pending_bytes_ += bytes;
-    backlog_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-    pending_.push_back(std::move(op));
-  }
+  for (auto& op : ops) add_pending(std::move(op));
   ops.clear();
   if (wake) work_cv_.notify_one();
   return open_batch_;
+}
+
+void Writer::add_pending(Op op) {
+  uint64_t bytes = op.kind == Op::Kind::put_message ? op.bytes : 0;
+  pending_bytes_ += bytes;
+  backlog_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  pending_.push_back(std::move(op));
 }
 
 uint64_t Writer::last_submitted() const {

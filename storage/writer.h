@@ -32,7 +32,6 @@ class Writer {
 
   // The id of the last batch that holds anything submitted so far (0 if none).
   uint64_t last_submitted() const;
-  uint64_t last_committed() const { return committed_.load(std::memory_order_acquire); }
 
   // Waits until batch `id` is done; returns its outcome. Not to be called from a thread
   // the writer's completions depend on.
@@ -60,6 +59,7 @@ class Writer {
 
  private:
   void run();
+  void add_pending(Op op);  // with mutex_ held
   void record_outcome(uint64_t id, const Status& status, uint64_t bytes);
 
   Store& store_;

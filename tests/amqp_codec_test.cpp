@@ -28,28 +28,18 @@ TEST(MethodCodec, RoundTripsWithBitsPacked) {
 }
 
 TEST(MethodCodec, EveryMethodRoundTrips) {
-  std::visit(
-      [](auto sample) {
-        using M = decltype(sample);
-        for (size_t i = 0; i < std::variant_size_v<AnyMethod>; ++i) {
-          auto decoded = decode_method(encode_method(sample));
-          ASSERT_EQ(decoded.outcome, DecodedMethod::Outcome::ok) << M::name;
-          EXPECT_TRUE(std::holds_alternative<M>(*decoded.method)) << M::name;
-          break;
-        }
-      },
-      AnyMethod{});
   size_t checked = 0;
   auto check_all = [&]<size_t... I>(std::index_sequence<I...>) {
-    ((checked += [&] {
-       using M = std::variant_alternative_t<I, AnyMethod>;
-       auto decoded = decode_method(encode_method(M{}));
-       EXPECT_EQ(decoded.outcome, DecodedMethod::Outcome::ok) << M::name;
-       EXPECT_EQ(decoded.class_id, M::class_id);
-       EXPECT_EQ(decoded.method_id, M::method_id);
-       EXPECT_TRUE(decoded.method && std::holds_alternative<M>(*decoded.method)) << M::name;
-       return size_t{1};
-     }()),
+    ((checked +=
+      [&] {
+        using M = std::variant_alternative_t<I, AnyMethod>;
+        auto decoded = decode_method(encode_method(M{}));
+        EXPECT_EQ(decoded.outcome, DecodedMethod::Outcome::ok) << M::name;
+        EXPECT_EQ(decoded.class_id, M::class_id);
+        EXPECT_EQ(decoded.method_id, M::method_id);
+        EXPECT_TRUE(decoded.method && std::holds_alternative<M>(*decoded.method)) << M::name;
+        return size_t{1};
+      }()),
      ...);
   };
   check_all(std::make_index_sequence<std::variant_size_v<AnyMethod>>{});
@@ -63,7 +53,11 @@ TEST(MethodCodec, KnowsBasicDeliverLayout) {
   d.redelivered = true;
   d.exchange = "x";
   d.routing_key = "k";
-  std::string expected("\x00\x3c\x00\x3c\x01" "c" "\x00\x00\x00\x00\x00\x00\x00\x07\x01\x01x\x01k", 19);
+  std::string expected(
+      "\x00\x3c\x00\x3c\x01"
+      "c"
+      "\x00\x00\x00\x00\x00\x00\x00\x07\x01\x01x\x01k",
+      19);
   EXPECT_EQ(encode_method(d), expected);
 }
 
@@ -84,7 +78,8 @@ TEST(FrameParser, WholeFramesOnly) {
   size_t used = 0;
   std::string error;
   for (size_t n = 0; n < bytes.size(); ++n)
-    EXPECT_EQ(p.parse(std::string_view(bytes).substr(0, n), &f, &used, &error), FrameParser::Result::need_more);
+    EXPECT_EQ(p.parse(std::string_view(bytes).substr(0, n), &f, &used, &error),
+              FrameParser::Result::need_more);
   ASSERT_EQ(p.parse(bytes, &f, &used, &error), FrameParser::Result::frame);
   EXPECT_EQ(f.type, 1);
   EXPECT_EQ(f.channel, 3);

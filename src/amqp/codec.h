@@ -113,9 +113,4 @@ struct DecodedMethod {
 // Decodes a method frame's payload.
 DecodedMethod decode_method(std::string_view payload);
 
-// The ids of whatever method a variant holds.
-inline std::pair<uint16_t, uint16_t> method_ids(const AnyMethod& m) {
-  return std::visit([](const auto& x) { return std::pair{x.class_id, x.method_id}; }, m);
-}
-
 }  // namespace warren::amqp

@@ -42,8 +42,8 @@ class Connection {
   bool should_close() const { return state_ == State::closed; }
   // ...and abruptly (a reset), as RabbitMQ does after a wrong protocol header.
   bool should_reset() const { return reset_; }
-  // The client may not be read from now (a connection.close is awaiting its close-ok is
-  // fine; this is for being closed).
+  // Stop reading the client: it is blocked by the disk alarm, or it does not read what it
+  // is sent.
   bool reading_paused() const { return blocked_ || out_.size() > 4 * config_.output_high_water; }
   // Output drained below the high-water mark: deliveries may flow again.
   void on_output_drained();

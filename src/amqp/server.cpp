@@ -156,8 +156,6 @@ void Server::abandon_all() {
   for (auto& s : sessions) s->abandon();
 }
 
-size_t Server::connection_count() const { return sessions_.size(); }
-
 Status Server::listen(const ListenOptions& options) {
   uint16_t port = options.port;
   std::string failures;

@@ -32,7 +32,6 @@ class Server {
   // Drops every connection at once, releasing their broker state. For when the loop has
   // stopped: must run before the engine shuts down.
   void abandon_all();
-  size_t connection_count() const;
 
   class Session;
 

@@ -13,8 +13,6 @@ inline Level& threshold() {
   static Level level = Level::info;
   return level;
 }
-bool parse_level(std::string_view name, Level* out);
-
 template <class... Args>
 void write(Level level, fmt::format_string<Args...> format, Args&&... args) {
   static constexpr const char* kNames[] = {"debug", "info", "warning", "error"};

@@ -144,7 +144,8 @@ Status Channel::tx_select() {
 Status Channel::tx_commit() {
   if (Status s = check_open(); !s) return s;
   if (!tx_mode_)
-    return fail(error(ReplyCode::precondition_failed, "channel is not transactional", method::tx_commit));
+    return fail(
+        error(ReplyCode::precondition_failed, "channel is not transactional", method::tx_commit));
   auto publishes = std::move(tx_publishes_);
   auto settles = std::move(tx_settles_);
   tx_publishes_.clear();
@@ -159,7 +160,8 @@ Status Channel::tx_commit() {
 Status Channel::tx_rollback() {
   if (Status s = check_open(); !s) return s;
   if (!tx_mode_)
-    return fail(error(ReplyCode::precondition_failed, "channel is not transactional", method::tx_rollback));
+    return fail(
+        error(ReplyCode::precondition_failed, "channel is not transactional", method::tx_rollback));
   tx_publishes_.clear();
   for (auto& s : tx_settles_) unacked_.emplace(s.tag, std::move(s.delivery));
   tx_settles_.clear();
@@ -313,21 +315,17 @@ bool Channel::can_deliver(const Consumer& c) const {
   return true;
 }
 
-void Channel::deliver(Consumer& c, Queue& q, Taken t) {
+void Channel::deliver(const std::shared_ptr<Consumer>& c, Queue& q, Taken t) {
   uint64_t tag = next_tag_++;
   uint64_t body_bytes = t.message->body.size();
-  if (c.no_ack) {
-    q.add_unacked();
+  q.add_unacked();
+  if (c->no_ack) {
     q.remove(t.seq, t.db, body_bytes);
   } else {
-    q.add_unacked();
-    ++c.unacked;
-    auto consumer = consumers_.find(c.tag);
-    unacked_.emplace(tag, Unacked{q.shared_from_this(),
-                                  consumer == consumers_.end() ? nullptr : consumer->second, t.seq,
-                                  t.db, body_bytes});
+    ++c->unacked;
+    unacked_.emplace(tag, Unacked{q.shared_from_this(), c, t.seq, t.db, body_bytes});
   }
-  if (sink_) sink_->on_deliver(DeliveryInfo{tag, t.redelivered, c.tag, 0, std::move(t.message)});
+  if (sink_) sink_->on_deliver(DeliveryInfo{tag, t.redelivered, c->tag, 0, std::move(t.message)});
 }
 
 Result<std::optional<DeliveryInfo>> Channel::basic_get(std::string_view queue, bool no_ack) {

@@ -79,7 +79,7 @@ class Channel {
 
   // --- for queues and the engine ---------------------------------------------------
   bool can_deliver(const Consumer& consumer) const;
-  void deliver(Consumer& consumer, Queue& queue, Taken taken);
+  void deliver(const std::shared_ptr<Consumer>& consumer, Queue& queue, Taken taken);
   void consumer_cancelled_by_broker(Consumer& consumer);
   void on_batch_done(uint64_t batch, bool ok);
   // The sink can take deliveries again.

@@ -7,8 +7,8 @@
 #include "core/args.h"
 #include "core/dead_letter.h"
 #include "storage/keys.h"
-#include "wire/properties_codec.h"
 #include "wire/field_codec.h"
+#include "wire/properties_codec.h"
 
 namespace warren::core {
 
@@ -50,6 +50,7 @@ Vhost* Engine::find_vhost(std::string_view name) {
 
 Status Engine::recover() {
   std::vector<std::shared_ptr<Queue>> recovered;
+  // A vhost that holds durable definitions comes back even if no flag names it.
   {
     storage::ReadView view(*store_);
     if (!view.status()) return view.status();
@@ -57,7 +58,7 @@ Status Engine::recover() {
     view.for_each(Db::exchanges, [&](std::string_view, std::string_view bytes) {
       auto r = storage::decode_exchange(bytes);
       auto type = r ? Exchange::parse_type(r->type) : std::nullopt;
-      Vhost* vhost = r ? &add_vhost(r->vhost) : nullptr;  // a vhost with durable things comes back
+      Vhost* vhost = r ? &add_vhost(r->vhost) : nullptr;
       if (!type || !vhost) return;
       auto x = std::make_shared<Exchange>();
       x->name = r->name;
@@ -71,7 +72,7 @@ Status Engine::recover() {
     });
     view.for_each(Db::queues, [&](std::string_view, std::string_view bytes) {
       auto r = storage::decode_queue(bytes);
-      Vhost* vhost = r ? &add_vhost(r->vhost) : nullptr;  // a vhost with durable things comes back
+      Vhost* vhost = r ? &add_vhost(r->vhost) : nullptr;
       if (!vhost) return;
       auto q = std::make_shared<Queue>(*this, r->id, r->vhost, r->name);
       q->durable = true;
@@ -84,7 +85,7 @@ Status Engine::recover() {
     });
     view.for_each(Db::bindings, [&](std::string_view, std::string_view bytes) {
       auto r = storage::decode_binding(bytes);
-      Vhost* vhost = r ? &add_vhost(r->vhost) : nullptr;  // a vhost with durable things comes back
+      Vhost* vhost = r ? &add_vhost(r->vhost) : nullptr;
       if (!vhost) return;
       Binding b{Destination{r->to_queue, r->destination}, r->routing_key,
                 wire::decode_table(r->arguments).value_or(FieldTable{}), HeadersMatch::all};

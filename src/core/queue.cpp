@@ -187,9 +187,9 @@ void Queue::dispatch() {
   dispatch_scheduled_ = false;
   while (ready_ > 0 && !deleted && !consumers.empty()) {
     size_t n = consumers.size();
-    Consumer* chosen = nullptr;
+    std::shared_ptr<Consumer> chosen;
     for (size_t i = 0; i < n; ++i) {
-      Consumer* c = consumers[(round_robin_ + i) % n].get();
+      const auto& c = consumers[(round_robin_ + i) % n];
       if (c->channel->can_deliver(*c)) {
         chosen = c;
         round_robin_ = (round_robin_ + i + 1) % n;
@@ -199,7 +199,7 @@ void Queue::dispatch() {
     if (!chosen) return;
     auto taken = take_next();
     if (!taken) return;
-    chosen->channel->deliver(*chosen, *this, std::move(*taken));
+    chosen->channel->deliver(chosen, *this, std::move(*taken));
   }
 }
 
