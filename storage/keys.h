@@ -54,4 +54,52 @@ inline std::string name_key(std::string_view vhost, std::string_view name) {
   return k;
 }
 
+// The schedule database orders timed events by their time: a message's expiry and the end
+// of a delayed retry. Key: kind octet ++ u64 time (ms) ++ u64 queue id ++ u64 sequence number.
+enum class Timer : char { expiry = 'E', retry = 'R' };
+using ScheduleKey = std::array<char, 25>;
+
+inline ScheduleKey schedule_key(Timer kind, uint64_t time, uint64_t queue_id, uint64_t seq) {
+  ScheduleKey k;
+  k[0] = char(kind);
+  put_be64(k.data() + 1, time);
+  put_be64(k.data() + 9, queue_id);
+  put_be64(k.data() + 17, seq);
+  return k;
+}
+
+struct ScheduleEntry {
+  Timer kind = Timer::expiry;
+  uint64_t time = 0;
+  uint64_t queue_id = 0;
+  uint64_t seq = 0;
+};
+
+inline ScheduleEntry parse_schedule_key(std::string_view key) {
+  if (key.size() != 25) return {};
+  return {Timer(key[0]), get_be64(key.data() + 1), get_be64(key.data() + 9),
+          get_be64(key.data() + 17)};
+}
+
+// The keys database: deduplication windows and idempotency keys, under 128-bit XXH3 digests.
+//   'K' ++ queue id ++ digest  -> u64 inserted at (ms) ++ u64 order      a queue's window entry
+//   'O' ++ queue id ++ order   -> digest ++ u64 inserted at              the window, oldest first
+//   'C' ++ queue id            -> u64 next order ++ u64 entries          the window's size
+//   'D' ++ digest              -> u64 done at (ms)                       an idempotency key done
+using Digest = std::array<char, 16>;
+
+inline std::string keys_key(char kind, uint64_t queue_id, std::string_view rest = {}) {
+  std::string k(9, '\0');
+  k[0] = kind;
+  put_be64(k.data() + 1, queue_id);
+  k.append(rest);
+  return k;
+}
+
+inline std::string be64_string(uint64_t v) {
+  std::string s(8, '\0');
+  put_be64(s.data(), v);
+  return s;
+}
+
 }  // namespace warren::storage

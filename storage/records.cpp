@@ -129,9 +129,28 @@ std::optional<BindingRecord> decode_binding(std::string_view bytes) {
   return b;
 }
 
+namespace {
+// Flag bits beyond kPersistent say which optional fields follow the flags octet.
+constexpr uint8_t kHasExpiry = 2, kHasCount = 4, kHasReadyAt = 8;
+
+uint8_t stored_flags(const MessageData& m) {
+  return uint8_t((m.flags & MessageData::kPersistent) | (m.expires_at ? kHasExpiry : 0) |
+                 (m.delivery_count ? kHasCount : 0) | (m.ready_at ? kHasReadyAt : 0));
+}
+
+// Reads the optional fields; returns the persistent flag alone.
+uint8_t read_optional_fields(Reader& r, uint8_t flags, uint64_t* expires_at, uint32_t* count,
+                             uint64_t* ready_at) {
+  if (flags & kHasExpiry) *expires_at = r.u64();
+  if (flags & kHasCount) *count = r.u32();
+  if (flags & kHasReadyAt) *ready_at = r.u64();
+  return flags & MessageData::kPersistent;
+}
+}  // namespace
+
 size_t encoded_size(const MessageData& m) {
-  return 1 + 1 + 1 + m.exchange.size() + 1 + m.routing_key.size() + 4 + m.properties.size() +
-         m.body.size();
+  return 1 + 1 + (m.expires_at ? 8 : 0) + (m.delivery_count ? 4 : 0) + (m.ready_at ? 8 : 0) + 1 +
+         m.exchange.size() + 1 + m.routing_key.size() + 4 + m.properties.size() + m.body.size();
 }
 
 void encode_into(const MessageData& m, char* out) {
@@ -139,14 +158,19 @@ void encode_into(const MessageData& m, char* out) {
     std::memcpy(out, s.data(), s.size());
     out += s.size();
   };
+  auto put_int = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) *out++ = char(v >> (8 * (bytes - 1 - i)));
+  };
   *out++ = char(kRecordFormat);
-  *out++ = char(m.flags);
+  *out++ = char(stored_flags(m));
+  if (m.expires_at) put_int(m.expires_at, 8);
+  if (m.delivery_count) put_int(m.delivery_count, 4);
+  if (m.ready_at) put_int(m.ready_at, 8);
   *out++ = char(uint8_t(m.exchange.size()));
   put(m.exchange);
   *out++ = char(uint8_t(m.routing_key.size()));
   put(m.routing_key);
-  uint32_t n = uint32_t(m.properties.size());
-  for (int i = 0; i < 4; ++i) *out++ = char(n >> (24 - 8 * i));
+  put_int(m.properties.size(), 4);
   put(m.properties);
   put(m.body);
 }
@@ -155,13 +179,27 @@ std::optional<MessageData> decode_message(std::string_view bytes) {
   Reader r(bytes);
   if (r.u8() != kRecordFormat) return std::nullopt;
   MessageData m;
-  m.flags = r.u8();
+  m.flags = read_optional_fields(r, r.u8(), &m.expires_at, &m.delivery_count, &m.ready_at);
   m.exchange = r.shortstr();
   m.routing_key = r.shortstr();
   m.properties = r.longstr();
   m.body = r.rest();
   if (r.failed()) return std::nullopt;
   return m;
+}
+
+std::optional<RecordTimers> peek_timers(std::string_view bytes) {
+  Reader r(bytes);
+  if (r.u8() != kRecordFormat) return std::nullopt;
+  RecordTimers t;
+  uint32_t count = 0;
+  read_optional_fields(r, r.u8(), &t.expires_at, &count, &t.ready_at);
+  r.shortstr();
+  r.shortstr();
+  r.longstr();
+  t.body_bytes = r.remaining();
+  if (r.failed()) return std::nullopt;
+  return t;
 }
 
 }  // namespace warren::storage

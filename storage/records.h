@@ -50,6 +50,10 @@ struct QueueStats {
 // content-header wire format, and the body.
 struct MessageData {
   uint8_t flags = 0;
+  // What a queue keeps about the message besides its content. Each is stored only when set.
+  uint64_t expires_at = 0;      // ms since the epoch; 0 = never
+  uint32_t delivery_count = 0;  // returns to the queue, in queues that count them
+  uint64_t ready_at = 0;        // ms since the epoch; a delayed retry is held until then
   std::string exchange;
   std::string routing_key;
   std::string properties;
@@ -58,6 +62,14 @@ struct MessageData {
   static constexpr uint8_t kPersistent = 1;
   bool persistent() const { return flags & kPersistent; }
 };
+
+// The parts of an encoded message record the store needs to keep its indexes.
+struct RecordTimers {
+  uint64_t expires_at = 0;
+  uint64_t ready_at = 0;
+  uint64_t body_bytes = 0;
+};
+std::optional<RecordTimers> peek_timers(std::string_view record);
 
 std::string encode(const QueueRecord& r);
 std::string encode(const ExchangeRecord& r);

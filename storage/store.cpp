@@ -19,8 +19,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kDbNames[kDbCount] = {"meta",        "exchanges", "queues",   "bindings",
-                                            "queue_stats", "messages",  "transient"};
+constexpr const char* kDbNames[kDbCount] = {"meta",     "exchanges", "queues",
+                                            "bindings", "queue_stats", "messages",
+                                            "transient", "schedule", "keys"};
 constexpr std::string_view kSchemaKey = "schema_version";
 constexpr std::string_view kLastFullKey = "store_was_full";
 
@@ -36,10 +37,35 @@ std::string make_memory_dir() {
   return tmpl;
 }
 
-// Body bytes of an encoded message record, for the per-queue byte counter.
-uint64_t body_size(std::string_view record) {
-  if (auto m = decode_message(record)) return m->body.size();
-  return 0;
+// Erases every entry with from <= key < to, calling before_erase(key, value) first; a
+// non-zero result from it stops with that code.
+int erase_range(MDB_txn* txn, MDB_dbi dbi, std::string_view from, std::string_view to,
+                const std::function<int(std::string_view, std::string_view)>& before_erase) {
+  MDB_cursor* cur;
+  int rc = mdb_cursor_open(txn, dbi, &cur);
+  if (rc != MDB_SUCCESS) return rc;
+  std::string start(from);
+  // Seek afresh after each delete: simple, and ranges are short or rare.
+  for (;;) {
+    MDB_val k = val(start), v;
+    if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) != MDB_SUCCESS || view(k) >= to) break;
+    if (before_erase) rc = before_erase(view(k), view(v));
+    if (rc == MDB_SUCCESS) rc = mdb_cursor_del(cur, 0);
+    if (rc != MDB_SUCCESS) break;
+  }
+  mdb_cursor_close(cur);
+  return rc;
+}
+
+int put_value(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::string_view value) {
+  MDB_val k = val(key), v = val(value);
+  return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+int del_value(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
+  MDB_val k = val(key);
+  int rc = mdb_del(txn, dbi, &k, nullptr);
+  return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
 }
 
 struct StatsDelta {
@@ -120,6 +146,24 @@ Op Op::set_delivered_mark(uint64_t queue_id, uint64_t mark) {
   op.seq = mark;
   return op;
 }
+Op Op::replace_message(Db db, uint64_t queue_id, uint64_t seq,
+                       std::shared_ptr<const MessageData> message) {
+  Op op = put_message(db, queue_id, seq, std::move(message));
+  op.kind = Kind::replace_message;
+  return op;
+}
+Op Op::dedup_insert(uint64_t queue_id, std::string_view digest, uint64_t now_ms,
+                    uint64_t max_entries, uint64_t ttl_ms) {
+  Op op;
+  op.kind = Kind::dedup_insert;
+  op.db = Db::keys;
+  op.queue_id = queue_id;
+  op.key = std::string(digest);
+  op.seq = now_ms;
+  op.seq_end = max_entries;
+  op.bytes = ttl_ms;
+  return op;
+}
 Op Op::drop_queue(uint64_t queue_id) {
   Op op;
   op.kind = Kind::drop_queue;
@@ -189,6 +233,18 @@ std::optional<ReadView::Entry> ReadView::last(Db db, std::string_view from, std:
   if (rc == MDB_SUCCESS && view(k) >= from && view(k) < to) out = Entry{view(k), view(v)};
   mdb_cursor_close(cur);
   return out;
+}
+
+void ReadView::scan(Db db, std::string_view from, std::string_view to,
+                    const std::function<bool(std::string_view, std::string_view)>& fn) {
+  if (!txn_) return;
+  MDB_cursor* cur;
+  if (mdb_cursor_open(txn_, store_.dbi(db), &cur) != MDB_SUCCESS) return;
+  MDB_val k = val(from), v;
+  for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS && view(k) < to;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    if (!fn(view(k), view(v))) break;
+  mdb_cursor_close(cur);
 }
 
 void ReadView::for_each(Db db, const std::function<void(std::string_view, std::string_view)>& fn) {
@@ -309,7 +365,10 @@ Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int
     return mdb_status(code, what);
   };
   for (const Op& op : ops) {
-    if (subset == Subset::only_messages && op.kind != Op::Kind::put_message) continue;
+    // A dedup entry stands or falls with its message: a refused message must not leave a
+    // key that would make its retry look like a duplicate.
+    bool new_message = op.kind == Op::Kind::put_message || op.kind == Op::Kind::dedup_insert;
+    if (subset == Subset::only_messages && !new_message) continue;
     MDB_dbi dbi = dbis_[int(op.db)];
     switch (op.kind) {
       case Op::Kind::put: {
@@ -325,59 +384,63 @@ Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int
       }
       case Op::Kind::put_message: {
         if (skip_message_puts) break;
-        auto key = message_key(op.queue_id, op.seq);
-        MDB_val k{key.size(), key.data()}, v{encoded_size(*op.message), nullptr};
-        rc = mdb_put(txn, dbi, &k, &v, MDB_RESERVE);
-        if (rc == MDB_SUCCESS) {
-          encode_into(*op.message, static_cast<char*>(v.mv_data));
-          if (op.db == Db::messages) {
-            stats[op.queue_id].count += 1;
-            stats[op.queue_id].bytes += int64_t(op.bytes);
-          }
+        rc = put_record(txn, op, 0);
+        if (rc == MDB_SUCCESS) rc = schedule(txn, op);
+        if (rc == MDB_SUCCESS && op.db == Db::messages) {
+          stats[op.queue_id].count += 1;
+          stats[op.queue_id].bytes += int64_t(op.bytes);
         }
+        break;
+      }
+      case Op::Kind::replace_message: {
+        auto key = message_key(op.queue_id, op.seq);
+        MDB_val k{key.size(), key.data()}, v;
+        if (mdb_get(txn, dbi, &k, &v) != MDB_SUCCESS) break;  // settled meanwhile: stays gone
+        rc = put_record(txn, op, 0);
+        if (rc == MDB_SUCCESS) rc = schedule(txn, op);
         break;
       }
       case Op::Kind::del_message: {
         auto key = message_key(op.queue_id, op.seq);
-        MDB_val k{key.size(), key.data()};
-        rc = mdb_del(txn, dbi, &k, nullptr);
-        if (rc == MDB_SUCCESS && op.db == Db::messages) {
-          stats[op.queue_id].count -= 1;
-          stats[op.queue_id].bytes -= int64_t(op.bytes);
-        }
-        if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;  // never stored (a failed batch) or gone
+        auto end = message_key(op.queue_id, op.seq + 1);
+        rc = erase_range(txn, dbi, {key.data(), key.size()}, {end.data(), end.size()},
+                         [&](std::string_view, std::string_view record) {
+                           auto timers = peek_timers(record).value_or(RecordTimers{});
+                           if (op.db == Db::messages) {
+                             stats[op.queue_id].count -= 1;
+                             stats[op.queue_id].bytes -= int64_t(timers.body_bytes);
+                           }
+                           return unschedule(txn, op.queue_id, op.seq, timers);
+                         });
         break;
       }
       case Op::Kind::drop_queue:
       case Op::Kind::del_message_range: {
         bool whole = op.kind == Op::Kind::drop_queue;
         uint64_t from = whole ? 0 : op.seq, to = whole ? UINT64_MAX : op.seq_end;
+        auto start = message_key(op.queue_id, from);
+        auto end = message_key(op.queue_id, to);
         for (Db d : {Db::messages, Db::transient}) {
           if (!whole && d != op.db) continue;
-          MDB_cursor* cur;
-          rc = mdb_cursor_open(txn, dbis_[int(d)], &cur);
-          if (rc != MDB_SUCCESS) break;
-          auto start = message_key(op.queue_id, from);
-          auto end = message_key(op.queue_id, to);
-          std::string_view end_view(end.data(), end.size());
-          // Seek afresh after each delete: simple, and purges are rare.
-          for (;;) {
-            MDB_val k{start.size(), start.data()}, v;
-            if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) != MDB_SUCCESS || view(k) >= end_view)
-              break;
-            if (d == Db::messages && !whole) {
-              stats[op.queue_id].count -= 1;
-              stats[op.queue_id].bytes -= int64_t(body_size(view(v)));
-            }
-            rc = mdb_cursor_del(cur, 0);
-            if (rc != MDB_SUCCESS) break;
-          }
-          mdb_cursor_close(cur);
+          rc = erase_range(
+              txn, dbis_[int(d)], {start.data(), start.size()}, {end.data(), end.size()},
+              [&](std::string_view key, std::string_view record) {
+                auto timers = peek_timers(record).value_or(RecordTimers{});
+                if (d == Db::messages && !whole) {
+                  stats[op.queue_id].count -= 1;
+                  stats[op.queue_id].bytes -= int64_t(timers.body_bytes);
+                }
+                return unschedule(txn, op.queue_id, parse_message_key(key).seq, timers);
+              });
           if (rc != MDB_SUCCESS) break;
         }
+        if (rc == MDB_SUCCESS && whole) rc = drop_window(txn, op.queue_id);
         if (whole) stats[op.queue_id].drop = true;
         break;
       }
+      case Op::Kind::dedup_insert:
+        if (!skip_message_puts) rc = dedup_insert(txn, op);
+        break;
       case Op::Kind::set_delivered_mark:
         stats[op.queue_id].mark = op.seq;
         break;
@@ -412,6 +475,97 @@ Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int
     if (rc != MDB_SUCCESS) return fail(rc, "write meta");
   }
   return {};
+}
+
+int Store::put_record(MDB_txn* txn, const Op& op, unsigned flags) {
+  auto key = message_key(op.queue_id, op.seq);
+  MDB_val k{key.size(), key.data()}, v{encoded_size(*op.message), nullptr};
+  int rc = mdb_put(txn, dbis_[int(op.db)], &k, &v, flags | MDB_RESERVE);
+  if (rc == MDB_SUCCESS) encode_into(*op.message, static_cast<char*>(v.mv_data));
+  return rc;
+}
+
+int Store::schedule(MDB_txn* txn, const Op& op) {
+  const char db_octet = char(op.db);
+  for (auto [kind, time] : {std::pair{Timer::expiry, op.message->expires_at},
+                            std::pair{Timer::retry, op.message->ready_at}}) {
+    if (!time) continue;
+    auto key = schedule_key(kind, time, op.queue_id, op.seq);
+    int rc = put_value(txn, dbis_[int(Db::schedule)], {key.data(), key.size()}, {&db_octet, 1});
+    if (rc != MDB_SUCCESS) return rc;
+  }
+  return MDB_SUCCESS;
+}
+
+int Store::unschedule(MDB_txn* txn, uint64_t queue_id, uint64_t seq, const RecordTimers& timers) {
+  for (auto [kind, time] : {std::pair{Timer::expiry, timers.expires_at},
+                            std::pair{Timer::retry, timers.ready_at}}) {
+    if (!time) continue;
+    auto key = schedule_key(kind, time, queue_id, seq);
+    int rc = del_value(txn, dbis_[int(Db::schedule)], {key.data(), key.size()});
+    if (rc != MDB_SUCCESS) return rc;
+  }
+  return MDB_SUCCESS;
+}
+
+int Store::dedup_insert(MDB_txn* txn, const Op& op) {
+  MDB_dbi dbi = dbis_[int(Db::keys)];
+  const uint64_t now = op.seq, max_entries = op.seq_end, ttl = op.bytes;
+  auto size_key = keys_key('C', op.queue_id);
+  uint64_t next_order = 0, entries = 0;
+  MDB_val k = val(size_key), v;
+  if (mdb_get(txn, dbi, &k, &v) == MDB_SUCCESS && v.mv_size == 16) {
+    next_order = get_be64(static_cast<const char*>(v.mv_data));
+    entries = get_be64(static_cast<const char*>(v.mv_data) + 8);
+  }
+  uint64_t order = next_order++;
+  int rc = put_value(txn, dbi, keys_key('K', op.queue_id, op.key), be64_string(now) + be64_string(order));
+  if (rc == MDB_SUCCESS)
+    rc = put_value(txn, dbi, keys_key('O', op.queue_id, be64_string(order)), op.key + be64_string(now));
+  ++entries;
+  // Trim oldest first: by count, then by age.
+  auto from = keys_key('O', op.queue_id), to = keys_key('O', op.queue_id + 1);
+  while (rc == MDB_SUCCESS && entries > 0) {
+    MDB_cursor* cur;
+    rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != MDB_SUCCESS) break;
+    MDB_val ok = val(from), ov;
+    bool found = mdb_cursor_get(cur, &ok, &ov, MDB_SET_RANGE) == MDB_SUCCESS && view(ok) < to &&
+                 ov.mv_size == 24;
+    bool evict = false;
+    std::string digest, oldest_key;
+    uint64_t oldest_order = 0;
+    if (found) {
+      std::string_view value = view(ov);
+      digest = std::string(value.substr(0, 16));
+      uint64_t inserted = get_be64(value.data() + 16);
+      oldest_key = std::string(view(ok));
+      oldest_order = get_be64(oldest_key.data() + 9);
+      evict = entries > max_entries || (ttl && inserted + ttl < now);
+    }
+    mdb_cursor_close(cur);
+    if (!evict) break;
+    // The key may have been inserted again since; then its entry belongs to the newer order.
+    auto entry_key = keys_key('K', op.queue_id, digest);
+    MDB_val ek = val(entry_key), ev;
+    if (mdb_get(txn, dbi, &ek, &ev) == MDB_SUCCESS && ev.mv_size == 16 &&
+        get_be64(static_cast<const char*>(ev.mv_data) + 8) == oldest_order)
+      rc = del_value(txn, dbi, entry_key);
+    if (rc == MDB_SUCCESS) rc = del_value(txn, dbi, oldest_key);
+    --entries;
+  }
+  if (rc == MDB_SUCCESS) rc = put_value(txn, dbi, size_key, be64_string(next_order) + be64_string(entries));
+  return rc;
+}
+
+int Store::drop_window(MDB_txn* txn, uint64_t queue_id) {
+  MDB_dbi dbi = dbis_[int(Db::keys)];
+  int rc = MDB_SUCCESS;
+  for (char kind : {'K', 'O', 'C'}) {
+    rc = erase_range(txn, dbi, keys_key(kind, queue_id), keys_key(kind, queue_id + 1), nullptr);
+    if (rc != MDB_SUCCESS) break;
+  }
+  return rc;
 }
 
 Status Store::try_write(const std::vector<Op>& ops, Subset subset, bool* map_full) {

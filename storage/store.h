@@ -22,8 +22,18 @@
 
 namespace warren::storage {
 
-enum class Db : uint8_t { meta, exchanges, queues, bindings, queue_stats, messages, transient };
-inline constexpr int kDbCount = 7;
+enum class Db : uint8_t {
+  meta,
+  exchanges,
+  queues,
+  bindings,
+  queue_stats,
+  messages,
+  transient,
+  schedule,  // timed events: expiries and delayed retries (storage/keys.h)
+  keys,      // deduplication windows and idempotency keys (storage/keys.h)
+};
+inline constexpr int kDbCount = 9;
 
 struct CommitInfo {
   size_t ops = 0;
@@ -57,10 +67,12 @@ struct Op {
     put,                 // db[key] = value
     del,                 // erase db[key]
     put_message,         // db(queue_id, seq) = message
+    replace_message,     // db(queue_id, seq) = message, if it is still there
     del_message,         // erase db(queue_id, seq); `bytes` = its body size
     del_message_range,   // erase db(queue_id, seq .. seq_end-1)
     set_delivered_mark,  // queue_stats(queue_id).delivered_mark = seq
-    drop_queue,          // erase the queue's messages (both dbs) and its stats
+    drop_queue,          // erase the queue's messages (both dbs), stats and window
+    dedup_insert,        // add `key` (a digest) to the queue's window, then trim it
   };
   Kind kind = Kind::put;
   Db db = Db::meta;
@@ -80,6 +92,12 @@ struct Op {
   static Op del_message_range(Db db, uint64_t queue_id, uint64_t from, uint64_t to);
   static Op set_delivered_mark(uint64_t queue_id, uint64_t mark);
   static Op drop_queue(uint64_t queue_id);
+  static Op replace_message(Db db, uint64_t queue_id, uint64_t seq,
+                            std::shared_ptr<const MessageData> message);
+  // The window keeps at most `max_entries` keys, none inserted before now_ms - ttl_ms
+  // (ttl_ms 0: no age limit).
+  static Op dedup_insert(uint64_t queue_id, std::string_view digest, uint64_t now_ms,
+                         uint64_t max_entries, uint64_t ttl_ms);
 };
 
 // A read-only snapshot, to be kept briefly: a long-lived reader pins old pages. Views
@@ -97,6 +115,9 @@ class ReadView {
   std::optional<Entry> seek(Db db, std::string_view from, std::string_view to);
   // The last entry with from <= key < to.
   std::optional<Entry> last(Db db, std::string_view from, std::string_view to);
+  // Calls fn for each entry with from <= key < to, in order, while it returns true.
+  void scan(Db db, std::string_view from, std::string_view to,
+            const std::function<bool(std::string_view, std::string_view)>& fn);
   void for_each(Db db, const std::function<void(std::string_view, std::string_view)>& fn);
   Status status() const { return status_; }
 
@@ -133,6 +154,11 @@ class Store {
   Status prepare_schema();
   enum class Subset { all, without_messages, only_messages };
   Status apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int* mdb_rc);
+  int put_record(MDB_txn* txn, const Op& op, unsigned flags);
+  int schedule(MDB_txn* txn, const Op& op);
+  int unschedule(MDB_txn* txn, uint64_t queue_id, uint64_t seq, const RecordTimers& timers);
+  int dedup_insert(MDB_txn* txn, const Op& op);
+  int drop_window(MDB_txn* txn, uint64_t queue_id);
   Status try_write(const std::vector<Op>& ops, Subset subset, bool* map_full);
   Status grow_map();
   Status set_map_size(uint64_t size);
