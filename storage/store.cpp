@@ -486,12 +486,14 @@ int Store::put_record(MDB_txn* txn, const Op& op, unsigned flags) {
 }
 
 int Store::schedule(MDB_txn* txn, const Op& op) {
-  const char db_octet = char(op.db);
+  // The value says where the message is and its body size, so a timer needs no lookup.
+  std::string value(1, char(op.db));
+  value += be64_string(op.bytes);
   for (auto [kind, time] : {std::pair{Timer::expiry, op.message->expires_at},
                             std::pair{Timer::retry, op.message->ready_at}}) {
     if (!time) continue;
     auto key = schedule_key(kind, time, op.queue_id, op.seq);
-    int rc = put_value(txn, dbis_[int(Db::schedule)], {key.data(), key.size()}, {&db_octet, 1});
+    int rc = put_value(txn, dbis_[int(Db::schedule)], {key.data(), key.size()}, value);
     if (rc != MDB_SUCCESS) return rc;
   }
   return MDB_SUCCESS;

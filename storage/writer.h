@@ -51,10 +51,10 @@ class Writer {
   // take it): for changes that must commit together, like a dead-letter move.
   class SameBatch {
    public:
-    explicit SameBatch(Writer& w) : lock_(w.swap_mutex_) {}
+    explicit SameBatch(Writer& w) : lock_(w.swap_mutex_) {}  // re-entrant: nested moves nest
 
    private:
-    std::lock_guard<std::mutex> lock_;
+    std::lock_guard<std::recursive_mutex> lock_;
   };
 
  private:
@@ -65,7 +65,7 @@ class Writer {
   Store& store_;
   BatchDone on_done_;
   mutable std::mutex mutex_;
-  std::mutex swap_mutex_;  // held while taking a batch, and by SameBatch
+  std::recursive_mutex swap_mutex_;  // held while taking a batch, and by SameBatch
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
   std::vector<Op> pending_;

@@ -35,6 +35,8 @@ struct QueueInfo {
   uint64_t messages_ready = 0;
   uint64_t messages_unacknowledged = 0;
   uint32_t consumers = 0;
+  uint64_t messages_delayed = 0;  // returned with x-requeue-delay, not ready yet
+  uint64_t duplicates = 0;        // publishes x-message-deduplication kept out, since start
 };
 
 }  // namespace warren

@@ -23,6 +23,9 @@ constexpr std::string_view kClassicQueueArgs[] = {
     "x-queue-master-locator",
     "x-delivery-limit",
     "x-message-deduplication",
+    "x-deduplication-header",
+    "x-cache-size",
+    "x-cache-ttl",
     "x-requeue-delay",
 };
 
@@ -89,25 +92,151 @@ std::string describe_arg(const FieldValue* v) {
   return fmt::format("the value '{}' of type '{}'", render_value(*v), rabbit_type_name(*v));
 }
 
-Status apply_queue_arguments(Queue& q, const FieldTable& args) {
-  auto invalid = [&](std::string_view arg, std::string_view why) {
+namespace {
+
+// Argument checks with RabbitMQ's reasons ("{value_negative,-1}", "invalid_overflow").
+class ArgReader {
+ public:
+  ArgReader(const Queue& q, const FieldTable& args) : queue_(q), args_(args) {}
+
+  Status invalid(std::string_view arg, std::string_view why) const {
     return error(ReplyCode::precondition_failed,
-                 fmt::format("invalid arg '{}' for {}: {}", arg, resource("queue", q.name, q.vhost), why),
+                 fmt::format("invalid arg '{}' for {}: {}", arg,
+                             resource("queue", queue_.name, queue_.vhost), why),
                  method::queue_declare);
-  };
-  const FieldValue* dlx = args.find("x-dead-letter-exchange");
-  const FieldValue* dlrk = args.find("x-dead-letter-routing-key");
-  if (dlx && !dlx->as<std::string>())
-    return invalid("x-dead-letter-exchange", fmt::format("{{unacceptable_type,{}}}", rabbit_type_name(*dlx)));
-  if (dlrk && !dlrk->as<std::string>())
-    return invalid("x-dead-letter-routing-key", fmt::format("{{unacceptable_type,{}}}", rabbit_type_name(*dlrk)));
-  if (dlrk && !dlx) return invalid("x-dead-letter-routing-key", "routing_key_but_no_dlx_defined");
-  if (dlx) {
-    q.dead_letter = DeadLetterTarget{*dlx->as<std::string>(), std::nullopt};
-    if (dlrk) q.dead_letter->routing_key = *dlrk->as<std::string>();
   }
+
+  // A non-negative integer (positive when zero_ok is false); nullopt when absent.
+  Result<std::optional<uint64_t>> integer(std::string_view arg, bool zero_ok = true) const {
+    const FieldValue* v = args_.find(arg);
+    if (!v) return std::optional<uint64_t>();
+    auto n = v->as_integer();
+    if (!n)
+      return invalid(arg, fmt::format("\"expected integer, got {}\"", rabbit_type_name(*v)));
+    if (*n < 0) return invalid(arg, fmt::format("{{value_negative,{}}}", *n));
+    if (*n == 0 && !zero_ok) return invalid(arg, "{value_zero,0}");
+    return std::optional<uint64_t>(uint64_t(*n));
+  }
+
+  Result<const std::string*> string(std::string_view arg) const {
+    const FieldValue* v = args_.find(arg);
+    if (!v) return static_cast<const std::string*>(nullptr);
+    if (const auto* s = v->as<std::string>()) return s;
+    return invalid(arg, fmt::format("{{unacceptable_type,{}}}", rabbit_type_name(*v)));
+  }
+
+  const FieldValue* find(std::string_view arg) const { return args_.find(arg); }
+
+ private:
+  const Queue& queue_;
+  const FieldTable& args_;
+};
+
+#define WARREN_TRY_ASSIGN(target, expr)     \
+  do {                                      \
+    auto result_ = (expr);                  \
+    if (!result_.ok()) return result_.status(); \
+    target = result_.value();               \
+  } while (0)
+
+Status read_dead_letter(const ArgReader& in, Queue& q) {
+  const std::string *dlx = nullptr, *dlrk = nullptr;
+  WARREN_TRY_ASSIGN(dlx, in.string("x-dead-letter-exchange"));
+  WARREN_TRY_ASSIGN(dlrk, in.string("x-dead-letter-routing-key"));
+  if (dlrk && !dlx) return in.invalid("x-dead-letter-routing-key", "routing_key_but_no_dlx_defined");
+  if (dlx) q.dead_letter = DeadLetterTarget{*dlx, dlrk ? std::optional(*dlrk) : std::nullopt};
   return {};
 }
+
+Status read_overflow(const ArgReader& in, QueueSettings& s) {
+  const std::string* overflow = nullptr;
+  WARREN_TRY_ASSIGN(overflow, in.string("x-overflow"));
+  if (!overflow || *overflow == "drop-head") return {};
+  if (*overflow == "reject-publish")
+    s.overflow = Overflow::reject_publish;
+  else if (*overflow == "reject-publish-dlx")
+    s.overflow = Overflow::reject_publish_dlx;
+  else
+    return in.invalid("x-overflow", "invalid_overflow");
+  return {};
+}
+
+// x-requeue-delay: an integer (a fixed delay in ms) or a table {base, factor, max}.
+Status read_requeue_delay(const ArgReader& in, QueueSettings& s) {
+  const FieldValue* v = in.find("x-requeue-delay");
+  if (!v) return {};
+  Backoff b;
+  if (auto fixed = v->as_integer()) {
+    if (*fixed <= 0) return in.invalid("x-requeue-delay", "the delay must be a positive integer (ms)");
+    b.base_ms = uint64_t(*fixed);
+    s.requeue_delay = b;
+    return {};
+  }
+  const auto* t = v->as<FieldTable>();
+  if (!t) return in.invalid("x-requeue-delay", "expected an integer (ms) or a table {base, factor, max}");
+  for (const auto& [key, value] : *t)
+    if (key != "base" && key != "factor" && key != "max")
+      return in.invalid("x-requeue-delay", fmt::format("unknown key '{}'; expected base, factor, max", key));
+  auto number = [&](std::string_view key) -> std::optional<double> {
+    const FieldValue* f = t->find(key);
+    if (!f) return std::nullopt;
+    if (auto i = f->as_integer()) return double(*i);
+    if (auto d = f->as<double>()) return *d;
+    if (auto d = f->as<float>()) return double(*d);
+    return -1.0;  // refused below
+  };
+  auto base = number("base"), factor = number("factor"), max = number("max");
+  if (!base || *base < 1) return in.invalid("x-requeue-delay", "'base' must be a positive integer (ms)");
+  if (factor && *factor < 1) return in.invalid("x-requeue-delay", "'factor' must be a number >= 1");
+  if (max && *max < *base) return in.invalid("x-requeue-delay", "'max' must be at least 'base'");
+  b.base_ms = uint64_t(*base);
+  b.factor = factor.value_or(2.0);
+  if (max) b.max_ms = uint64_t(*max);
+  s.requeue_delay = b;
+  return {};
+}
+
+Status read_dedup(const ArgReader& in, QueueSettings& s) {
+  const FieldValue* on = in.find("x-message-deduplication");
+  if (!on) return {};
+  const bool* enabled = on->as<bool>();
+  if (!enabled) return in.invalid("x-message-deduplication", fmt::format("{{unacceptable_type,{}}}", rabbit_type_name(*on)));
+  if (!*enabled) return {};
+  DedupSettings d;
+  const std::string* header = nullptr;
+  WARREN_TRY_ASSIGN(header, in.string("x-deduplication-header"));
+  if (header) d.header = *header;
+  std::optional<uint64_t> size, ttl;
+  WARREN_TRY_ASSIGN(size, in.integer("x-cache-size", false));
+  WARREN_TRY_ASSIGN(ttl, in.integer("x-cache-ttl", false));
+  if (size) d.cache_size = *size;
+  if (ttl) d.cache_ttl_ms = *ttl;
+  s.dedup = d;
+  return {};
+}
+
+}  // namespace
+
+Status apply_queue_arguments(Queue& q, const FieldTable& args) {
+  ArgReader in(q, args);
+  QueueSettings s;
+  if (Status st = read_dead_letter(in, q); !st) return st;
+  const std::string* type = nullptr;
+  WARREN_TRY_ASSIGN(type, in.string("x-queue-type"));
+  s.quorum = type && *type == "quorum";
+  WARREN_TRY_ASSIGN(s.message_ttl, in.integer("x-message-ttl"));
+  WARREN_TRY_ASSIGN(s.expires, in.integer("x-expires", false));
+  WARREN_TRY_ASSIGN(s.max_length, in.integer("x-max-length"));
+  WARREN_TRY_ASSIGN(s.max_length_bytes, in.integer("x-max-length-bytes"));
+  WARREN_TRY_ASSIGN(s.delivery_limit, in.integer("x-delivery-limit"));
+  if (Status st = read_overflow(in, s); !st) return st;
+  if (Status st = read_requeue_delay(in, s); !st) return st;
+  if (Status st = read_dedup(in, s); !st) return st;
+  q.settings = s;
+  return {};
+}
+
+#undef WARREN_TRY_ASSIGN
 
 bool same_arg_value(const FieldValue* a, const FieldValue* b) {
   if (!a || !b) return a == b;

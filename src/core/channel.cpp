@@ -168,7 +168,32 @@ Status Channel::tx_rollback() {
   return {};
 }
 
-Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>* exchange) {
+namespace {
+
+// The expiration property: a non-negative decimal number of ms, refused as RabbitMQ does.
+Status parse_expiration(const std::string& text, uint64_t* ms) {
+  auto refuse = [&](std::string_view why) {
+    return error(ReplyCode::precondition_failed,
+                 fmt::format("invalid expiration '{}': {}", text, why), method::basic_publish);
+  };
+  size_t i = 0;
+  bool negative = !text.empty() && text[0] == '-';
+  if (negative || (!text.empty() && text[0] == '+')) i = 1;
+  size_t digits_start = i;
+  uint64_t value = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i)
+    value = value > UINT64_MAX / 20 ? UINT64_MAX / 20 : value * 10 + uint64_t(text[i] - '0');
+  if (i == digits_start) return refuse("no_integer");
+  if (i < text.size()) return refuse(fmt::format("{{leftover_string,\"{}\"}}", text.substr(i)));
+  if (negative && value > 0) return refuse(fmt::format("{{value_negative,-{}}}", value));
+  *ms = value;
+  return {};
+}
+
+}  // namespace
+
+Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>* exchange,
+                               uint64_t* expires_at) {
   const MethodId m = method::basic_publish;
   uint64_t max = engine_.options().max_message_size;
   if (in.body.size() > max)
@@ -189,6 +214,12 @@ Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>
                  fmt::format("user_id property set to '{}' but authenticated user was '{}'",
                              *in.properties.user_id, connection_.user),
                  m);
+  *expires_at = 0;
+  if (in.properties.expiration) {
+    uint64_t ttl = 0;
+    if (Status s = parse_expiration(*in.properties.expiration, &ttl); !s) return s;
+    *expires_at = now_ms() + ttl;
+  }
   return {};
 }
 
@@ -220,7 +251,8 @@ void Channel::route(const Exchange& exchange, const PublishInput& in, bool* stri
 Status Channel::basic_publish(PublishInput in) {
   if (Status s = check_open(); !s) return s;
   std::shared_ptr<Exchange> exchange;
-  if (Status s = publish_checks(in, &exchange); !s) return fail(s);
+  uint64_t expires_at = 0;
+  if (Status s = publish_checks(in, &exchange, &expires_at); !s) return fail(s);
   if (tx_mode_) {
     tx_publishes_.push_back(std::move(in));  // routed when the transaction commits
     return {};
@@ -230,7 +262,8 @@ Status Channel::basic_publish(PublishInput in) {
 
 Status Channel::publish_now(PublishInput in) {
   std::shared_ptr<Exchange> exchange;
-  if (Status s = publish_checks(in, &exchange); !s) return fail(s);
+  uint64_t expires_at = 0;
+  if (Status s = publish_checks(in, &exchange, &expires_at); !s) return fail(s);
   uint64_t seq = confirm_mode_ ? next_publish_seq_++ : 0;
 
   bool has_bcc = false;
@@ -238,6 +271,7 @@ Status Channel::publish_now(PublishInput in) {
 
   auto data = std::make_shared<storage::MessageData>();
   data->flags = in.properties.persistent() ? storage::MessageData::kPersistent : 0;
+  data->expires_at = expires_at;
   data->exchange = std::move(in.exchange);
   data->routing_key = std::move(in.routing_key);
   if (has_bcc) {
@@ -250,14 +284,19 @@ Status Channel::publish_now(PublishInput in) {
   MessagePtr message = std::move(data);
 
   uint64_t batch = 0;
-  for (auto& q : targets_) batch = std::max(batch, q->enqueue(message));
+  bool refused = false;  // one refusing queue is enough for a nack, as in RabbitMQ
+  for (auto& q : targets_) {
+    auto enqueued = q->enqueue(message);
+    batch = std::max(batch, enqueued.batch);
+    refused |= enqueued.refused;
+  }
   bool unroutable = targets_.empty();
   targets_.clear();  // holds no queue alive between publishes
   if (unroutable && in.mandatory && sink_)
     sink_->on_return(ReturnInfo{ReplyCode::no_route, "NO_ROUTE", message});
   if (confirm_mode_) {
     if (batch > engine_.committed() && sink_) sink_->on_confirm_pending(seq, batch);
-    unconfirmed_.push_back({seq, batch, false});
+    unconfirmed_.push_back({seq, batch, refused});
     release_confirms();
   }
   return {};
@@ -315,17 +354,42 @@ bool Channel::can_deliver(const Consumer& c) const {
   return true;
 }
 
+namespace {
+
+// Queues that count returns show the count as RabbitMQ's quorum queues do: always on a get,
+// on a consume once it is above zero.
+MessagePtr with_delivery_count(const MessagePtr& m) {
+  auto p = wire::decode_properties(m->properties);
+  if (!p) return m;
+  if (!p->headers) p->headers.emplace();
+  p->headers->set("x-delivery-count", FieldValue(int64_t(m->delivery_count)));
+  auto copy = std::make_shared<storage::MessageData>(*m);
+  copy->properties = wire::encode_properties(*p);
+  return copy;
+}
+
+}  // namespace
+
+DeliveryInfo Channel::delivery_info(uint64_t tag, const Queue& q, Taken& t, std::string consumer_tag,
+                                    bool is_get) {
+  MessagePtr m = std::move(t.message);
+  bool redelivered = t.redelivered || m->delivery_count > 0;
+  if (q.settings.counts_deliveries() && (is_get || m->delivery_count > 0)) m = with_delivery_count(m);
+  uint32_t count = is_get ? uint32_t(q.ready()) : 0;
+  return DeliveryInfo{tag, redelivered, std::move(consumer_tag), count, std::move(m)};
+}
+
 void Channel::deliver(const std::shared_ptr<Consumer>& c, Queue& q, Taken t) {
   uint64_t tag = next_tag_++;
-  uint64_t body_bytes = t.message->body.size();
+  Queue::Delivered d{t.seq, t.db, t.message->body.size(), t.message->expires_at};
   q.add_unacked();
   if (c->no_ack) {
-    q.remove(t.seq, t.db, body_bytes);
+    q.acked(d);
   } else {
     ++c->unacked;
-    unacked_.emplace(tag, Unacked{q.shared_from_this(), c, t.seq, t.db, body_bytes});
+    unacked_.emplace(tag, Unacked{q.shared_from_this(), c, d});
   }
-  if (sink_) sink_->on_deliver(DeliveryInfo{tag, t.redelivered, c->tag, 0, std::move(t.message)});
+  if (sink_) sink_->on_deliver(delivery_info(tag, q, t, c->tag, false));
 }
 
 Result<std::optional<DeliveryInfo>> Channel::basic_get(std::string_view queue, bool no_ack) {
@@ -333,17 +397,17 @@ Result<std::optional<DeliveryInfo>> Channel::basic_get(std::string_view queue, b
   auto q = vhost().usable_queue(connection_, queue, method::basic_get);
   if (!q.ok()) return fail(q.status());
   Queue& queue_ref = *q.value();
+  queue_ref.touch();
   auto t = queue_ref.take_next();
   if (!t) return std::optional<DeliveryInfo>();
   uint64_t tag = next_tag_++;
-  uint64_t body_bytes = t->message->body.size();
+  Queue::Delivered d{t->seq, t->db, t->message->body.size(), t->message->expires_at};
   queue_ref.add_unacked();
   if (no_ack)
-    queue_ref.remove(t->seq, t->db, body_bytes);
+    queue_ref.acked(d);
   else
-    unacked_.emplace(tag, Unacked{q.value(), nullptr, t->seq, t->db, body_bytes});
-  return std::optional<DeliveryInfo>(
-      DeliveryInfo{tag, t->redelivered, {}, uint32_t(queue_ref.ready()), std::move(t->message)});
+    unacked_.emplace(tag, Unacked{q.value(), nullptr, d});
+  return std::optional<DeliveryInfo>(delivery_info(tag, queue_ref, *t, {}, true));
 }
 
 Result<std::string> Channel::basic_consume(std::string_view queue, const ConsumeOptions& o) {
@@ -414,16 +478,14 @@ void Channel::settle_one(Unacked& u, Settle how) {
   if (u.consumer) --u.consumer->unacked;
   switch (how) {
     case Settle::drop:
-      if (u.queue->dead_letter && !u.queue->deleted) {
-        engine_.dead_letter(*u.queue, u.seq, u.db, u.body_bytes, "rejected");
-        break;
-      }
-      [[fallthrough]];
+      u.queue->rejected(u.delivery);
+      break;
     case Settle::ack:
-      u.queue->remove(u.seq, u.db, u.body_bytes);
+      u.queue->acked(u.delivery);
       break;
     case Settle::requeue:
-      u.queue->requeue(u.seq, u.db);
+    case Settle::release:
+      u.queue->returned(u.delivery, how == Settle::requeue);
       break;
   }
 }
@@ -480,7 +542,7 @@ Status Channel::basic_recover(bool requeue) {
 void Channel::requeue_all_unacked() {
   auto all = std::move(unacked_);
   unacked_.clear();
-  for (auto& [tag, u] : all) settle_one(u, Settle::requeue);
+  for (auto& [tag, u] : all) settle_one(u, Settle::release);
 }
 
 }  // namespace warren::core

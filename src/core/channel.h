@@ -89,16 +89,16 @@ class Channel {
   struct Unacked {
     std::shared_ptr<Queue> queue;
     std::shared_ptr<Consumer> consumer;  // null for basic.get
-    uint64_t seq;
-    storage::Db db;
-    uint64_t body_bytes;
+    Queue::Delivered delivery;
   };
   struct PendingConfirm {
     uint64_t seq;
     uint64_t batch;  // 0: nothing to wait for
     bool nack;
   };
-  enum class Settle { ack, requeue, drop };
+  // requeue: the consumer sent it back (nack/reject); release: it came back because the
+  // channel closed or recovered.
+  enum class Settle { ack, requeue, release, drop };
   struct PendingSettle {
     Unacked delivery;
     uint64_t tag;
@@ -117,7 +117,10 @@ class Channel {
   void release_confirms();
   void kick_consumers();
   Status publish_now(PublishInput input);
-  Status publish_checks(const PublishInput& in, std::shared_ptr<class Exchange>* exchange);
+  Status publish_checks(const PublishInput& in, std::shared_ptr<class Exchange>* exchange,
+                        uint64_t* expires_at);
+  DeliveryInfo delivery_info(uint64_t tag, const Queue& q, Taken& t, std::string consumer_tag,
+                             bool is_get);
   void route(const class Exchange& exchange, const PublishInput& in, bool* strip_bcc);
 
   Engine& engine_;

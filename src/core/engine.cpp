@@ -30,6 +30,7 @@ Engine::Engine(asio::io_context& io, EngineOptions options, std::unique_ptr<stor
     : io_(io),
       options_(std::move(options)),
       store_(std::move(store)),
+      timer_(io),
       rng_(uint64_t(std::chrono::steady_clock::now().time_since_epoch().count())) {
   add_vhost("/");
 }
@@ -103,9 +104,11 @@ Status Engine::recover() {
       uint64_t first_seq =
           first ? storage::parse_message_key(first->first).seq : stats.delivered_mark;
       uint64_t next_seq = last ? storage::parse_message_key(last->first).seq + 1 : first_seq;
-      q->recover(first_seq, next_seq, stats.count, stats.delivered_mark);
+      q->recover(first_seq, next_seq, stats.count, stats.bytes, stats.delivered_mark);
+      q->touch();  // x-expires counts from the restart, as in RabbitMQ
     }
   }
+  recover_delayed();
   writer_ = std::make_unique<storage::Writer>(*store_, [this](uint64_t id, const Status& s) {
     post([this, id, s] { on_batch_done(id, s); });
   });
@@ -116,6 +119,115 @@ Status Engine::recover() {
   uint64_t batch = writer_->submit(marks);
   bool timed_out = false;
   return writer_->wait_for(batch, std::chrono::steady_clock::time_point::max(), &timed_out);
+}
+
+// Messages waiting for a delayed retry are not ready after a restart either: their
+// schedule entries say which they are (a short scan: only the waiting ones are read).
+void Engine::recover_delayed() {
+  storage::ReadView view(*store_);
+  auto from = storage::schedule_key(storage::Timer::retry, 0, 0, 0);
+  auto to = storage::schedule_key(storage::Timer::retry, UINT64_MAX, UINT64_MAX, UINT64_MAX);
+  view.scan(Db::schedule, {from.data(), from.size()}, {to.data(), to.size()},
+            [&](std::string_view key, std::string_view value) {
+              auto e = storage::parse_schedule_key(key);
+              auto q = find_queue(e.queue_id);
+              if (q && value.size() == 9)
+                q->recover_delayed(e.seq, Db(value[0]), storage::get_be64(value.data() + 1));
+              return true;
+            });
+  wake_at(0);  // one round at start: whatever fell due while the broker was down
+}
+
+std::shared_ptr<Queue> Engine::find_queue(uint64_t id) const {
+  auto it = queues_by_id_.find(id);
+  if (it == queues_by_id_.end()) return nullptr;
+  auto q = it->second.lock();
+  return q && !q->deleted ? q : nullptr;
+}
+
+void Engine::wake_at(uint64_t ms) {
+  if (ms >= timer_at_) return;
+  timer_at_ = ms;
+  uint64_t now = now_ms();
+  timer_.expires_after(std::chrono::milliseconds(ms > now ? ms - now : 0));
+  timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const asio::error_code& ec) {
+    if (ec || alive.expired()) return;
+    post([this] {
+      timer_at_ = UINT64_MAX;
+      on_timer();
+    });
+  });
+}
+
+void Engine::on_timer() {
+  uint64_t next_unused = expire_unused_queues(now_ms());
+  if (next_unused != UINT64_MAX) wake_at(next_unused);
+  if (schedule_running_) return;
+  schedule_running_ = true;
+  // Once everything submitted is committed, the schedule holds every entry due by now and
+  // none of what earlier rounds removed.
+  when_flushed([this](const Status&) {
+    schedule_running_ = false;
+    if (uint64_t next = run_schedule(); next != UINT64_MAX) wake_at(next);
+  });
+}
+
+uint64_t Engine::expire_unused_queues(uint64_t now) {
+  uint64_t next = UINT64_MAX;
+  std::vector<std::shared_ptr<Queue>> expired;
+  for (auto& [vname, vhost] : vhosts_)
+    for (auto& [qname, q] : vhost->queues) {
+      if (!q->settings.expires) continue;
+      if (q->unused_expired(now))
+        expired.push_back(q);
+      else if (q->consumers.empty())
+        next = std::min(next, q->unused_deadline());
+    }
+  for (auto& q : expired)
+    if (Vhost* v = find_vhost(q->vhost)) v->remove_queue(q);
+  return next;
+}
+
+uint64_t Engine::run_schedule() {
+  // A round is one commit's worth: bounded, so publishers and consumers keep their turn.
+  constexpr size_t kRound = 8192;
+  const uint64_t now = now_ms();
+  struct Due {
+    storage::ScheduleEntry entry;
+    std::string key;
+    Db db;
+  };
+  std::vector<Due> due;
+  uint64_t next = UINT64_MAX;
+  {
+    storage::ReadView view(*store_);
+    for (auto kind : {storage::Timer::expiry, storage::Timer::retry}) {
+      auto from = storage::schedule_key(kind, 0, 0, 0);
+      auto to = storage::schedule_key(kind, UINT64_MAX, UINT64_MAX, UINT64_MAX);
+      view.scan(Db::schedule, {from.data(), from.size()}, {to.data(), to.size()},
+                [&](std::string_view key, std::string_view value) {
+                  auto e = storage::parse_schedule_key(key);
+                  if (e.time > now || due.size() >= kRound) {
+                    next = std::min(next, due.size() >= kRound ? now : e.time);
+                    return false;
+                  }
+                  due.push_back({e, std::string(key), value.empty() ? Db::messages : Db(value[0])});
+                  return true;
+                });
+    }
+  }
+  for (const Due& d : due) {
+    auto q = find_queue(d.entry.queue_id);
+    if (!q) {
+      writer_->submit(Op::del(Db::schedule, d.key));
+      continue;
+    }
+    if (d.entry.kind == storage::Timer::expiry)
+      q->expiry_due(d.entry.seq, d.db, now, d.key);
+    else
+      q->retry_due(d.entry.seq, d.db, d.key);
+  }
+  return next;
 }
 
 void Engine::post(std::function<void()> fn) {
@@ -168,25 +280,45 @@ void Engine::when_flushed(std::function<void(const Status&)> fn) {
   flush_waiters_.emplace(target, std::move(fn));
 }
 
-void Engine::dead_letter(Queue& q, uint64_t seq, storage::Db db, uint64_t body_bytes,
-                         std::string_view reason) {
-  MessagePtr original = q.peek(seq, db);
-  // The copy and the removal of the original commit together: after any crash the message
-  // is in exactly one of the two queues.
-  storage::Writer::SameBatch together(*writer_);
-  q.remove(seq, db, body_bytes);
+namespace {
+
+// RabbitMQ's cycle rule: a copy does not go back to a queue already in its x-death unless a
+// consumer rejected it somewhere along the way since (that entry included).
+bool is_dead_letter_cycle(const storage::MessageData& copy, std::string_view target) {
+  auto p = wire::decode_properties(copy.properties);
+  const FieldValue* deaths = p && p->headers ? p->headers->find("x-death") : nullptr;
+  const auto* list = deaths ? deaths->as<FieldArray>() : nullptr;
+  if (!list) return false;
+  for (const auto& d : *list) {
+    const auto* entry = d.as<FieldTable>();
+    if (!entry) continue;
+    const FieldValue* reason = entry->find("reason");
+    const FieldValue* queue = entry->find("queue");
+    if (reason && reason->as<std::string>() && *reason->as<std::string>() == "rejected")
+      return false;
+    if (queue && queue->as<std::string>() && *queue->as<std::string>() == target) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void Engine::dead_letter(Queue& q, const storage::MessageData& original, std::string_view reason) {
   Vhost* vhost = find_vhost(q.vhost);
   auto exchange = vhost && q.dead_letter ? vhost->find_exchange(q.dead_letter->exchange) : nullptr;
-  if (!original || !exchange) return;  // a dead-letter exchange that does not exist drops it
-  uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count());
-  DeadLettered copy = dead_letter_copy(*original, q.name, reason, *q.dead_letter, now);
+  if (!exchange) return;  // a dead-letter exchange that does not exist drops it
+  DeadLettered copy = dead_letter_copy(original, q.name, reason, *q.dead_letter, now_ms() / 1000);
+  copy.message.expires_at = 0;
+  copy.message.delivery_count = 0;
+  copy.message.ready_at = 0;
   auto properties = wire::decode_properties(copy.message.properties);
   const FieldTable* headers = properties && properties->headers ? &*properties->headers : nullptr;
   std::vector<std::shared_ptr<Queue>> targets;
   for (const auto& key : copy.routing_keys) vhost->route(*exchange, key, headers, targets);
+  if (reason != "rejected")
+    std::erase_if(targets, [&](const auto& t) { return is_dead_letter_cycle(copy.message, t->name); });
   auto message = std::make_shared<const storage::MessageData>(std::move(copy.message));
+  storage::Writer::SameBatch together(*writer_);
   for (auto& target : targets) target->enqueue(message);
 }
 
@@ -234,7 +366,7 @@ std::vector<QueueInfo> Engine::list_queues() const {
   for (const auto& [vname, vhost] : vhosts_)
     for (const auto& [qname, q] : vhost->queues)
       out.push_back(QueueInfo{vname, qname, q->durable, q->ready(), q->unacked(),
-                              uint32_t(q->consumers.size())});
+                              uint32_t(q->consumers.size()), q->delayed(), q->duplicates()});
   return out;
 }
 

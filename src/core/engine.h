@@ -5,12 +5,14 @@
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <functional>
 #include <map>
 #include <memory>
 #include <random>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -84,8 +86,13 @@ class Engine {
   void note_space_freed() { space_freed_ = true; }
 
   // --- for queues and channels -----------------------------------------------------
-  // Moves a message of q (out with a consumer, or still in q) to q's dead-letter exchange.
-  void dead_letter(Queue& q, uint64_t seq, storage::Db db, uint64_t body_bytes, std::string_view reason);
+  // Routes the dead-lettered copy of `original`, a message leaving q for `reason`, through
+  // q's dead-letter exchange. The caller removes the original in the same batch.
+  void dead_letter(Queue& q, const storage::MessageData& original, std::string_view reason);
+  // The timer fires no later than `ms` (wall clock): expiries, retries, x-expires.
+  void wake_at(uint64_t ms);
+  std::shared_ptr<Queue> find_queue(uint64_t id) const;
+  void register_queue(const std::shared_ptr<Queue>& q) { queues_by_id_[q->id] = q; }
   uint64_t allocate_queue_id() { return next_queue_id_++; }
   std::string random_name(std::string_view prefix);
   void track_inflight(std::shared_ptr<Queue> queue) { inflight_.insert(std::move(queue)); }
@@ -95,7 +102,13 @@ class Engine {
  private:
   Engine(asio::io_context& io, EngineOptions options, std::unique_ptr<storage::Store> store);
   Status recover();
+  void recover_delayed();
   void on_batch_done(uint64_t id, const Status& status);
+  void on_timer();
+  // Handles what is due in the schedule database, a bounded number per round; returns when
+  // the next entry is due (UINT64_MAX: none).
+  uint64_t run_schedule();
+  uint64_t expire_unused_queues(uint64_t now);
 
   asio::io_context& io_;
   EngineOptions options_;
@@ -105,6 +118,10 @@ class Engine {
   std::vector<std::shared_ptr<Connection>> connections_;
   std::unordered_set<Channel*> channels_;
   std::set<std::shared_ptr<Queue>> inflight_;  // queues with uncommitted messages
+  std::unordered_map<uint64_t, std::weak_ptr<Queue>> queues_by_id_;
+  asio::steady_timer timer_;
+  uint64_t timer_at_ = UINT64_MAX;  // when timer_ fires (wall-clock ms)
+  bool schedule_running_ = false;
   uint64_t committed_ = 0;
   uint64_t next_queue_id_ = 1;
   uint64_t next_connection_id_ = 1;

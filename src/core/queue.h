@@ -9,9 +9,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/dead_letter.h"
+#include "core/queue_settings.h"
 #include "core/types.h"
 #include "storage/store.h"
 #include "warren/field_table.h"
@@ -32,6 +34,9 @@ struct Consumer {
   uint32_t unacked = 0;
   bool cancelled = false;
 };
+
+// Wall-clock milliseconds: message expiry and retry times are stored and outlive restarts.
+uint64_t now_ms();
 
 // One message taken off the queue for delivery.
 struct Taken {
@@ -56,35 +61,61 @@ class Queue : public std::enable_shared_from_this<Queue> {
   Connection* owner = nullptr;  // exclusive queues only
   bool had_consumer = false;    // auto-delete applies only once a consumer came and went
   std::optional<DeadLetterTarget> dead_letter;  // x-dead-letter-exchange / -routing-key
+  QueueSettings settings;                        // the other arguments
   bool deleted = false;
 
   // --- recovery ---------------------------------------------------------------------
   // Positions from the store: messages [first, next) with `count` of them present, and
   // everything below delivered_mark possibly delivered before.
-  void recover(uint64_t first, uint64_t next, uint64_t count, uint64_t delivered_mark);
+  void recover(uint64_t first, uint64_t next, uint64_t count, uint64_t bytes,
+               uint64_t delivered_mark);
   // The mark to persist at open and at a clean close.
   uint64_t delivered_mark_for_open();  // also for a queue declared just now
   uint64_t delivered_mark_for_close() const;
 
   // --- messages ---------------------------------------------------------------------
-  // Stores the message; returns the writer batch whose commit makes it durable here
-  // (0 when the queue does not keep it on disk across restarts).
-  uint64_t enqueue(MessagePtr message);
+  struct Enqueued {
+    uint64_t batch = 0;      // the commit that makes it durable here (0: nothing to wait for)
+    bool refused = false;    // overflow reject-publish(-dlx): the publisher gets a nack
+  };
+  Enqueued enqueue(MessagePtr message);
   std::optional<Taken> take_next();
   // A message of this queue by position (from memory or the store); null if gone.
   MessagePtr peek(uint64_t seq, storage::Db db) { return load(seq, db); }
-  // A delivered message comes back to its original position, marked redelivered.
-  void requeue(uint64_t seq, storage::Db db);
-  // A delivered message is settled for good.
-  void remove(uint64_t seq, storage::Db db, uint64_t body_bytes);
+
+  // What became of a delivery. `returned` is a return to the queue: to its original
+  // position, marked redelivered, counted and possibly delayed (x-requeue-delay, only when
+  // `failed`: the consumer nacked or rejected it) or dead-lettered past x-delivery-limit.
+  struct Delivered {
+    uint64_t seq;
+    storage::Db db;
+    uint64_t body_bytes;
+    uint64_t expires_at;
+  };
+  void returned(const Delivered& d, bool failed);
+  void acked(const Delivered& d);
+  void rejected(const Delivered& d);  // dead-lettered ("rejected") or dropped
   uint32_t purge();
   // Drops every message and the queue's records from the store.
   void drop_storage();
   void on_batch_done(uint64_t batch, bool ok);
-  bool has_inflight_commits() const { return !tail_.empty(); }
+  bool has_inflight_commits() const { return !tail_.empty() || !skipped_.empty() || !dedup_pending_.empty(); }
+
+  // Timers from the schedule database (Engine::run_schedule), `key` being the entry's key.
+  void expiry_due(uint64_t seq, storage::Db db, uint64_t now, std::string_view key);
+  void retry_due(uint64_t seq, storage::Db db, std::string_view key);
+  // Recovery: a message that waits for its retry time.
+  void recover_delayed(uint64_t seq, storage::Db db, uint64_t body_bytes);
+
+  // x-expires: the queue was used (declared, consumed from, got from).
+  void touch();
+  bool unused_expired(uint64_t now) const;
+  uint64_t unused_deadline() const { return unused_deadline_; }
 
   uint64_t ready() const { return ready_; }
   uint64_t unacked() const { return unacked_; }
+  uint64_t delayed() const { return delayed_.size(); }
+  uint64_t duplicates() const { return duplicates_; }
 
   // --- consumers --------------------------------------------------------------------
   std::vector<std::shared_ptr<Consumer>> consumers;
@@ -97,24 +128,53 @@ class Queue : public std::enable_shared_from_this<Queue> {
     uint64_t batch;
     storage::Db db;
   };
+  struct DelayedEntry {
+    storage::Db db;
+    uint64_t body_bytes;
+  };
   void dispatch();
   MessagePtr load(uint64_t seq, storage::Db db);
+  std::optional<Taken> take_head();
   std::optional<Taken> take_stored();
+  bool skip_in_stream(uint64_t seq) const { return delayed_.count(seq) || skipped_.count(seq); }
   void note_delivered(uint64_t seq);
+  bool is_ready(uint64_t seq) const;
+  // Removes a message from the store, dead-lettering it for `reason` when the queue has a
+  // dead-letter exchange, in one commit.
+  // Returns the batch that carries it.
+  uint64_t discard(uint64_t seq, storage::Db db, const MessagePtr& message, std::string_view reason);
+  void make_ready(uint64_t seq, storage::Db db, uint64_t body_bytes);
+  bool would_overflow(uint64_t body_bytes) const;
+  void drop_head_over_limit();
+  uint64_t expiry_for(const storage::MessageData& m, uint64_t now) const;
+  // Deduplication: the message's key digest, if it has one; whether it was seen.
+  std::optional<std::string> dedup_digest(const storage::MessageData& m) const;
+  std::optional<uint64_t> seen_batch(const std::string& digest, uint64_t now);
+  void replace_in_tail(uint64_t seq, const MessagePtr& m);
 
   Engine& engine_;
   uint64_t next_seq_ = 1;                     // the next publish gets this
   uint64_t stream_seq_ = 1;                   // the first message never taken yet
   std::map<uint64_t, storage::Db> returned_;  // requeued, all below stream_seq_
+  std::map<uint64_t, DelayedEntry> delayed_;  // returned, waiting for their retry time
+  // Removed by a timer ahead of the read position; seq -> the batch deleting it. Gone from
+  // the store once that batch commits.
+  std::map<uint64_t, uint64_t> skipped_;
   std::deque<TailEntry> tail_;                // uncommitted messages, seqs [tail_base_, next_seq_)
   uint64_t tail_base_ = 1;
   uint64_t ready_ = 0;
+  uint64_t ready_bytes_ = 0;
   uint64_t unacked_ = 0;
   uint64_t redelivered_below_ = 0;  // from the store: possibly delivered before a restart
   uint64_t mark_requested_ = 0;     // the delivered mark last sent to the writer
   bool has_transient_ = false;      // anything in the transient db since open
   bool dispatch_scheduled_ = false;
   size_t round_robin_ = 0;
+  uint64_t unused_deadline_ = 0;  // x-expires
+  uint64_t duplicates_ = 0;
+  // Window keys whose commit is in flight: digest -> batch.
+  std::unordered_map<std::string, uint64_t> dedup_pending_;
+  std::deque<std::pair<uint64_t, std::string>> dedup_pending_order_;
 };
 
 }  // namespace warren::core

@@ -92,6 +92,8 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
       conn.exclusive_queues.push_back(q);
     }
     queues[actual] = q;
+    engine_.register_queue(q);
+    q->touch();
     // Exclusive queues die with their connection, so a restart never brings them back.
     if (q->durable && !q->exclusive) {
       persist_queue(*q);
@@ -116,6 +118,7 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
     if (Status s = check_queue_args_equivalent(q.arguments, o.arguments, actual, name); !s)
       return s;
   }
+  q.touch();
   return QueueDeclareOk{actual, uint32_t(q.ready()), uint32_t(q.consumers.size())};
 }
 
@@ -156,7 +159,11 @@ void Vhost::remove_queue(const std::shared_ptr<Queue>& q) {
 }
 
 void Vhost::consumer_left(const std::shared_ptr<Queue>& q) {
-  if (q->auto_delete && q->had_consumer && q->consumers.empty() && !q->deleted) remove_queue(q);
+  if (!q->consumers.empty() || q->deleted) return;
+  if (q->auto_delete && q->had_consumer)
+    remove_queue(q);
+  else
+    q->touch();  // x-expires counts from the last consumer's leaving
 }
 
 void Vhost::persist_queue(const Queue& q) {
@@ -379,7 +386,10 @@ void Vhost::route_into(const Exchange& x, std::string_view key, const FieldTable
 
 void Vhost::restore_exchange(std::shared_ptr<Exchange> x) { exchanges[x->name] = std::move(x); }
 
-void Vhost::restore_queue(std::shared_ptr<Queue> q) { queues[q->name] = std::move(q); }
+void Vhost::restore_queue(std::shared_ptr<Queue> q) {
+  engine_.register_queue(q);
+  queues[q->name] = std::move(q);
+}
 
 void Vhost::restore_binding(const std::string& source, Binding b) {
   auto x = find_exchange(source);
