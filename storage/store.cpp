@@ -152,9 +152,10 @@ Op Op::replace_message(Db db, uint64_t queue_id, uint64_t seq,
   op.kind = Kind::replace_message;
   return op;
 }
-Op Op::dedup_insert(uint64_t queue_id, std::string_view digest, uint64_t now_ms,
+Op Op::dedup_insert(uint64_t queue_id, std::string_view digest, uint64_t order, uint64_t now_ms,
                     uint64_t max_entries, uint64_t ttl_ms) {
   Op op;
+  op.value = be64_string(order);
   op.kind = Kind::dedup_insert;
   op.db = Db::keys;
   op.queue_id = queue_id;
@@ -520,7 +521,8 @@ int Store::dedup_insert(MDB_txn* txn, const Op& op) {
     next_order = get_be64(static_cast<const char*>(v.mv_data));
     entries = get_be64(static_cast<const char*>(v.mv_data) + 8);
   }
-  uint64_t order = next_order++;
+  uint64_t order = op.value.size() == 8 ? get_be64(op.value.data()) : next_order;
+  next_order = std::max(next_order, order + 1);
   int rc = put_value(txn, dbi, keys_key('K', op.queue_id, op.key), be64_string(now) + be64_string(order));
   if (rc == MDB_SUCCESS)
     rc = put_value(txn, dbi, keys_key('O', op.queue_id, be64_string(order)), op.key + be64_string(now));

@@ -94,10 +94,11 @@ struct Op {
   static Op drop_queue(uint64_t queue_id);
   static Op replace_message(Db db, uint64_t queue_id, uint64_t seq,
                             std::shared_ptr<const MessageData> message);
-  // The window keeps at most `max_entries` keys, none inserted before now_ms - ttl_ms
+  // `order` numbers the queue's inserts (the caller counts them, so it can tell which keys
+  // are still in the window before they commit). The window keeps at most `max_entries` keys, none inserted before now_ms - ttl_ms
   // (ttl_ms 0: no age limit).
-  static Op dedup_insert(uint64_t queue_id, std::string_view digest, uint64_t now_ms,
-                         uint64_t max_entries, uint64_t ttl_ms);
+  static Op dedup_insert(uint64_t queue_id, std::string_view digest, uint64_t order,
+                         uint64_t now_ms, uint64_t max_entries, uint64_t ttl_ms);
 };
 
 // A read-only snapshot, to be kept briefly: a long-lived reader pins old pages. Views

@@ -150,6 +150,10 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // Deduplication: the message's key digest, if it has one; whether it was seen.
   std::optional<std::string> dedup_digest(const storage::MessageData& m) const;
   std::optional<uint64_t> seen_batch(const std::string& digest, uint64_t now);
+  uint64_t next_dedup_order();
+  bool in_window(uint64_t order) const {
+    return order + settings.dedup->cache_size >= *dedup_next_order_;
+  }
   void replace_in_tail(uint64_t seq, const MessagePtr& m);
 
   Engine& engine_;
@@ -172,8 +176,9 @@ class Queue : public std::enable_shared_from_this<Queue> {
   size_t round_robin_ = 0;
   uint64_t unused_deadline_ = 0;  // x-expires
   uint64_t duplicates_ = 0;
-  // Window keys whose commit is in flight: digest -> batch.
-  std::unordered_map<std::string, uint64_t> dedup_pending_;
+  // Window keys whose commit is in flight: digest -> (batch, order).
+  std::unordered_map<std::string, std::pair<uint64_t, uint64_t>> dedup_pending_;
+  std::optional<uint64_t> dedup_next_order_;  // read from the store on first use
   std::deque<std::pair<uint64_t, std::string>> dedup_pending_order_;
 };
 

@@ -117,8 +117,8 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
                               bool_text(q.auto_delete), m);
     if (Status s = check_queue_args_equivalent(q.arguments, o.arguments, actual, name); !s)
       return s;
+    q.touch();  // a redeclaration is a use; a passive check is not
   }
-  q.touch();
   return QueueDeclareOk{actual, uint32_t(q.ready()), uint32_t(q.consumers.size())};
 }
 
