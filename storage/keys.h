@@ -96,6 +96,12 @@ inline std::string keys_key(char kind, uint64_t queue_id, std::string_view rest 
   return k;
 }
 
+inline std::string done_key(std::string_view digest) {
+  std::string k(1, 'D');
+  k.append(digest);
+  return k;
+}
+
 inline std::string be64_string(uint64_t v) {
   std::string s(8, '\0');
   put_be64(s.data(), v);

@@ -102,17 +102,20 @@ std::string encode(const BindingRecord& b) {
   return out;
 }
 
+std::string digest128(std::string_view bytes) {
+  XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
+  std::string out(16, '\0');
+  for (int i = 0; i < 8; ++i) {
+    out[i] = char(h.high64 >> (56 - 8 * i));
+    out[8 + i] = char(h.low64 >> (56 - 8 * i));
+  }
+  return out;
+}
+
 std::string binding_key(const BindingRecord& b) {
   // The identity of a binding is all of its fields; a 128-bit digest of the record keeps
   // the key short and fixed while the value holds the record itself.
-  auto record = encode(b);
-  XXH128_hash_t h = XXH3_128bits(record.data(), record.size());
-  std::string key(16, '\0');
-  for (int i = 0; i < 8; ++i) {
-    key[i] = char(h.high64 >> (56 - 8 * i));
-    key[8 + i] = char(h.low64 >> (56 - 8 * i));
-  }
-  return key;
+  return digest128(encode(b));
 }
 
 std::optional<BindingRecord> decode_binding(std::string_view bytes) {

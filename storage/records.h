@@ -78,6 +78,10 @@ std::optional<QueueRecord> decode_queue(std::string_view bytes);
 std::optional<ExchangeRecord> decode_exchange(std::string_view bytes);
 std::optional<QueueStats> decode_stats(std::string_view bytes);
 
+// XXH3-128 of bytes, big-endian: 16 bytes that name a binding, a dedup key or an
+// idempotency key.
+std::string digest128(std::string_view bytes);
+
 // A binding's key is a 128-bit digest of its whole record (LMDB keys are at most 511 bytes;
 // a binding can be longer); the value is the record.
 std::string binding_key(const BindingRecord& r);

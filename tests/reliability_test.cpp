@@ -491,5 +491,82 @@ TEST(DeadLetterCycle, ExpiryBackIntoTheSameQueueIsDroppedButRejectionsLoop) {
   }
 }
 
+// ---- replay and idempotency ----------------------------------------------------------
+
+TEST_F(RestartTest, ReplayMovesADeadLetterQueueBackWhereEachMessageDied) {
+  auto broker = open();
+  auto ch = broker->channel();
+  ch.queue_declare("dead", {.durable = true});
+  for (auto name : {"a", "b"})
+    ch.queue_declare(name, {.durable = true,
+                            .arguments = args({{"x-dead-letter-exchange", FieldValue("")},
+                                               {"x-dead-letter-routing-key", FieldValue("dead")}})});
+  for (int i = 0; i < 2500; ++i) ch.basic_publish("", i % 2 ? "b" : "a", persistent(std::to_string(i)));
+  for (int i = 0; i < 2500; ++i) {
+    auto d = ch.basic_get(i % 2 ? "b" : "a");
+    ASSERT_TRUE(d);
+    ch.basic_reject(d->delivery_tag, false);
+  }
+  ch.flush();
+  EXPECT_EQ(info(*broker, "dead").messages_ready, 2500u);
+  EXPECT_EQ(broker->replay("dead", "", {.max_messages = 3}), 3u);
+  EXPECT_EQ(info(*broker, "a").messages_ready, 2u);
+  EXPECT_EQ(info(*broker, "b").messages_ready, 1u);
+  EXPECT_EQ(broker->replay("dead", "", {.copy = true}), 2497u);
+  EXPECT_EQ(info(*broker, "dead").messages_ready, 2497u);
+  EXPECT_EQ(info(*broker, "a").messages_ready + info(*broker, "b").messages_ready, 2500u);
+  // The x-death history travels along: a second failure counts up.
+  auto d = ch.basic_get("a");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->message.body, "0");
+  ch.basic_reject(d->delivery_tag, false);
+  ch.queue_purge("a");
+  ch.queue_purge("b");
+  ch.flush();
+  // Into a named queue, all of it, and it is all on disk when replay returns.
+  ch.queue_declare("retry", {.durable = true});
+  EXPECT_EQ(broker->replay("dead", "retry"), 2498u);
+  broker.reset();
+  broker = open();
+  EXPECT_EQ(info(*broker, "dead").messages_ready, 0u);
+  EXPECT_EQ(info(*broker, "retry").messages_ready, 2498u);
+  ch = broker->channel();
+  auto first = ch.basic_get("retry", true);
+  EXPECT_EQ(first->message.body, "3");  // the oldest first
+  Status s = error_of([&] { broker->replay("nope", "retry"); });
+  EXPECT_EQ(s.code(), ReplyCode::not_found);
+}
+
+TEST_F(RestartTest, AckDoneRecordsTheKeyWithTheAck) {
+  {
+    auto broker = open();
+    auto ch = broker->channel();
+    ch.queue_declare("jobs", {.durable = true});
+    ch.basic_publish("", "jobs", with_id("charge card", "job-1"));
+    ch.basic_publish("", "jobs", with_id("charge card again", "job-1"));  // a duplicate delivery
+    ch.flush();
+    auto d = ch.basic_get("jobs");
+    ASSERT_TRUE(d);
+    EXPECT_FALSE(ch.is_done("job-1"));
+    ch.ack_done(d->delivery_tag, "job-1");
+    EXPECT_TRUE(ch.is_done("job-1"));
+    // The tag must be outstanding, as for basic_ack.
+    Status s = error_of([&] { ch.ack_done(99, "job-9"); });
+    EXPECT_EQ(s.code(), ReplyCode::precondition_failed);
+  }
+  auto broker = open();
+  auto ch = broker->channel();
+  EXPECT_TRUE(ch.is_done("job-1"));
+  EXPECT_FALSE(ch.is_done("job-9")) << "a refused ack_done records nothing";
+  auto again = ch.basic_get("jobs");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->message.body, "charge card again");
+  EXPECT_TRUE(ch.is_done(*again->message.properties.message_id));
+  ch.basic_ack(again->delivery_tag);
+  ch.forget_done("job-1");
+  EXPECT_FALSE(ch.is_done("job-1"));
+  EXPECT_EQ(info(*broker, "jobs").messages_ready, 0u);
+}
+
 }  // namespace
 }  // namespace warren

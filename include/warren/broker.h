@@ -39,6 +39,13 @@ class Broker {
 
   std::vector<QueueInfo> list_queues();
 
+  // Moves (or copies) the ready messages of queue `from`, oldest first, into queue `to`; with
+  // `to` empty, each goes back to the queue its newest x-death entry names (a dead-letter
+  // queue replayed to where its messages died). Moves happen in batches of 1000, each one
+  // commit: after a crash every message is in exactly one of the queues. Returns how many
+  // once they are on disk. A missing queue throws 404 (after the moves before it are done).
+  uint64_t replay(std::string_view from, std::string_view to = {}, const ReplayOptions& options = {});
+
   // The internals, for the AMQP server, tools and tests built on this library.
   explicit Broker(std::shared_ptr<api::BrokerHandle> handle);
   const std::shared_ptr<api::BrokerHandle>& handle() const { return handle_; }

@@ -94,6 +94,17 @@ class Channel {
   // tags). requeue=false is refused with 540 NOT_IMPLEMENTED, as RabbitMQ does.
   void basic_recover(bool requeue = true);
 
+  // --- consumer-side idempotency -----------------------------------------------------
+  // Acknowledges the delivery and records `key` as done in the same commit; returns once
+  // that commit is on disk. A consumer that crashed after its work but before this call
+  // gets the message again and finds is_done(key) false: the work was not recorded (make
+  // the work itself idempotent or transactional with this key). After it, a redelivery or
+  // a duplicate finds is_done(key) true and can simply be acknowledged. Keys stay until
+  // forget_done. Refused (406) on a transactional channel.
+  void ack_done(uint64_t delivery_tag, std::string_view key);
+  bool is_done(std::string_view key);
+  void forget_done(std::string_view key);
+
   // --- lifetime ----------------------------------------------------------------------
   // Waits until everything this channel did so far (acks included) is on disk.
   void flush(std::chrono::milliseconds timeout = std::chrono::seconds(30));

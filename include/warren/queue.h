@@ -27,6 +27,12 @@ struct QueueDeleteOptions {
   bool if_empty = false;   // refuse (406) while the queue has ready messages
 };
 
+struct ReplayOptions {
+  std::string vhost = "/";
+  uint64_t max_messages = UINT64_MAX;  // the first N ready messages
+  bool copy = false;                   // leave the originals where they are
+};
+
 // What `warrenctl list_queues` and the management API show of a queue.
 struct QueueInfo {
   std::string vhost = {};

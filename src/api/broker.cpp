@@ -156,6 +156,16 @@ std::vector<QueueInfo> Broker::list_queues() {
   return handle_->run([this] { return handle_->engine().list_queues(); });
 }
 
+uint64_t Broker::replay(std::string_view from, std::string_view to, const ReplayOptions& o) {
+  auto result = handle_->run([&] {
+    return handle_->engine().replay(o.vhost, from, to, o.max_messages, o.copy);
+  });
+  if (!result.ok()) throw Error(result.status());
+  handle_->wait_durable(result->batch, std::chrono::steady_clock::time_point::max());
+  if (!result->stopped.ok()) throw Error(result->stopped);
+  return result->count;
+}
+
 Connection::Connection(std::shared_ptr<api::ConnectionHandle> handle)
     : handle_(std::move(handle)) {}
 Connection::Connection(Connection&&) noexcept = default;

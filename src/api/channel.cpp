@@ -451,6 +451,21 @@ void Channel::basic_recover(bool requeue) {
   throw_if(handle_->call([&](core::Channel& ch) { return ch.basic_recover(requeue); }));
 }
 
+void Channel::ack_done(uint64_t delivery_tag, std::string_view key) {
+  uint64_t batch = value_or_throw(
+      handle_->call([&](core::Channel& ch) { return ch.ack_done(delivery_tag, key); }));
+  handle_->broker().wait_durable(batch, forever());
+}
+
+bool Channel::is_done(std::string_view key) {
+  return handle_->broker().run([&] { return handle_->broker().engine().is_done(key); });
+}
+
+void Channel::forget_done(std::string_view key) {
+  uint64_t batch = handle_->broker().run([&] { return handle_->broker().engine().forget_done(key); });
+  handle_->broker().wait_durable(batch, forever());
+}
+
 void Channel::flush(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   // The round trip through the loop makes sure everything posted before is submitted.

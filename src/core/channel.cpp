@@ -5,6 +5,7 @@
 #include "core/engine.h"
 #include "core/errors.h"
 #include "core/vhost.h"
+#include "storage/keys.h"
 #include "wire/properties_codec.h"
 
 namespace warren::core {
@@ -528,6 +529,17 @@ Status Channel::basic_nack(uint64_t tag, bool multiple, bool requeue) {
 
 Status Channel::basic_reject(uint64_t tag, bool requeue) {
   return settle(tag, false, requeue ? Settle::requeue : Settle::drop, method::basic_reject);
+}
+
+Result<uint64_t> Channel::ack_done(uint64_t tag, std::string_view key) {
+  if (Status s = check_open(); !s) return s;
+  if (tx_mode_)
+    return fail(error(ReplyCode::precondition_failed,
+                      "ack_done is not available on a transactional channel", method::basic_ack));
+  storage::Writer::SameBatch together(engine_.writer());
+  if (Status s = basic_ack(tag, false); !s) return s;
+  return engine_.writer().submit(storage::Op::put(
+      storage::Db::keys, storage::done_key(storage::digest128(key)), storage::be64_string(now_ms())));
 }
 
 Status Channel::basic_recover(bool requeue) {

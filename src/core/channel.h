@@ -72,6 +72,9 @@ class Channel {
   Status basic_nack(uint64_t tag, bool multiple, bool requeue);
   Status basic_reject(uint64_t tag, bool requeue);
   Status basic_recover(bool requeue);
+  // Acknowledges `tag` and records the idempotency key `key` as done, in one commit;
+  // returns that commit's batch. Not on a transactional channel (its ack would wait).
+  Result<uint64_t> ack_done(uint64_t tag, std::string_view key);
 
   // The client closes the channel: unacked messages are requeued, consumers cancelled,
   // pending confirms dropped.

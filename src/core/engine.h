@@ -63,6 +63,20 @@ class Engine {
   Vhost& add_vhost(std::string_view name);
   std::vector<QueueInfo> list_queues() const;
 
+  // Moves (or copies) up to `max` ready messages of `from`, oldest first, into `to`, or
+  // with `to` empty into the queue named by each message's newest x-death entry. Each
+  // batch of moves is one commit. Returns how many, and the batch that makes them durable.
+  struct Replayed {
+    uint64_t count = 0;
+    uint64_t batch = 0;
+    Status stopped;  // why it stopped early (a queue named in x-death does not exist)
+  };
+  Result<Replayed> replay(std::string_view vhost, std::string_view from, std::string_view to,
+                          uint64_t max, bool copy);
+  // Consumer-side idempotency keys (Channel::ack_done records them).
+  bool is_done(std::string_view key);
+  uint64_t forget_done(std::string_view key);
+
   storage::Store& store() { return *store_; }
   storage::Writer& writer() { return *writer_; }
   const BrokerOptions& options() const { return options_.broker; }

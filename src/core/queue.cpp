@@ -1,7 +1,5 @@
 #include "core/queue.h"
 
-#include <xxhash.h>
-
 #include <chrono>
 
 #include "core/channel.h"
@@ -22,13 +20,6 @@ namespace {
 // allows: the flag means "may have been delivered").
 constexpr uint64_t kMarkSlack = 4096;
 
-std::string digest_of(std::string_view bytes) {
-  XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
-  std::string out(16, '\0');
-  storage::put_be64(out.data(), h.high64);
-  storage::put_be64(out.data() + 8, h.low64);
-  return out;
-}
 }  // namespace
 
 uint64_t now_ms() {
@@ -85,12 +76,12 @@ std::optional<std::string> Queue::dedup_digest(const storage::MessageData& m) co
       settings.dedup->header.empty() ? std::string("x-deduplication-header") : settings.dedup->header;
   if (p->headers)
     if (const FieldValue* v = p->headers->find(header)) {
-      if (const auto* s = v->as<std::string>()) return digest_of(*s);
+      if (const auto* s = v->as<std::string>()) return storage::digest128(*s);
       FieldTable one;
       one.set("k", *v);
-      return digest_of(wire::encode_table(one));  // other types by their typed encoding
+      return storage::digest128(wire::encode_table(one));  // other types by their typed encoding
     }
-  if (settings.dedup->header.empty() && p->message_id) return digest_of(*p->message_id);
+  if (settings.dedup->header.empty() && p->message_id) return storage::digest128(*p->message_id);
   return std::nullopt;
 }
 
@@ -372,6 +363,61 @@ uint32_t Queue::purge() {
   ready_ = 0;
   ready_bytes_ = 0;
   return purged;
+}
+
+void Queue::for_each_ready(uint64_t max, const std::function<bool(const MessagePtr&)>& fn) {
+  uint64_t seen = 0;
+  for (auto [seq, db] : returned_) {
+    if (seen >= max) return;
+    if (auto m = load(seq, db)) {
+      ++seen;
+      if (!fn(m)) return;
+    }
+  }
+  const uint64_t end = next_seq_;  // what fn adds to this queue is not visited
+  std::vector<std::pair<uint64_t, MessagePtr>> stored;
+  {
+    storage::ReadView view(engine_.store());
+    for (Db db : {Db::messages, Db::transient}) {
+      auto from = storage::message_key(id, stream_seq_), to = storage::message_key(id, tail_base_);
+      view.scan(db, {from.data(), from.size()}, {to.data(), to.size()},
+                [&](std::string_view key, std::string_view value) {
+                  uint64_t seq = storage::parse_message_key(key).seq;
+                  if (skip_in_stream(seq)) return true;
+                  if (auto m = storage::decode_message(value))
+                    stored.emplace_back(seq, std::make_shared<const storage::MessageData>(std::move(*m)));
+                  return stored.size() < max - seen;
+                });
+    }
+  }
+  std::sort(stored.begin(), stored.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  for (auto& [seq, m] : stored) {
+    if (seen >= max) return;
+    ++seen;
+    if (!fn(m)) return;
+  }
+  for (uint64_t seq = std::max(stream_seq_, tail_base_); seq < end && seq < next_seq_; ++seq) {
+    if (seen >= max) return;
+    if (seq - tail_base_ >= tail_.size()) break;
+    ++seen;
+    if (!fn(tail_[seq - tail_base_].message)) return;
+  }
+}
+
+void Queue::remove_taken(const Taken& t) {
+  engine_.writer().submit(Op::del_message(t.db, id, t.seq, t.message->body.size()));
+  engine_.note_space_freed();
+}
+
+void Queue::put_back(const Taken& t) {
+  if (!t.redelivered && t.seq + 1 == stream_seq_) {
+    stream_seq_ = t.seq;  // unread again, not flagged redelivered
+    ++ready_;
+    ready_bytes_ += t.message->body.size();
+  } else {
+    make_ready(t.seq, t.db, t.message->body.size());
+  }
+  schedule_dispatch();
 }
 
 void Queue::drop_storage() {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -96,6 +97,12 @@ class Queue : public std::enable_shared_from_this<Queue> {
   void acked(const Delivered& d);
   void rejected(const Delivered& d);  // dead-lettered ("rejected") or dropped
   uint32_t purge();
+  // Replay: the ready messages, oldest first, without taking them (at most max).
+  void for_each_ready(uint64_t max, const std::function<bool(const MessagePtr&)>& fn);
+  // Replay: a message taken with take_next leaves the queue for good.
+  void remove_taken(const Taken& t);
+  // Puts a message taken with take_next back where it was.
+  void put_back(const Taken& t);
   // Drops every message and the queue's records from the store.
   void drop_storage();
   void on_batch_done(uint64_t batch, bool ok);
