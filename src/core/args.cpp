@@ -224,6 +224,21 @@ Status apply_queue_arguments(Queue& q, const FieldTable& args) {
   const std::string* type = nullptr;
   WARREN_TRY_ASSIGN(type, in.string("x-queue-type"));
   s.quorum = type && *type == "quorum";
+  if (type && !s.quorum && *type != "classic")
+    return in.invalid("x-queue-type", fmt::format("\"unsupported queue type '{}'\"", *type));
+  if (s.quorum) {
+    // A quorum queue is durable and shared by nature; Warren keeps it as a classic queue
+    // that counts deliveries, with RabbitMQ's declaration rules.
+    auto refuse = [&](std::string_view property) {
+      return error(ReplyCode::precondition_failed,
+                   fmt::format("invalid property '{}' for {}", property,
+                               resource("queue", q.name, q.vhost)),
+                   method::queue_declare);
+    };
+    if (!q.durable) return refuse("non-durable");
+    if (q.exclusive) return refuse("exclusive-owner");
+    if (q.auto_delete) return refuse("auto-delete");
+  }
   WARREN_TRY_ASSIGN(s.message_ttl, in.integer("x-message-ttl"));
   WARREN_TRY_ASSIGN(s.expires, in.integer("x-expires", false));
   WARREN_TRY_ASSIGN(s.max_length, in.integer("x-max-length"));

@@ -81,6 +81,11 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
     if (qname.starts_with("amq."))
       return error(ReplyCode::access_refused,
                    fmt::format("queue name '{}' contains reserved prefix 'amq.*'", qname), m);
+    if (qname.empty())
+      if (const FieldValue* type = o.arguments.find("x-queue-type");
+          type && type->as<std::string>() && *type->as<std::string>() == "quorum")
+        return error(ReplyCode::precondition_failed,
+                     "Cannot declare a server-named queue for type rabbit_quorum_queue", m);
     auto q = std::make_shared<Queue>(engine_, engine_.allocate_queue_id(), name, actual);
     q->durable = o.durable;
     q->exclusive = o.exclusive;
@@ -117,8 +122,8 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
                               bool_text(q.auto_delete), m);
     if (Status s = check_queue_args_equivalent(q.arguments, o.arguments, actual, name); !s)
       return s;
-    q.touch();  // a redeclaration is a use; a passive check is not
   }
+  q.touch();  // any declaration is a use, a passive one too (as RabbitMQ counts it)
   return QueueDeclareOk{actual, uint32_t(q.ready()), uint32_t(q.consumers.size())};
 }
 
