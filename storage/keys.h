@@ -82,8 +82,7 @@ inline ScheduleEntry parse_schedule_key(std::string_view key) {
 }
 
 // The keys database: deduplication windows and idempotency keys, under 128-bit XXH3 digests.
-//   'K' ++ queue id ++ digest  -> u64 inserted at (ms) ++ u64 order      a queue's window entry
-//   'O' ++ queue id ++ order   -> digest ++ u64 inserted at              the window, oldest first
+//   'O' ++ queue id ++ order   -> digest ++ u64 inserted at (ms)         a queue's window, oldest first
 //   'C' ++ queue id            -> u64 next order ++ u64 entries          the window's size
 //   'D' ++ digest              -> u64 done at (ms)                       an idempotency key done
 using Digest = std::array<char, 16>;

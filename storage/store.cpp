@@ -360,6 +360,7 @@ Status Store::prepare_schema() {
 Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int* mdb_rc) {
   const bool skip_message_puts = subset == Subset::without_messages;
   std::unordered_map<uint64_t, StatsDelta> stats;
+  std::unordered_map<uint64_t, DedupWindowState> windows;
   int rc = MDB_SUCCESS;
   auto fail = [&](int code, std::string_view what) {
     *mdb_rc = code;
@@ -440,7 +441,7 @@ Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int
         break;
       }
       case Op::Kind::dedup_insert:
-        if (!skip_message_puts) rc = dedup_insert(txn, op);
+        if (!skip_message_puts) rc = dedup_append(txn, op, windows[op.queue_id]);
         break;
       case Op::Kind::set_delivered_mark:
         stats[op.queue_id].mark = op.seq;
@@ -448,6 +449,9 @@ Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int
     }
     if (rc != MDB_SUCCESS) return fail(rc, "write");
   }
+  for (auto& [queue_id, window] : windows)
+    if (int trim_rc = dedup_trim(txn, queue_id, window); trim_rc != MDB_SUCCESS)
+      return fail(trim_rc, "trim dedup window");
   for (auto& [queue_id, delta] : stats) {
     auto key = queue_id_key(queue_id);
     MDB_val k = val(key), v;
@@ -511,61 +515,54 @@ int Store::unschedule(MDB_txn* txn, uint64_t queue_id, uint64_t seq, const Recor
   return MDB_SUCCESS;
 }
 
-int Store::dedup_insert(MDB_txn* txn, const Op& op) {
+int Store::dedup_append(MDB_txn* txn, const Op& op, DedupWindowState& w) {
   MDB_dbi dbi = dbis_[int(Db::keys)];
-  const uint64_t now = op.seq, max_entries = op.seq_end, ttl = op.bytes;
-  auto size_key = keys_key('C', op.queue_id);
-  uint64_t next_order = 0, entries = 0;
-  MDB_val k = val(size_key), v;
-  if (mdb_get(txn, dbi, &k, &v) == MDB_SUCCESS && v.mv_size == 16) {
-    next_order = get_be64(static_cast<const char*>(v.mv_data));
-    entries = get_be64(static_cast<const char*>(v.mv_data) + 8);
-  }
-  uint64_t order = op.value.size() == 8 ? get_be64(op.value.data()) : next_order;
-  next_order = std::max(next_order, order + 1);
-  int rc = put_value(txn, dbi, keys_key('K', op.queue_id, op.key), be64_string(now) + be64_string(order));
-  if (rc == MDB_SUCCESS)
-    rc = put_value(txn, dbi, keys_key('O', op.queue_id, be64_string(order)), op.key + be64_string(now));
-  ++entries;
-  // Trim oldest first: by count, then by age.
-  auto from = keys_key('O', op.queue_id), to = keys_key('O', op.queue_id + 1);
-  while (rc == MDB_SUCCESS && entries > 0) {
-    MDB_cursor* cur;
-    rc = mdb_cursor_open(txn, dbi, &cur);
-    if (rc != MDB_SUCCESS) break;
-    MDB_val ok = val(from), ov;
-    bool found = mdb_cursor_get(cur, &ok, &ov, MDB_SET_RANGE) == MDB_SUCCESS && view(ok) < to &&
-                 ov.mv_size == 24;
-    bool evict = false;
-    std::string digest, oldest_key;
-    uint64_t oldest_order = 0;
-    if (found) {
-      std::string_view value = view(ov);
-      digest = std::string(value.substr(0, 16));
-      uint64_t inserted = get_be64(value.data() + 16);
-      oldest_key = std::string(view(ok));
-      oldest_order = get_be64(oldest_key.data() + 9);
-      evict = entries > max_entries || (ttl && inserted + ttl < now);
+  if (!w.loaded) {
+    auto size_key = keys_key('C', op.queue_id);
+    MDB_val k = val(size_key), v;
+    if (mdb_get(txn, dbi, &k, &v) == MDB_SUCCESS && v.mv_size == 16) {
+      w.next_order = get_be64(static_cast<const char*>(v.mv_data));
+      w.entries = get_be64(static_cast<const char*>(v.mv_data) + 8);
     }
-    mdb_cursor_close(cur);
-    if (!evict) break;
-    // The key may have been inserted again since; then its entry belongs to the newer order.
-    auto entry_key = keys_key('K', op.queue_id, digest);
-    MDB_val ek = val(entry_key), ev;
-    if (mdb_get(txn, dbi, &ek, &ev) == MDB_SUCCESS && ev.mv_size == 16 &&
-        get_be64(static_cast<const char*>(ev.mv_data) + 8) == oldest_order)
-      rc = del_value(txn, dbi, entry_key);
-    if (rc == MDB_SUCCESS) rc = del_value(txn, dbi, oldest_key);
-    --entries;
+    w.loaded = true;
   }
-  if (rc == MDB_SUCCESS) rc = put_value(txn, dbi, size_key, be64_string(next_order) + be64_string(entries));
+  uint64_t order = op.value.size() == 8 ? get_be64(op.value.data()) : w.next_order;
+  w.next_order = std::max(w.next_order, order + 1);
+  ++w.entries;
+  w.now = op.seq;
+  w.max_entries = op.seq_end;
+  w.ttl = op.bytes;
+  return put_value(txn, dbi, keys_key('O', op.queue_id, be64_string(order)),
+                   op.key + be64_string(op.seq));
+}
+
+// Trims the window from its head, oldest first: by count, then by age, and records its
+// size. Appends at the tail and deletes at the head touch few pages.
+int Store::dedup_trim(MDB_txn* txn, uint64_t queue_id, DedupWindowState& w) {
+  MDB_dbi dbi = dbis_[int(Db::keys)];
+  MDB_cursor* cur = nullptr;
+  int rc = mdb_cursor_open(txn, dbi, &cur);
+  auto from = keys_key('O', queue_id), to = keys_key('O', queue_id + 1);
+  MDB_val k = val(from), v;
+  bool at = rc == MDB_SUCCESS && mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == MDB_SUCCESS;
+  while (rc == MDB_SUCCESS && at && view(k) < to && w.entries > 0) {
+    uint64_t inserted = v.mv_size == 24 ? get_be64(static_cast<const char*>(v.mv_data) + 16) : 0;
+    if (w.entries <= w.max_entries && !(w.ttl && inserted + w.ttl < w.now)) break;
+    rc = mdb_cursor_del(cur, 0);
+    --w.entries;
+    // After a delete the cursor already stands on the next entry.
+    at = rc == MDB_SUCCESS && mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT) == MDB_SUCCESS;
+  }
+  if (cur) mdb_cursor_close(cur);
+  if (rc == MDB_SUCCESS)
+    rc = put_value(txn, dbi, keys_key('C', queue_id), be64_string(w.next_order) + be64_string(w.entries));
   return rc;
 }
 
 int Store::drop_window(MDB_txn* txn, uint64_t queue_id) {
   MDB_dbi dbi = dbis_[int(Db::keys)];
   int rc = MDB_SUCCESS;
-  for (char kind : {'K', 'O', 'C'}) {
+  for (char kind : {'O', 'C'}) {
     rc = erase_range(txn, dbi, keys_key(kind, queue_id), keys_key(kind, queue_id + 1), nullptr);
     if (rc != MDB_SUCCESS) break;
   }

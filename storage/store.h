@@ -158,7 +158,13 @@ class Store {
   int put_record(MDB_txn* txn, const Op& op, unsigned flags);
   int schedule(MDB_txn* txn, const Op& op);
   int unschedule(MDB_txn* txn, uint64_t queue_id, uint64_t seq, const RecordTimers& timers);
-  int dedup_insert(MDB_txn* txn, const Op& op);
+  // A queue's dedup window within one transaction: appended per op, trimmed once.
+  struct DedupWindowState {
+    bool loaded = false;
+    uint64_t next_order = 0, entries = 0, now = 0, max_entries = 0, ttl = 0;
+  };
+  int dedup_append(MDB_txn* txn, const Op& op, DedupWindowState& w);
+  int dedup_trim(MDB_txn* txn, uint64_t queue_id, DedupWindowState& w);
   int drop_window(MDB_txn* txn, uint64_t queue_id);
   Status try_write(const std::vector<Op>& ops, Subset subset, bool* map_full);
   Status grow_map();

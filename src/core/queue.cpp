@@ -85,27 +85,13 @@ std::optional<std::string> Queue::dedup_digest(const storage::MessageData& m) co
   return std::nullopt;
 }
 
-uint64_t Queue::next_dedup_order() {
-  if (!dedup_next_order_) {
+DedupWindow& Queue::dedup_window(uint64_t now) {
+  if (!dedup_) {
+    dedup_ = std::make_unique<DedupWindow>(*settings.dedup);
     storage::ReadView view(engine_.store());
-    auto size = view.get(Db::keys, storage::keys_key('C', id));
-    dedup_next_order_ = size && size->size() == 16 ? storage::get_be64(size->data()) : 0;
+    dedup_->load(view, id, now);
   }
-  return *dedup_next_order_;
-}
-
-std::optional<uint64_t> Queue::seen_batch(const std::string& digest, uint64_t now) {
-  next_dedup_order();
-  if (auto it = dedup_pending_.find(digest); it != dedup_pending_.end())
-    return in_window(it->second.second) ? std::optional(it->second.first) : std::nullopt;
-  storage::ReadView view(engine_.store());
-  auto entry = view.get(Db::keys, storage::keys_key('K', id, digest));
-  if (!entry || entry->size() != 16) return std::nullopt;
-  uint64_t inserted = storage::get_be64(entry->data());
-  if (!in_window(storage::get_be64(entry->data() + 8))) return std::nullopt;
-  if (settings.dedup->cache_ttl_ms && inserted + settings.dedup->cache_ttl_ms < now)
-    return std::nullopt;
-  return uint64_t{0};  // committed: nothing to wait for
+  return *dedup_;
 }
 
 bool Queue::would_overflow(uint64_t body_bytes) const {
@@ -117,7 +103,7 @@ Queue::Enqueued Queue::enqueue(MessagePtr message) {
   const uint64_t now = now_ms();
   std::optional<std::string> digest;
   if (settings.dedup && (digest = dedup_digest(*message))) {
-    if (auto batch = seen_batch(*digest, now)) {
+    if (auto batch = dedup_window(now).find(DedupWindow::from_bytes(*digest), now)) {
       // Already stored: the truthful answer to the publisher is an ack, once that is durable.
       ++duplicates_;
       return {*batch, false};
@@ -137,22 +123,20 @@ Queue::Enqueued Queue::enqueue(MessagePtr message) {
   Db db = keep ? Db::messages : Db::transient;
   has_transient_ |= !keep;
   uint64_t seq = next_seq_++;
-  std::vector<Op> ops{Op::put_message(db, id, seq, message)};
-  uint64_t order = 0;
+  uint64_t batch = 0;
   if (digest) {
-    order = next_dedup_order();
-    dedup_next_order_ = order + 1;
-    ops.push_back(Op::dedup_insert(id, *digest, order, now, settings.dedup->cache_size,
-                                   settings.dedup->cache_ttl_ms));
+    // The window entry commits with its message, or neither does.
+    storage::Writer::SameBatch together(engine_.writer());
+    batch = engine_.writer().submit(Op::put_message(db, id, seq, message));
+    uint64_t order = dedup_->insert(DedupWindow::from_bytes(*digest), now, batch);
+    engine_.writer().submit(Op::dedup_insert(id, *digest, order, now, settings.dedup->cache_size,
+                                             settings.dedup->cache_ttl_ms));
+  } else {
+    batch = engine_.writer().submit(Op::put_message(db, id, seq, message));
   }
-  uint64_t batch = engine_.writer().submit(ops);
   if (tail_.empty()) {
     tail_base_ = seq;
     engine_.track_inflight(shared_from_this());
-  }
-  if (digest) {
-    dedup_pending_[*digest] = {batch, order};
-    dedup_pending_order_.emplace_back(batch, *digest);
   }
   if (message->expires_at) engine_.wake_at(message->expires_at);
   tail_.push_back({std::move(message), batch, db});
@@ -444,12 +428,7 @@ void Queue::on_batch_done(uint64_t batch, bool ok) {
     ++tail_base_;
   }
   std::erase_if(skipped_, [&](const auto& entry) { return entry.second <= batch; });
-  while (!dedup_pending_order_.empty() && dedup_pending_order_.front().first <= batch) {
-    auto& [b, digest] = dedup_pending_order_.front();
-    if (auto it = dedup_pending_.find(digest); it != dedup_pending_.end() && it->second.first == b)
-      dedup_pending_.erase(it);
-    dedup_pending_order_.pop_front();
-  }
+  if (dedup_) dedup_->batch_done(batch, ok);
 }
 
 // ---- timers ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/dead_letter.h"
+#include "core/dedup_window.h"
 #include "core/queue_settings.h"
 #include "core/types.h"
 #include "storage/store.h"
@@ -106,7 +107,9 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // Drops every message and the queue's records from the store.
   void drop_storage();
   void on_batch_done(uint64_t batch, bool ok);
-  bool has_inflight_commits() const { return !tail_.empty() || !skipped_.empty() || !dedup_pending_.empty(); }
+  bool has_inflight_commits() const {
+    return !tail_.empty() || !skipped_.empty() || (dedup_ && dedup_->has_pending());
+  }
 
   // Timers from the schedule database (Engine::run_schedule), `key` being the entry's key.
   void expiry_due(uint64_t seq, storage::Db db, uint64_t now, std::string_view key);
@@ -156,11 +159,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   uint64_t expiry_for(const storage::MessageData& m, uint64_t now) const;
   // Deduplication: the message's key digest, if it has one; whether it was seen.
   std::optional<std::string> dedup_digest(const storage::MessageData& m) const;
-  std::optional<uint64_t> seen_batch(const std::string& digest, uint64_t now);
-  uint64_t next_dedup_order();
-  bool in_window(uint64_t order) const {
-    return order + settings.dedup->cache_size >= *dedup_next_order_;
-  }
+  DedupWindow& dedup_window(uint64_t now);
   void replace_in_tail(uint64_t seq, const MessagePtr& m);
 
   Engine& engine_;
@@ -183,10 +182,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   size_t round_robin_ = 0;
   uint64_t unused_deadline_ = 0;  // x-expires
   uint64_t duplicates_ = 0;
-  // Window keys whose commit is in flight: digest -> (batch, order).
-  std::unordered_map<std::string, std::pair<uint64_t, uint64_t>> dedup_pending_;
-  std::optional<uint64_t> dedup_next_order_;  // read from the store on first use
-  std::deque<std::pair<uint64_t, std::string>> dedup_pending_order_;
+  std::unique_ptr<DedupWindow> dedup_;  // loaded on first use
 };
 
 }  // namespace warren::core
