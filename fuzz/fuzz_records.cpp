@@ -12,7 +12,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string bytes(encoded_size(*m), '\0');
     encode_into(*m, bytes.data());
     auto again = decode_message(bytes);
-    if (!again || again->body != m->body || again->properties != m->properties) __builtin_trap();
+    if (!again || again->body != m->body || again->properties != m->properties ||
+        again->expires_at != m->expires_at || again->delivery_count != m->delivery_count ||
+        again->ready_at != m->ready_at)
+      __builtin_trap();
+    // The store's quick look at a record must agree with the full decoding.
+    auto t = peek_timers(in);
+    if (!t || t->expires_at != m->expires_at || t->ready_at != m->ready_at ||
+        t->body_bytes != m->body.size())
+      __builtin_trap();
   }
   (void)decode_queue(in);
   (void)decode_exchange(in);
