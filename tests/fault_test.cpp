@@ -68,6 +68,36 @@ TEST_F(Faults, FailedCommitNacksAndStoresNothing) {
   EXPECT_EQ(broker->channel().queue_declare("q", {.durable = true}).message_count, 0u);
 }
 
+TEST_F(Faults, ARefusedMessageLeavesNoDedupKeyBehind) {
+  FieldTable args;
+  args.set("x-message-deduplication", FieldValue(true));
+  auto publish = [](Channel& ch) {
+    Message m = persistent("order");
+    m.properties.message_id = "order-7";
+    ch.basic_publish("", "q", std::move(m));
+  };
+  {
+    auto broker = open_with(dir.path(), faults);
+    auto ch = broker->channel();
+    ch.queue_declare("q", {.durable = true, .arguments = args});
+    ch.confirm_select();
+    faults->fail_puts = true;
+    publish(ch);
+    EXPECT_FALSE(ch.wait_for_confirms(5s));  // refused: the producer will retry
+    faults->fail_puts = false;
+    publish(ch);
+    EXPECT_TRUE(ch.wait_for_confirms(5s));
+    EXPECT_EQ(broker->list_queues().front().messages_ready, 1u) << "the retry was taken for a duplicate";
+    EXPECT_EQ(broker->list_queues().front().duplicates, 0u);
+  }
+  auto broker = open_with(dir.path(), faults);
+  auto ch = broker->channel();
+  ch.confirm_select();
+  publish(ch);  // the stored window says it is a duplicate now
+  EXPECT_TRUE(ch.wait_for_confirms(5s));
+  EXPECT_EQ(broker->list_queues().front().messages_ready, 1u);
+}
+
 TEST_F(Faults, NackedMessagesAreNotLeftInTheQueue) {
   auto broker = open_with(dir.path(), faults);
   auto ch = broker->channel();

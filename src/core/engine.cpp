@@ -160,6 +160,7 @@ void Engine::wake_at(uint64_t ms) {
 }
 
 void Engine::on_timer() {
+  if (shut_down_) return;
   uint64_t next_unused = expire_unused_queues(now_ms());
   if (next_unused != UINT64_MAX) wake_at(next_unused);
   if (schedule_running_) return;
@@ -373,6 +374,8 @@ std::vector<QueueInfo> Engine::list_queues() const {
 void Engine::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  timer_at_ = 0;  // no timer from now on: what it would start needs the writer
+  timer_.cancel();
   auto connections = connections_;
   for (auto& c : connections) disconnect(*c);
   if (!writer_) return;

@@ -419,10 +419,10 @@ void Queue::on_batch_done(uint64_t batch, bool ok) {
     if (!ok && tail_.front().batch == batch) {
       // Never stored. If it was still waiting it is no longer there to wait; if it is out
       // with a consumer, the ack will find nothing to delete.
-      if (seq >= stream_seq_)
+      if (seq >= stream_seq_ || returned_.erase(seq)) {
         --ready_;
-      else if (returned_.erase(seq))
-        --ready_;
+        ready_bytes_ -= std::min(ready_bytes_, uint64_t(tail_.front().message->body.size()));
+      }
     }
     tail_.pop_front();
     ++tail_base_;
