@@ -398,7 +398,9 @@ Status Store::apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int
         auto key = message_key(op.queue_id, op.seq);
         MDB_val k{key.size(), key.data()}, v;
         if (mdb_get(txn, dbi, &k, &v) != MDB_SUCCESS) break;  // settled meanwhile: stays gone
-        rc = put_record(txn, op, 0);
+        // The old record's timers go; the new record's are scheduled afresh.
+        rc = unschedule(txn, op.queue_id, op.seq, peek_timers(view(v)).value_or(RecordTimers{}));
+        if (rc == MDB_SUCCESS) rc = put_record(txn, op, 0);
         if (rc == MDB_SUCCESS) rc = schedule(txn, op);
         break;
       }

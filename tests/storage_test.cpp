@@ -303,5 +303,97 @@ TEST(Writer, ReportsEachBatchOutcome) {
   EXPECT_EQ(writer.backlog_bytes(), 0u);
 }
 
+size_t count_entries(Store& store, Db db, std::string_view from, std::string_view to) {
+  ReadView view(store);
+  size_t n = 0;
+  view.scan(db, from, to, [&](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  });
+  return n;
+}
+
+size_t schedule_entries(Store& store) {
+  return count_entries(store, Db::schedule, std::string(1, '\0'), std::string(1, '\x7f'));
+}
+
+TEST(Records, OptionalFieldsRoundTripAndPeek) {
+  MessageData m = *message(10);
+  m.expires_at = 1'700'000'000'123;
+  m.delivery_count = 3;
+  m.ready_at = 1'700'000'000'456;
+  std::string bytes(encoded_size(m), '\0');
+  encode_into(m, bytes.data());
+  auto back = decode_message(bytes);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->expires_at, m.expires_at);
+  EXPECT_EQ(back->delivery_count, 3u);
+  EXPECT_EQ(back->ready_at, m.ready_at);
+  EXPECT_TRUE(back->persistent());
+  auto t = peek_timers(bytes);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->expires_at, m.expires_at);
+  EXPECT_EQ(t->body_bytes, 10u);
+}
+
+TEST(Store, ScheduleEntriesLiveAndDieWithTheirMessages) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  auto timed = [](uint64_t expires_at, uint64_t ready_at) {
+    auto m = std::make_shared<MessageData>(*message(5));
+    m->expires_at = expires_at;
+    m->ready_at = ready_at;
+    return std::shared_ptr<const MessageData>(m);
+  };
+  ASSERT_TRUE(store->write({Op::put_message(Db::messages, 1, 1, timed(100, 0)),
+                            Op::put_message(Db::messages, 1, 2, timed(200, 150)),
+                            Op::put_message(Db::messages, 1, 3, timed(0, 0)),
+                            Op::put_message(Db::messages, 2, 1, timed(300, 0))}));
+  EXPECT_EQ(schedule_entries(*store), 4u);
+  {
+    ReadView view(*store);
+    auto first = view.seek(Db::schedule, std::string(1, 'E'), std::string(1, 'F'));
+    ASSERT_TRUE(first);
+    auto e = parse_schedule_key(first->first);
+    EXPECT_EQ(e.time, 100u);
+    EXPECT_EQ(e.seq, 1u);
+    EXPECT_EQ(first->second.size(), 9u);  // db octet + body bytes
+  }
+  ASSERT_TRUE(store->write({Op::del_message(Db::messages, 1, 1, 5)}));
+  EXPECT_EQ(schedule_entries(*store), 3u);
+  // A rewrite that clears the retry time takes its entry away; the expiry entry goes with
+  // the message.
+  ASSERT_TRUE(store->write({Op::replace_message(Db::messages, 1, 2, timed(200, 0))}));
+  ASSERT_TRUE(store->write({Op::del_message_range(Db::messages, 1, 0, 10)}));
+  EXPECT_EQ(schedule_entries(*store), 1u);
+  ASSERT_TRUE(store->write({Op::drop_queue(2)}));
+  EXPECT_EQ(schedule_entries(*store), 0u);
+  // Replacing a message that is gone does not bring it back.
+  ASSERT_TRUE(store->write({Op::replace_message(Db::messages, 1, 2, timed(0, 0))}));
+  EXPECT_EQ(count_messages(*store, Db::messages, 1), 0u);
+}
+
+TEST(Store, DedupWindowNeverGrowsPastItsBounds) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  for (uint64_t i = 0; i < 10; ++i) {
+    std::string digest = digest128("key-" + std::to_string(i));
+    ASSERT_TRUE(store->write({Op::dedup_insert(7, digest, i, 1000 + i, 3, 0)}));
+  }
+  auto from = keys_key('O', 7), to = keys_key('O', 8);
+  EXPECT_EQ(count_entries(*store, Db::keys, from, to), 3u);
+  {
+    ReadView view(*store);
+    auto oldest = view.seek(Db::keys, from, to);
+    ASSERT_TRUE(oldest);
+    EXPECT_EQ(get_be64(oldest->first.data() + 9), 7u);  // orders 7, 8, 9 are left
+  }
+  // By age: one insert at time 5000 with a 1000 ms window leaves only itself.
+  ASSERT_TRUE(store->write({Op::dedup_insert(7, digest128("late"), 10, 5000, 3, 1000)}));
+  EXPECT_EQ(count_entries(*store, Db::keys, from, to), 1u);
+  ASSERT_TRUE(store->write({Op::drop_queue(7)}));
+  EXPECT_EQ(count_entries(*store, Db::keys, std::string(1, '\0'), std::string(1, '\x7f')), 0u);
+}
+
 }  // namespace
 }  // namespace warren::storage
