@@ -138,6 +138,29 @@ void parse(const std::string& text, Round& r) {
   }
 }
 
+// After a kill: every confirmed message is present (unless it was being acknowledged:
+// either way is right), no acknowledged one came back, none is there twice.
+void check_round(int round, const Round& r, const std::multiset<uint64_t>& present,
+                 const std::set<uint64_t>& all_acked) {
+  for (uint64_t id : r.confirmed) {
+    if (r.got.count(id)) continue;
+    ASSERT_TRUE(present.count(id)) << "round " << round << ": confirmed " << id << " lost";
+  }
+  for (uint64_t id : all_acked)
+    ASSERT_FALSE(present.count(id)) << "round " << round << ": acked " << id << " is back";
+  for (uint64_t id : present)
+    ASSERT_EQ(present.count(id), 1u) << "round " << round << ": " << id << " in two places";
+}
+
+// The next round's ids start above every id seen so far.
+uint64_t next_start(uint64_t start, const Round& r, const std::multiset<uint64_t>& present) {
+  uint64_t highest = start;
+  for (const auto* s : {&r.confirmed, &r.got})
+    if (!s->empty()) highest = std::max(highest, *s->rbegin());
+  if (!present.empty()) highest = std::max(highest, *present.rbegin());
+  return highest + 1;
+}
+
 // Starts the child, lets it run for `run_for`, kills it, returns what it said.
 std::string run_and_kill(const std::string& dir, uint64_t start,
                          std::chrono::milliseconds run_for, const char* mode = "--crash-child") {
@@ -197,24 +220,13 @@ TEST(Crash, ConfirmedMessagesSurviveKillNineAndAckedOnesStayGone) {
     ch.queue_declare(kQueue, {.durable = true});
     std::multiset<uint64_t> present;
     while (auto d = ch.basic_get(kQueue)) present.insert(std::stoull(d->message.body));
-    for (uint64_t id : r.confirmed) {
-      if (r.got.count(id)) continue;  // being acknowledged when killed: either way is right
-      ASSERT_TRUE(present.count(id)) << "round " << round << ": confirmed " << id << " lost";
-    }
-    for (uint64_t id : all_acked)
-      ASSERT_FALSE(present.count(id)) << "round " << round << ": acked " << id << " is back";
-    for (uint64_t id : present)
-      ASSERT_EQ(present.count(id), 1u) << "round " << round << ": " << id << " twice";
+    ASSERT_NO_FATAL_FAILURE(check_round(round, r, present, all_acked));
     // The parent's own acks must hold across the next crashes as well; they also keep
     // every round's check small.
     ch.basic_ack(0, true);
     ch.flush();
     all_acked.insert(present.begin(), present.end());
-    uint64_t highest = start;
-    for (const auto* s : {&r.confirmed, &r.got})
-      if (!s->empty()) highest = std::max(highest, *s->rbegin());
-    if (!present.empty()) highest = std::max(highest, *present.rbegin());
-    start = highest + 1;
+    start = next_start(start, r, present);
   }
   EXPECT_GT(total_confirmed, size_t(kRounds)) << "the child hardly ever got a confirm in";
   EXPECT_FALSE(all_acked.empty());
@@ -256,22 +268,13 @@ TEST(Crash, DeadLetterMovesAndDelayedRetriesLeaveEveryMessageInExactlyOnePlace) 
         present.insert(std::stoull(d->message.body));
         total_dead += q == std::string(kDead);
       }
-    for (uint64_t id : r.confirmed) {
-      if (r.got.count(id)) continue;
-      ASSERT_TRUE(present.count(id)) << "round " << round << ": confirmed " << id << " lost";
-    }
-    for (uint64_t id : all_acked)
-      ASSERT_FALSE(present.count(id)) << "round " << round << ": acked " << id << " is back";
-    for (uint64_t id : present)
-      ASSERT_EQ(present.count(id), 1u) << "round " << round << ": " << id << " in two places";
+    ASSERT_NO_FATAL_FAILURE(check_round(round, r, present, all_acked));
+    // The parent's own acks must hold across the next crashes as well; they also keep
+    // every round's check small.
     ch.basic_ack(0, true);
     ch.flush();
     all_acked.insert(present.begin(), present.end());
-    uint64_t highest = start;
-    for (const auto* s : {&r.confirmed, &r.got})
-      if (!s->empty()) highest = std::max(highest, *s->rbegin());
-    if (!present.empty()) highest = std::max(highest, *present.rbegin());
-    start = highest + 1;
+    start = next_start(start, r, present);
   }
   EXPECT_GT(total_confirmed, size_t(kRounds));
   EXPECT_GT(total_dead, 0u) << "nothing was ever dead-lettered: the test checked nothing";
