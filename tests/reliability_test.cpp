@@ -440,8 +440,23 @@ TEST_F(RestartTest, DuplicatesAreAckedNotEnqueuedAndTheIndexSurvives) {
   auto ch = broker->channel();
   ch.confirm_select();
   ch.basic_publish("", "orders", with_id("retried after restart", "order-2"));
+  // A transient message is lost in a restart, so its key must not refuse its retry.
+  Message lost = with_id("transient", "order-3");
+  lost.properties.delivery_mode = 1;
+  {
+    auto b2 = broker->channel();
+    b2.basic_publish("", "orders", lost);
+    b2.basic_publish("", "orders", lost);  // but while it lives, it is a duplicate
+    b2.flush();
+  }
   EXPECT_TRUE(ch.wait_for_confirms(5s));
-  EXPECT_EQ(info(*broker, "orders").messages_ready, 4u);
+  EXPECT_EQ(info(*broker, "orders").messages_ready, 5u);
+  broker.reset();
+  broker = open();
+  ch = broker->channel();
+  ch.basic_publish("", "orders", lost);
+  ch.flush();
+  EXPECT_EQ(info(*broker, "orders").messages_ready, 5u);
   EXPECT_EQ(ch.basic_get("orders", true)->message.body, "first");
 }
 

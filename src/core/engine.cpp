@@ -131,7 +131,8 @@ void Engine::recover_delayed() {
             [&](std::string_view key, std::string_view value) {
               auto e = storage::parse_schedule_key(key);
               auto q = find_queue(e.queue_id);
-              if (q && value.size() == 9)
+              // Transient messages did not survive; their entries go at the first round.
+              if (q && value.size() == 9 && Db(value[0]) == Db::messages)
                 q->recover_delayed(e.seq, Db(value[0]), storage::get_be64(value.data() + 1));
               return true;
             });

@@ -125,12 +125,16 @@ Queue::Enqueued Queue::enqueue(MessagePtr message) {
   uint64_t seq = next_seq_++;
   uint64_t batch = 0;
   if (digest) {
-    // The window entry commits with its message, or neither does.
+    // The window entry commits with its message, or neither does. It is stored only with a
+    // message that outlives a restart: after one, a lost message's key must not refuse its
+    // retry.
     storage::Writer::SameBatch together(engine_.writer());
     batch = engine_.writer().submit(Op::put_message(db, id, seq, message));
     uint64_t order = dedup_->insert(DedupWindow::from_bytes(*digest), now, batch);
-    engine_.writer().submit(Op::dedup_insert(id, *digest, order, now, settings.dedup->cache_size,
-                                             settings.dedup->cache_ttl_ms));
+    if (keep)
+      engine_.writer().submit(Op::dedup_insert(id, *digest, order, now,
+                                               settings.dedup->cache_size,
+                                               settings.dedup->cache_ttl_ms));
   } else {
     batch = engine_.writer().submit(Op::put_message(db, id, seq, message));
   }
