@@ -142,13 +142,34 @@ Queue::Enqueued Queue::enqueue(MessagePtr message) {
     tail_base_ = seq;
     engine_.track_inflight(shared_from_this());
   }
-  if (message->expires_at) engine_.wake_at(message->expires_at);
+  const uint64_t expires_at = message->expires_at;
+  if (expires_at) engine_.wake_at(expires_at);
   tail_.push_back({std::move(message), batch, db});
   ++ready_;
   ready_bytes_ += tail_.back().message->body.size();
   drop_head_over_limit();
-  schedule_dispatch();
+  if (expires_at && expires_at <= now)
+    expire_unless_taken_now(seq);
+  else
+    schedule_dispatch();
   return {keep ? batch : 0, false};
+}
+
+// A TTL of 0: only a consumer that can take the message right now may have it.
+void Queue::expire_unless_taken_now(uint64_t seq) {
+  dispatch();
+  if (seq < stream_seq_ || seq < tail_base_ || skip_in_stream(seq)) return;  // taken or gone
+  const TailEntry& e = tail_[seq - tail_base_];
+  --ready_;
+  ready_bytes_ -= std::min(ready_bytes_, uint64_t(e.message->body.size()));
+  if (seq + 1 == next_seq_ && seq == stream_seq_) {
+    ++stream_seq_;
+  } else {
+    skipped_[seq] = UINT64_MAX;  // until the batch deleting it is known
+  }
+  MessagePtr m = e.message;
+  uint64_t deleting = discard(seq, e.db, m, "expired");
+  if (auto it = skipped_.find(seq); it != skipped_.end()) it->second = deleting;
 }
 
 void Queue::drop_head_over_limit() {
@@ -165,6 +186,7 @@ void Queue::drop_head_over_limit() {
 
 MessagePtr Queue::load(uint64_t seq, Db db) {
   if (seq >= tail_base_ && seq < next_seq_) return tail_[seq - tail_base_].message;
+  if (auto it = rewritten_.find(seq); it != rewritten_.end()) return it->second.first;
   storage::ReadView view(engine_.store());
   auto key = storage::message_key(id, seq);
   auto bytes = view.get(db, std::string_view(key.data(), key.size()));
@@ -290,8 +312,11 @@ void Queue::make_ready(uint64_t seq, Db db, uint64_t body_bytes) {
   ready_bytes_ += body_bytes;
 }
 
-void Queue::replace_in_tail(uint64_t seq, const MessagePtr& m) {
+void Queue::note_rewrite(uint64_t seq, const MessagePtr& m, uint64_t batch) {
+  // Both: the tail entry may leave when its own, earlier batch commits.
   if (seq >= tail_base_ && seq < next_seq_) tail_[seq - tail_base_].message = m;
+  rewritten_[seq] = {m, batch};
+  engine_.track_inflight(shared_from_this());
 }
 
 void Queue::returned(const Delivered& d, bool failed) {
@@ -315,8 +340,7 @@ void Queue::returned(const Delivered& d, bool failed) {
     if (failed && settings.requeue_delay)
       counted->ready_at = now + settings.requeue_delay->delay_for(counted->delivery_count);
     MessagePtr updated = counted;
-    engine_.writer().submit(Op::replace_message(d.db, id, d.seq, updated));
-    replace_in_tail(d.seq, updated);
+    note_rewrite(d.seq, updated, engine_.writer().submit(Op::replace_message(d.db, id, d.seq, updated)));
     if (updated->ready_at) {
       delayed_.emplace(d.seq, DelayedEntry{d.db, d.body_bytes});
       engine_.wake_at(updated->ready_at);
@@ -432,6 +456,7 @@ void Queue::on_batch_done(uint64_t batch, bool ok) {
     ++tail_base_;
   }
   std::erase_if(skipped_, [&](const auto& entry) { return entry.second <= batch; });
+  std::erase_if(rewritten_, [&](const auto& entry) { return entry.second.second <= batch; });
   if (dedup_) dedup_->batch_done(batch, ok);
 }
 

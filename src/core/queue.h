@@ -108,7 +108,8 @@ class Queue : public std::enable_shared_from_this<Queue> {
   void drop_storage();
   void on_batch_done(uint64_t batch, bool ok);
   bool has_inflight_commits() const {
-    return !tail_.empty() || !skipped_.empty() || (dedup_ && dedup_->has_pending());
+    return !tail_.empty() || !skipped_.empty() || !rewritten_.empty() ||
+           (dedup_ && dedup_->has_pending());
   }
 
   // Timers from the schedule database (Engine::run_schedule), `key` being the entry's key.
@@ -156,11 +157,13 @@ class Queue : public std::enable_shared_from_this<Queue> {
   void make_ready(uint64_t seq, storage::Db db, uint64_t body_bytes);
   bool would_overflow(uint64_t body_bytes) const;
   void drop_head_over_limit();
+  void expire_unless_taken_now(uint64_t seq);
   uint64_t expiry_for(const storage::MessageData& m, uint64_t now) const;
   // Deduplication: the message's key digest, if it has one; whether it was seen.
   std::optional<std::string> dedup_digest(const storage::MessageData& m) const;
   DedupWindow& dedup_window(uint64_t now);
-  void replace_in_tail(uint64_t seq, const MessagePtr& m);
+  // A record rewritten by `batch`: reads see the new one before that batch commits.
+  void note_rewrite(uint64_t seq, const MessagePtr& m, uint64_t batch);
 
   Engine& engine_;
   uint64_t next_seq_ = 1;                     // the next publish gets this
@@ -170,6 +173,8 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // Removed by a timer ahead of the read position; seq -> the batch deleting it. Gone from
   // the store once that batch commits.
   std::map<uint64_t, uint64_t> skipped_;
+  // Records rewritten (delivery counts) whose commit is in flight: seq -> (message, batch).
+  std::map<uint64_t, std::pair<MessagePtr, uint64_t>> rewritten_;
   std::deque<TailEntry> tail_;                // uncommitted messages, seqs [tail_base_, next_seq_)
   uint64_t tail_base_ = 1;
   uint64_t ready_ = 0;
