@@ -64,6 +64,15 @@ void Writer::wait_for_room(uint64_t limit) {
   done_cv_.wait(lock, [&] { return backlog_bytes_.load() <= limit || stopping_; });
 }
 
+void Writer::release(uint64_t bytes) {
+  if (bytes == 0) return;
+  {
+    std::lock_guard lock(mutex_);
+    backlog_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  }
+  done_cv_.notify_all();
+}
+
 void Writer::stop() {
   {
     std::lock_guard lock(mutex_);

@@ -44,6 +44,10 @@ class Writer {
   uint64_t backlog_bytes() const { return backlog_bytes_.load(std::memory_order_relaxed); }
   // Blocks while the backlog is above limit.
   void wait_for_room(uint64_t limit);
+  // Counts bytes on their way to being submitted (a publish queued in a channel's outbox),
+  // so that publishers racing ahead of the loop are held too; released once submitted.
+  void reserve(uint64_t bytes) { backlog_bytes_.fetch_add(bytes, std::memory_order_relaxed); }
+  void release(uint64_t bytes);
 
   void stop();
 

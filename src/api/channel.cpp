@@ -55,6 +55,9 @@ void ChannelHandle::drain_outbox() {
     std::lock_guard lock(outbox_mutex_);
     draining_.swap(outbox_);
   }
+  uint64_t reserved = 0;
+  for (auto& op : draining_)
+    if (op.kind == AsyncOp::Kind::publish) reserved += op.publish.body.size();
   for (auto& op : draining_) {
     // A failure closes the channel; the next call on it reports the reason.
     if (!core_ || !core_->is_open()) break;
@@ -74,6 +77,7 @@ void ChannelHandle::drain_outbox() {
     }
   }
   draining_.clear();
+  broker_->writer().release(reserved);  // submitted now, or dropped with a closed channel
 }
 
 uint64_t ChannelHandle::note_publish() {
@@ -359,6 +363,7 @@ uint64_t Channel::basic_publish(std::string_view exchange, std::string_view rout
   api::check_properties(message.properties);
   auto& broker = handle_->broker();
   if (!broker.in_engine()) broker.writer().wait_for_room(broker.options().publish_backlog_limit);
+  broker.writer().reserve(message.body.size());  // released when the loop takes it
   core::PublishInput in;
   in.exchange = exchange;
   in.routing_key = routing_key;
