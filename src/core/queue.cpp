@@ -157,7 +157,9 @@ Queue::Enqueued Queue::enqueue(MessagePtr message) {
 
 // A TTL of 0: only a consumer that can take the message right now may have it.
 void Queue::expire_unless_taken_now(uint64_t seq) {
+  expiring_now_ = seq;  // a consumer that can take it now gets it, however the clock ticks
   dispatch();
+  expiring_now_ = 0;
   if (seq < stream_seq_ || seq < tail_base_ || skip_in_stream(seq)) return;  // taken or gone
   const TailEntry& e = tail_[seq - tail_base_];
   --ready_;
@@ -270,7 +272,7 @@ std::optional<Taken> Queue::take_next() {
   uint64_t now = 0;
   while (auto t = take_head()) {
     uint64_t at = t->message->expires_at;
-    if (at && at < (now ? now : (now = now_ms()))) {
+    if (at && t->seq != expiring_now_ && at < (now ? now : (now = now_ms()))) {
       discard(t->seq, t->db, t->message, "expired");
       continue;
     }

@@ -186,6 +186,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   bool dispatch_scheduled_ = false;
   size_t round_robin_ = 0;
   uint64_t unused_deadline_ = 0;  // x-expires
+  uint64_t expiring_now_ = 0;     // the TTL-0 message being offered to consumers
   uint64_t duplicates_ = 0;
   std::unique_ptr<DedupWindow> dedup_;  // loaded on first use
 };
