@@ -120,13 +120,12 @@ Op Op::put_message(Db db, uint64_t queue_id, uint64_t seq,
   op.message = std::move(message);
   return op;
 }
-Op Op::del_message(Db db, uint64_t queue_id, uint64_t seq, uint64_t body_bytes) {
+Op Op::del_message(Db db, uint64_t queue_id, uint64_t seq) {
   Op op;
   op.kind = Kind::del_message;
   op.db = db;
   op.queue_id = queue_id;
   op.seq = seq;
-  op.bytes = body_bytes;
   return op;
 }
 Op Op::del_message_range(Db db, uint64_t queue_id, uint64_t from, uint64_t to) {

@@ -68,7 +68,7 @@ struct Op {
     del,                 // erase db[key]
     put_message,         // db(queue_id, seq) = message
     replace_message,     // db(queue_id, seq) = message, if it is still there
-    del_message,         // erase db(queue_id, seq); `bytes` = its body size
+    del_message,         // erase db(queue_id, seq)
     del_message_range,   // erase db(queue_id, seq .. seq_end-1)
     set_delivered_mark,  // queue_stats(queue_id).delivered_mark = seq
     drop_queue,          // erase the queue's messages (both dbs), stats and window
@@ -88,7 +88,7 @@ struct Op {
   static Op del(Db db, std::string key);
   static Op put_message(Db db, uint64_t queue_id, uint64_t seq,
                         std::shared_ptr<const MessageData> message);
-  static Op del_message(Db db, uint64_t queue_id, uint64_t seq, uint64_t body_bytes);
+  static Op del_message(Db db, uint64_t queue_id, uint64_t seq);
   static Op del_message_range(Db db, uint64_t queue_id, uint64_t from, uint64_t to);
   static Op set_delivered_mark(uint64_t queue_id, uint64_t mark);
   static Op drop_queue(uint64_t queue_id);

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 
+#include "test_util.h"
 #include "warren/broker.h"
 #include "warren/error.h"
 
@@ -72,5 +73,14 @@ inline std::unique_ptr<Broker> memory_broker(BrokerOptions o = {}) {
   o.durability = Durability::in_memory;
   return Broker::open(o);
 }
+
+// A broker on a real data directory, opened (and reopened) with fsync durability.
+class DurableBrokerTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+  std::unique_ptr<Broker> open() {
+    return Broker::open({.data_dir = dir.path(), .durability = Durability::fsync});
+  }
+};
 
 }  // namespace warren::testing

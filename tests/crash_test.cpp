@@ -17,6 +17,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
@@ -37,6 +39,23 @@ void say(char kind, uint64_t id) {
   char line[32];
   int n = std::snprintf(line, sizeof line, "%c %llu\n", kind, (unsigned long long)id);
   (void)!write(STDOUT_FILENO, line, size_t(n));  // one short write: atomic on a pipe
+}
+
+// Puts the publisher in confirm mode and says "C id" for each confirmed message, the
+// channel's n-th publish being id start + n - 1.
+void report_confirms(Channel& publisher, uint64_t start) {
+  publisher.confirm_select();
+  struct Reported {
+    std::mutex m;
+    uint64_t upto = 0;
+  };
+  auto reported = std::make_shared<Reported>();
+  publisher.on_confirm([reported, start](uint64_t seq, bool multiple, bool ack) {
+    if (!ack) return;
+    std::lock_guard lock(reported->m);
+    for (uint64_t s = multiple ? reported->upto + 1 : seq; s <= seq; ++s) say('C', start + s - 1);
+    reported->upto = std::max(reported->upto, seq);
+  });
 }
 
 constexpr const char* kDead = "crash-dead";
@@ -60,15 +79,7 @@ void declare_retrying(Channel& ch) {
   auto publisher = broker->channel();
   auto worker = broker->channel();
   declare_retrying(publisher);
-  publisher.confirm_select();
-  std::mutex m;
-  uint64_t reported = 0;
-  publisher.on_confirm([&](uint64_t seq, bool multiple, bool ack) {
-    if (!ack) return;
-    std::lock_guard lock(m);
-    for (uint64_t s = multiple ? reported + 1 : seq; s <= seq; ++s) say('C', start + s - 1);
-    reported = std::max(reported, seq);
-  });
+  report_confirms(publisher, start);
   for (uint64_t i = 0;; ++i) {
     publisher.basic_publish("", kQueue, persistent(std::to_string(start + i)));
     if (i % 16 == 15) publisher.wait_for_confirms(60s);
@@ -96,15 +107,7 @@ void declare_retrying(Channel& ch) {
   auto publisher = broker->channel();
   auto getter = broker->channel();
   publisher.queue_declare(kQueue, {.durable = true});
-  publisher.confirm_select();
-  std::mutex m;
-  uint64_t reported = 0;  // confirmed sequence numbers reported so far
-  publisher.on_confirm([&](uint64_t seq, bool multiple, bool ack) {
-    if (!ack) return;
-    std::lock_guard lock(m);
-    for (uint64_t s = multiple ? reported + 1 : seq; s <= seq; ++s) say('C', start + s - 1);
-    reported = std::max(reported, seq);
-  });
+  report_confirms(publisher, start);
   for (uint64_t i = 0;; ++i) {
     uint64_t id = start + i;
     Message msg = persistent(std::to_string(id));
@@ -163,7 +166,7 @@ uint64_t next_start(uint64_t start, const Round& r, const std::multiset<uint64_t
 
 // Starts the child, lets it run for `run_for`, kills it, returns what it said.
 std::string run_and_kill(const std::string& dir, uint64_t start,
-                         std::chrono::milliseconds run_for, const char* mode = "--crash-child") {
+                         std::chrono::milliseconds run_for, const char* mode) {
   int fds[2];
   if (pipe(fds) != 0) return {};
   pid_t pid = fork();
@@ -198,7 +201,12 @@ std::string run_and_kill(const std::string& dir, uint64_t start,
   return out;
 }
 
-TEST(Crash, ConfirmedMessagesSurviveKillNineAndAckedOnesStayGone) {
+// Kills the child `mode` at random moments, `rounds` times. After each kill, `collect`
+// takes every message left in the store (from the reopened broker) and the round is checked;
+// the parent then acknowledges them all, which must hold across the next kills too and keeps
+// every round's check small. Returns how many confirms the child reported.
+size_t kill_rounds(const char* mode, int rounds,
+                   const std::function<std::multiset<uint64_t>(Broker&, Channel&)>& collect) {
   TempDir dir;
   const std::string data = dir.sub("data");
   unsigned seed = unsigned(std::random_device{}());
@@ -208,75 +216,63 @@ TEST(Crash, ConfirmedMessagesSurviveKillNineAndAckedOnesStayGone) {
   std::set<uint64_t> all_acked;
   uint64_t start = 1;
   size_t total_confirmed = 0;
-  constexpr int kRounds = 24;
-  for (int round = 0; round < kRounds; ++round) {
+  for (int round = 0; round < rounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
     Round r;
-    parse(run_and_kill(data, start, std::chrono::milliseconds(pause_ms(rng))), r);
+    parse(run_and_kill(data, start, std::chrono::milliseconds(pause_ms(rng)), mode), r);
     all_acked.insert(r.acked.begin(), r.acked.end());
     total_confirmed += r.confirmed.size();
 
     auto broker = Broker::open({.data_dir = data, .durability = Durability::fsync});
     auto ch = broker->channel();
-    ch.queue_declare(kQueue, {.durable = true});
-    std::multiset<uint64_t> present;
-    while (auto d = ch.basic_get(kQueue)) present.insert(std::stoull(d->message.body));
-    ASSERT_NO_FATAL_FAILURE(check_round(round, r, present, all_acked));
-    // The parent's own acks must hold across the next crashes as well; they also keep
-    // every round's check small.
+    std::multiset<uint64_t> present = collect(*broker, ch);
+    if (::testing::Test::HasFatalFailure()) return total_confirmed;
+    check_round(round, r, present, all_acked);
+    if (::testing::Test::HasFatalFailure()) return total_confirmed;
     ch.basic_ack(0, true);
     ch.flush();
     all_acked.insert(present.begin(), present.end());
     start = next_start(start, r, present);
   }
-  EXPECT_GT(total_confirmed, size_t(kRounds)) << "the child hardly ever got a confirm in";
   EXPECT_FALSE(all_acked.empty());
+  return total_confirmed;
+}
+
+TEST(Crash, ConfirmedMessagesSurviveKillNineAndAckedOnesStayGone) {
+  constexpr int kRounds = 24;
+  size_t confirmed = kill_rounds("--crash-child", kRounds, [](Broker&, Channel& ch) {
+    ch.queue_declare(kQueue, {.durable = true});
+    std::multiset<uint64_t> present;
+    while (auto d = ch.basic_get(kQueue)) present.insert(std::stoull(d->message.body));
+    return present;
+  });
+  EXPECT_GT(confirmed, size_t(kRounds)) << "the child hardly ever got a confirm in";
 }
 
 TEST(Crash, DeadLetterMovesAndDelayedRetriesLeaveEveryMessageInExactlyOnePlace) {
-  TempDir dir;
-  const std::string data = dir.sub("data");
-  unsigned seed = unsigned(std::random_device{}());
-  std::mt19937 rng(seed);
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::uniform_int_distribution<int> pause_ms(20, 250);
-  std::set<uint64_t> all_acked;
-  uint64_t start = 1;
-  size_t total_confirmed = 0, total_dead = 0;
   constexpr int kRounds = 16;
-  for (int round = 0; round < kRounds; ++round) {
-    Round r;
-    parse(run_and_kill(data, start, std::chrono::milliseconds(pause_ms(rng)), "--retry-child"), r);
-    all_acked.insert(r.acked.begin(), r.acked.end());
-    total_confirmed += r.confirmed.size();
-
-    auto broker = Broker::open({.data_dir = data, .durability = Durability::fsync});
-    auto ch = broker->channel();
+  size_t total_dead = 0;
+  size_t confirmed = kill_rounds("--retry-child", kRounds, [&](Broker& broker, Channel& ch) {
     declare_retrying(ch);
+    std::multiset<uint64_t> present;
     // Delayed retries come back after a few ms; wait until none is held.
-    auto deadline = std::chrono::steady_clock::now() + 10s;
     auto delayed = [&] {
-      for (auto& q : broker->list_queues())
+      for (auto& q : broker.list_queues())
         if (q.messages_delayed) return true;
       return false;
     };
+    auto deadline = std::chrono::steady_clock::now() + 10s;
     while (delayed() && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(2ms);
-    ASSERT_FALSE(delayed()) << "round " << round << ": a delayed retry never came back";
-    std::multiset<uint64_t> present;
+    EXPECT_FALSE(delayed()) << "a delayed retry never came back";
     for (const char* q : {kQueue, kDead})
       while (auto d = ch.basic_get(q)) {
         present.insert(std::stoull(d->message.body));
         total_dead += q == std::string(kDead);
       }
-    ASSERT_NO_FATAL_FAILURE(check_round(round, r, present, all_acked));
-    // The parent's own acks must hold across the next crashes as well; they also keep
-    // every round's check small.
-    ch.basic_ack(0, true);
-    ch.flush();
-    all_acked.insert(present.begin(), present.end());
-    start = next_start(start, r, present);
-  }
-  EXPECT_GT(total_confirmed, size_t(kRounds));
+    return present;
+  });
+  EXPECT_GT(confirmed, size_t(kRounds));
   EXPECT_GT(total_dead, 0u) << "nothing was ever dead-lettered: the test checked nothing";
 }
 

@@ -9,13 +9,7 @@ namespace {
 
 using namespace warren::testing;
 
-class Recovery : public ::testing::Test {
- protected:
-  TempDir dir;
-  std::unique_ptr<Broker> open() {
-    return Broker::open({.data_dir = dir.path(), .durability = Durability::fsync});
-  }
-};
+using Recovery = DurableBrokerTest;
 
 TEST_F(Recovery, DurableDefinitionsAndPersistentMessagesSurvive) {
   {

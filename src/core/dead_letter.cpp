@@ -90,6 +90,7 @@ DeadLettered dead_letter_copy(const storage::MessageData& original, std::string_
   out.message.routing_key = out.routing_keys.front();
   out.message.properties = wire::encode_properties(p);
   out.message.body = original.body;
+  out.properties = std::move(p);
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "storage/records.h"
+#include "warren/properties.h"
 
 namespace warren::core {
 
@@ -18,7 +19,8 @@ struct DeadLetterTarget {
 };
 
 struct DeadLettered {
-  storage::MessageData message;
+  storage::MessageData message;           // a new message: no expiry, count or retry time
+  BasicProperties properties;             // its properties, decoded
   std::vector<std::string> routing_keys;  // where the copy is routed
 };
 

@@ -286,9 +286,8 @@ namespace {
 
 // RabbitMQ's cycle rule: a copy does not go back to a queue already in its x-death unless a
 // consumer rejected it somewhere along the way since (that entry included).
-bool is_dead_letter_cycle(const storage::MessageData& copy, std::string_view target) {
-  auto p = wire::decode_properties(copy.properties);
-  const FieldValue* deaths = p && p->headers ? p->headers->find("x-death") : nullptr;
+bool is_dead_letter_cycle(const FieldTable* headers, std::string_view target) {
+  const FieldValue* deaths = headers ? headers->find("x-death") : nullptr;
   const auto* list = deaths ? deaths->as<FieldArray>() : nullptr;
   if (!list) return false;
   for (const auto& d : *list) {
@@ -310,15 +309,11 @@ void Engine::dead_letter(Queue& q, const storage::MessageData& original, std::st
   auto exchange = vhost && q.dead_letter ? vhost->find_exchange(q.dead_letter->exchange) : nullptr;
   if (!exchange) return;  // a dead-letter exchange that does not exist drops it
   DeadLettered copy = dead_letter_copy(original, q.name, reason, *q.dead_letter, now_ms() / 1000);
-  copy.message.expires_at = 0;
-  copy.message.delivery_count = 0;
-  copy.message.ready_at = 0;
-  auto properties = wire::decode_properties(copy.message.properties);
-  const FieldTable* headers = properties && properties->headers ? &*properties->headers : nullptr;
+  const FieldTable* headers = copy.properties.headers ? &*copy.properties.headers : nullptr;
   std::vector<std::shared_ptr<Queue>> targets;
   for (const auto& key : copy.routing_keys) vhost->route(*exchange, key, headers, targets);
   if (reason != "rejected")
-    std::erase_if(targets, [&](const auto& t) { return is_dead_letter_cycle(copy.message, t->name); });
+    std::erase_if(targets, [&](const auto& t) { return is_dead_letter_cycle(headers, t->name); });
   auto message = std::make_shared<const storage::MessageData>(std::move(copy.message));
   storage::Writer::SameBatch together(*writer_);
   for (auto& target : targets) target->enqueue(message);

@@ -100,7 +100,9 @@ bool Queue::would_overflow(uint64_t body_bytes) const {
 }
 
 Queue::Enqueued Queue::enqueue(MessagePtr message) {
-  const uint64_t now = now_ms();
+  // The clock only for what needs it: plain publishes are the hot path.
+  const bool timed = settings.dedup || settings.message_ttl || message->expires_at;
+  const uint64_t now = timed ? now_ms() : 0;
   std::optional<std::string> digest;
   if (settings.dedup && (digest = dedup_digest(*message))) {
     if (auto batch = dedup_window(now).find(DedupWindow::from_bytes(*digest), now)) {
@@ -288,7 +290,7 @@ uint64_t Queue::discard(uint64_t seq, Db db, const MessagePtr& message, std::str
   // is in exactly one of the two queues.
   storage::Writer::SameBatch together(engine_.writer());
   uint64_t batch =
-      engine_.writer().submit(Op::del_message(db, id, seq, message ? message->body.size() : 0));
+      engine_.writer().submit(Op::del_message(db, id, seq));
   engine_.note_space_freed();
   if (message && dead_letter) engine_.dead_letter(*this, *message, reason);
   return batch;
@@ -297,7 +299,7 @@ uint64_t Queue::discard(uint64_t seq, Db db, const MessagePtr& message, std::str
 void Queue::acked(const Delivered& d) {
   --unacked_;
   if (deleted) return;
-  engine_.writer().submit(Op::del_message(d.db, id, d.seq, d.body_bytes));
+  engine_.writer().submit(Op::del_message(d.db, id, d.seq));
   engine_.note_space_freed();
 }
 
@@ -381,45 +383,45 @@ uint32_t Queue::purge() {
 
 void Queue::for_each_ready(uint64_t max, const std::function<bool(const MessagePtr&)>& fn) {
   uint64_t seen = 0;
-  for (auto [seq, db] : returned_) {
-    if (seen >= max) return;
-    if (auto m = load(seq, db)) {
-      ++seen;
-      if (!fn(m)) return;
-    }
-  }
+  auto visit = [&](const MessagePtr& m) { return seen++ < max && fn(m); };
+  for (auto [seq, db] : returned_)
+    if (auto m = load(seq, db); m && !visit(m)) return;
+  // The stored stream, a bounded chunk at a time: a queue may be far larger than memory.
+  constexpr size_t kChunk = 1000;
   const uint64_t end = next_seq_;  // what fn adds to this queue is not visited
-  std::vector<std::pair<uint64_t, MessagePtr>> stored;
-  {
-    storage::ReadView view(engine_.store());
-    for (Db db : {Db::messages, Db::transient}) {
-      auto from = storage::message_key(id, stream_seq_), to = storage::message_key(id, tail_base_);
-      view.scan(db, {from.data(), from.size()}, {to.data(), to.size()},
-                [&](std::string_view key, std::string_view value) {
-                  uint64_t seq = storage::parse_message_key(key).seq;
-                  if (skip_in_stream(seq)) return true;
-                  if (auto m = storage::decode_message(value))
-                    stored.emplace_back(seq, std::make_shared<const storage::MessageData>(std::move(*m)));
-                  return stored.size() < max - seen;
-                });
+  for (uint64_t from = stream_seq_; from < tail_base_;) {
+    std::vector<std::pair<uint64_t, MessagePtr>> chunk;
+    uint64_t complete_below = tail_base_;  // every entry below this is in the chunk
+    {
+      storage::ReadView view(engine_.store());
+      auto lo = storage::message_key(id, from), hi = storage::message_key(id, tail_base_);
+      for (Db db : {Db::messages, Db::transient}) {
+        if (db == Db::messages ? !durable : (durable && !has_transient_)) continue;
+        size_t taken = 0;
+        view.scan(db, {lo.data(), lo.size()}, {hi.data(), hi.size()},
+                  [&](std::string_view key, std::string_view value) {
+                    uint64_t seq = storage::parse_message_key(key).seq;
+                    if (++taken > kChunk) {
+                      complete_below = std::min(complete_below, seq);
+                      return false;
+                    }
+                    if (auto m = storage::decode_message(value); m && !skip_in_stream(seq))
+                      chunk.emplace_back(seq, std::make_shared<const storage::MessageData>(std::move(*m)));
+                    return true;
+                  });
+      }
     }
+    std::sort(chunk.begin(), chunk.end(), [](auto& a, auto& b) { return a.first < b.first; });
+    for (auto& [seq, m] : chunk)
+      if (seq < complete_below && !visit(m)) return;
+    from = complete_below;
   }
-  std::sort(stored.begin(), stored.end(), [](auto& a, auto& b) { return a.first < b.first; });
-  for (auto& [seq, m] : stored) {
-    if (seen >= max) return;
-    ++seen;
-    if (!fn(m)) return;
-  }
-  for (uint64_t seq = std::max(stream_seq_, tail_base_); seq < end && seq < next_seq_; ++seq) {
-    if (seen >= max) return;
-    if (seq - tail_base_ >= tail_.size()) break;
-    ++seen;
-    if (!fn(tail_[seq - tail_base_].message)) return;
-  }
+  for (uint64_t seq = std::max(stream_seq_, tail_base_); seq < end && seq - tail_base_ < tail_.size(); ++seq)
+    if (!visit(tail_[seq - tail_base_].message)) return;
 }
 
 void Queue::remove_taken(const Taken& t) {
-  engine_.writer().submit(Op::del_message(t.db, id, t.seq, t.message->body.size()));
+  engine_.writer().submit(Op::del_message(t.db, id, t.seq));
   engine_.note_space_freed();
 }
 

@@ -62,8 +62,7 @@ Result<Engine::Replayed> Engine::replay(std::string_view vhost_name, std::string
                         m);
     return nullptr;
   };
-  if (copy) {
-    storage::Writer::SameBatch together(*writer_);
+  if (copy) {  // the originals stay, so the copies need not commit together
     source->for_each_ready(max, [&](const MessagePtr& msg) {
       auto target = target_of(*msg);
       if (!target) return false;
