@@ -12,7 +12,10 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "storage/journal.h"
 #include "storage/keys.h"
+#include "storage/lmdb_meta.h"
+#include "storage/op_codec.h"
 
 namespace warren::storage {
 namespace fs = std::filesystem;
@@ -24,6 +27,10 @@ constexpr const char* kDbNames[kDbCount] = {"meta",     "exchanges", "queues",
                                             "transient", "schedule", "keys"};
 constexpr std::string_view kSchemaKey = "schema_version";
 constexpr std::string_view kLastFullKey = "store_was_full";
+// Checkpoints come at least this often: between them LMDB cannot reuse the pages the
+// commits free, so the file grows by what they write.
+constexpr uint32_t kMaxCommitsPerCheckpoint = 256;
+constexpr uint64_t kMaxBytesPerCheckpoint = uint64_t{16} << 20;
 
 MDB_val val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 std::string_view view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
@@ -263,6 +270,9 @@ void ReadView::for_each(Db db, const std::function<void(std::string_view, std::s
 Store::Store(StoreOptions options) : options_(std::move(options)) {}
 
 Store::~Store() {
+  // A clean close leaves nothing to replay.
+  if (journal_ && writable_ && commits_since_checkpoint_ > 0) (void)checkpoint();
+  if (checkpoint_pin_) mdb_txn_abort(checkpoint_pin_);
   if (cached_read_txn_) mdb_txn_abort(cached_read_txn_);
   if (env_) mdb_env_close(env_);
   if (lock_fd_ >= 0) close(lock_fd_);
@@ -275,7 +285,10 @@ Store::~Store() {
 Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   std::unique_ptr<Store> store(new Store(options));
   if (Status s = store->open_env(); !s) return s;
+  if (Status s = store->replay_journal(); !s) return s;
   if (Status s = store->prepare_schema(); !s) return s;
+  if (store->journal_)
+    if (Status s = store->checkpoint(); !s) return s;
   return store;
 }
 
@@ -301,14 +314,22 @@ Status Store::open_env() {
     return Status::storage(StorageFault::io_error,
                            fmt::format("data directory {} is in use by another process", path_));
 
+  if (options_.durability == Durability::fsync)
+    if (Status s = open_journal(); !s) return s;
   int rc = mdb_env_create(&env_);
   if (rc == MDB_SUCCESS) rc = mdb_env_set_maxdbs(env_, kDbCount + 1);
   uint64_t size = std::min(options_.initial_map_size, options_.max_map_size);
   if (rc == MDB_SUCCESS) rc = mdb_env_set_mapsize(env_, size);
-  unsigned flags = MDB_NOTLS;
-  if (options_.durability != Durability::fsync) flags |= MDB_NOSYNC;
+  // Commits are never synced by LMDB itself: in Durability::fsync the journal makes them
+  // durable and checkpoints sync LMDB.
+  unsigned flags = MDB_NOTLS | MDB_NOSYNC;
   if (rc == MDB_SUCCESS) rc = mdb_env_open(env_, path_.c_str(), flags, 0644);
   if (rc != MDB_SUCCESS) return mdb_status(rc, fmt::format("open store {}", path_));
+  MDB_stat stat;
+  mdb_env_stat(env_, &stat);
+  page_size_ = stat.ms_psize;
+  if (journal_ && (rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &checkpoint_pin_)) != MDB_SUCCESS)
+    return mdb_status(rc, "begin checkpoint snapshot");
   // The file may already be larger than the requested initial size.
   MDB_envinfo info;
   mdb_env_info(env_, &info);
@@ -319,6 +340,127 @@ Status Store::open_env() {
   else
     cached_read_txn_ = nullptr;
   return {};
+}
+
+Status Store::open_journal() {
+  auto journal = Journal::open(path_ + "/journal");
+  if (!journal.ok()) return journal.status();
+  journal_ = std::move(journal.value());
+  const Journal::Checkpoint& checkpoint = journal_->checkpoint();
+  std::string data_file = path_ + "/data.mdb";
+  if (checkpoint.generation == 0 || !fs::exists(data_file)) {
+    (void)journal_->take_pending();  // a store created afresh: nothing to replay onto
+    return {};
+  }
+  // After a power loss, whatever LMDB wrote since the checkpoint may have reached the disk
+  // in part. The checkpoint's snapshot is intact (its pages were held): make it current
+  // again and replay the journal from there. After a clean close this changes nothing.
+  return restore_lmdb_meta(data_file, checkpoint.page_size, checkpoint.meta);
+}
+
+Status Store::replay_journal() {
+  if (!journal_) return {};
+  std::vector<Journal::Record> records = journal_->take_pending();
+  if (records.empty()) return {};
+  MDB_txn* txn;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  for (int i = 0; i < kDbCount && rc == MDB_SUCCESS; ++i)
+    rc = mdb_dbi_open(txn, kDbNames[i], 0, &dbis_[i]);
+  if (rc == MDB_SUCCESS) rc = mdb_txn_commit(txn);  // changes nothing: keeps the handles
+  else mdb_txn_abort(txn);
+  if (rc != MDB_SUCCESS) return mdb_status(rc, "open databases for the journal");
+  for (const Journal::Record& record : records) {
+    auto batch = decode_ops(record.payload);
+    if (!batch)
+      return Status::storage(StorageFault::corruption,
+                             fmt::format("journal record {} cannot be read", record.txnid));
+    for (;;) {
+      if ((rc = mdb_txn_begin(env_, nullptr, 0, &txn)) != MDB_SUCCESS)
+        return mdb_status(rc, "begin journal replay");
+      if (mdb_txn_id(txn) != record.txnid) {
+        mdb_txn_abort(txn);
+        return Status::storage(
+            StorageFault::corruption,
+            fmt::format("journal record {} does not follow the store's transaction {}",
+                        record.txnid, mdb_txn_id(txn) - 1));
+      }
+      int op_rc = MDB_SUCCESS;
+      Status s = apply(txn, batch->ops, Subset(batch->subset), &op_rc);
+      if (s) {
+        if ((rc = mdb_txn_commit(txn)) != MDB_SUCCESS) return mdb_status(rc, "replay journal");
+        break;
+      }
+      mdb_txn_abort(txn);
+      if (op_rc != MDB_MAP_FULL) return s;
+      // It fitted before the crash; the map had grown since the file was last sized.
+      if (Status grown = set_map_size(map_size_.load() * 2); !grown) return grown;
+    }
+  }
+  return {};
+}
+
+Status Store::commit(MDB_txn* txn, const std::vector<Op>& ops, Subset subset) {
+  uint64_t txnid = mdb_txn_id(txn);
+  int rc = mdb_txn_commit(txn);
+  if (rc != MDB_SUCCESS) return mdb_status(rc, "commit");
+  if (!journal_) return {};
+  return make_durable(txnid, ops, subset);
+}
+
+Status Store::make_durable(uint64_t txnid, const std::vector<Op>& ops, Subset subset) {
+  ++commits_since_checkpoint_;
+  if (checkpoint_due()) return checkpoint();
+  size_t approx_bytes = 16;
+  for (const Op& op : ops) {
+    approx_bytes += 64 + op.key.size() + op.value.size();
+    if (op.message)
+      approx_bytes += op.message->body.size() + op.message->properties.size() +
+                      op.message->exchange.size() + op.message->routing_key.size();
+  }
+  // A big commit costs less as an LMDB sync than written twice.
+  if (approx_bytes > Journal::kMaxRecordBytes) return checkpoint();
+  encode_ops(ops, uint8_t(subset), journal_buffer_);
+  if (journal_->has_room(journal_buffer_.size()) && journal_->append(txnid, journal_buffer_))
+    return {};
+  // No room left in this generation, or the append failed: a checkpoint covers it too.
+  return checkpoint();
+}
+
+bool Store::checkpoint_due() const {
+  if (commits_since_checkpoint_ >= kMaxCommitsPerCheckpoint) return true;
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  return (uint64_t(info.me_last_pgno) - last_page_at_checkpoint_) * page_size_ >
+         kMaxBytesPerCheckpoint;
+}
+
+Status Store::checkpoint() {
+  int rc = mdb_env_sync(env_, 1);
+  if (rc != MDB_SUCCESS) return stop_writing(mdb_status(rc, "sync store"));
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  int fd = -1;
+  mdb_env_get_fd(env_, &fd);
+  auto meta = read_lmdb_meta(fd, page_size_, info.me_last_txnid);
+  if (!meta.ok()) return stop_writing(meta.status());
+  if (Status s = journal_->begin_generation(info.me_last_txnid, page_size_, *meta); !s)
+    return stop_writing(s);
+  // Only now may LMDB reuse the pages of the previous checkpoint's snapshot.
+  mdb_txn_reset(checkpoint_pin_);
+  if ((rc = mdb_txn_renew(checkpoint_pin_)) != MDB_SUCCESS)
+    return stop_writing(mdb_status(rc, "hold checkpoint snapshot"));
+  commits_since_checkpoint_ = 0;
+  last_page_at_checkpoint_ = info.me_last_pgno;
+  return {};
+}
+
+Status Store::stop_writing(Status why) {
+  writable_ = Status::storage(
+      StorageFault::io_error,
+      fmt::format("store stopped writing after a failure to make a commit durable ({}); "
+                  "reopen it to recover",
+                  why.text()));
+  return writable_;
 }
 
 Status Store::prepare_schema() {
@@ -572,6 +714,7 @@ int Store::drop_window(MDB_txn* txn, uint64_t queue_id) {
 
 Status Store::try_write(const std::vector<Op>& ops, Subset subset, bool* map_full) {
   *map_full = false;
+  if (!writable_) return writable_;
   MDB_txn* txn;
   int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   if (rc != MDB_SUCCESS) return mdb_status(rc, "begin write transaction");
@@ -592,9 +735,9 @@ Status Store::try_write(const std::vector<Op>& ops, Subset subset, bool* map_ful
       return f;
     }
   }
-  rc = mdb_txn_commit(txn);
-  *map_full = rc == MDB_MAP_FULL || rc == ENOSPC;
-  return mdb_status(rc, "commit");
+  Status committed = commit(txn, ops, subset);
+  *map_full = committed.storage_fault() == StorageFault::no_space;
+  return committed;
 }
 
 Status Store::set_map_size(uint64_t size) {
@@ -639,8 +782,14 @@ Status Store::write_without_messages(const std::vector<Op>& ops) {
 }
 
 Status Store::write(const std::vector<Op>& ops) {
+  if (!writable_) return writable_;
   bool map_full = false;
   Status s = try_write(ops, Subset::all, &map_full);
+  if (!s && map_full && journal_ && commits_since_checkpoint_ > 0) {
+    // Pages freed since the last checkpoint become reusable only after the next one.
+    if (Status c = checkpoint(); !c) return c;
+    s = try_write(ops, Subset::all, &map_full);
+  }
   while (!s && map_full) {
     Status grown = grow_map();
     if (!grown) {
@@ -658,6 +807,8 @@ Status Store::write(const std::vector<Op>& ops) {
   bool had_messages = std::any_of(ops.begin(), ops.end(),
                                   [](const Op& op) { return op.kind == Op::Kind::put_message; });
   if (!had_messages) return rest;
+  if (journal_)
+    if (Status c = checkpoint(); !c) return c;  // lets LMDB reuse what `rest` freed
   Status retry = try_write(ops, Subset::only_messages, &map_full);
   return retry.ok() ? retry : s;
 }

@@ -60,6 +60,7 @@ struct StoreOptions {
 };
 
 class Store;
+class Journal;
 
 // One write operation. The writer applies a batch of them in one transaction.
 struct Op {
@@ -137,7 +138,8 @@ class Store {
   static Result<std::unique_ptr<Store>> open(const StoreOptions& options);
   ~Store();
 
-  // Applies ops in one transaction and commits it (fsynced in Durability::fsync).
+  // Applies ops in one transaction and commits it; in Durability::fsync it is on stable
+  // storage when this returns (storage/journal.h).
   // Grows the map when it fills. If the map cannot grow, or the disk is full, the ops are
   // applied again without their message puts (which may borrow a reserve beyond the cap,
   // so that acks can always free space), then the puts are tried once more on their own;
@@ -152,8 +154,18 @@ class Store {
   friend class ReadView;
   explicit Store(StoreOptions options);
   Status open_env();
+  Status open_journal();
+  Status replay_journal();
   Status prepare_schema();
-  enum class Subset { all, without_messages, only_messages };
+  enum class Subset : uint8_t { all, without_messages, only_messages };
+  // Commits txn, which applied `subset` of ops, and makes it durable as the mode asks.
+  Status commit(MDB_txn* txn, const std::vector<Op>& ops, Subset subset);
+  Status make_durable(uint64_t txnid, const std::vector<Op>& ops, Subset subset);
+  bool checkpoint_due() const;
+  // Syncs LMDB and starts a new journal generation from its state.
+  Status checkpoint();
+  // After a failure that left a commit neither durable nor undone, nothing more is written.
+  Status stop_writing(Status why);
   Status apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int* mdb_rc);
   int put_record(MDB_txn* txn, const Op& op, unsigned flags);
   int schedule(MDB_txn* txn, const Op& op);
@@ -183,6 +195,15 @@ class Store {
   std::shared_mutex resize_mutex_;
   MDB_txn* cached_read_txn_ = nullptr;
   std::atomic<bool> cached_read_busy_{false};
+  // Durability::fsync: the journal, and a read transaction holding the snapshot of its
+  // last checkpoint so that LMDB does not reuse that snapshot's pages.
+  std::unique_ptr<Journal> journal_;
+  MDB_txn* checkpoint_pin_ = nullptr;
+  uint32_t page_size_ = 0;
+  uint32_t commits_since_checkpoint_ = 0;
+  uint64_t last_page_at_checkpoint_ = 0;
+  std::string journal_buffer_;
+  Status writable_;  // ok while writes are allowed
 };
 
 Status mdb_status(int rc, std::string_view what);

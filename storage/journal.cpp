@@ -1,0 +1,210 @@
+#include "storage/journal.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "storage/keys.h"
+
+namespace warren::storage {
+namespace {
+
+constexpr std::string_view kHeaderMagic = "WRNJ";
+constexpr std::string_view kRecordMagic = "WRNR";
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint64_t kRecordsStart = 2 * Journal::kBlock;  // after the two checkpoint slots
+constexpr size_t kRecordHeader = 32;  // magic, length, generation, txnid, checksum
+constexpr size_t kMaxMeta = 512;
+constexpr uint64_t kGrowStep = uint64_t{256} << 10;
+
+uint64_t padded(uint64_t n) { return (n + Journal::kBlock - 1) / Journal::kBlock * Journal::kBlock; }
+
+void put_be32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = char(v >> (24 - 8 * i));
+}
+uint32_t get_be32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | uint8_t(p[i]);
+  return v;
+}
+
+// A record's checksum covers its length, generation and txnid as well as its payload, so a
+// stale record of an earlier generation or a torn one never passes for a current one.
+uint64_t record_checksum(const char* header, std::string_view payload) {
+  XXH64_state_t* state = XXH64_createState();
+  XXH64_reset(state, 0);
+  XXH64_update(state, header + 4, 20);
+  XXH64_update(state, payload.data(), payload.size());
+  uint64_t h = XXH64_digest(state);
+  XXH64_freeState(state);
+  return h;
+}
+
+Status io_error(std::string_view what) {
+  return Status::storage(StorageFault::io_error,
+                         fmt::format("journal: {}: {}", what, std::strerror(errno)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
+  // O_DIRECT|O_DSYNC makes an append one device write; file systems without O_DIRECT
+  // (tmpfs) get O_DSYNC alone.
+  bool direct = true;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_DSYNC | O_DIRECT, 0644);
+  if (fd < 0 && errno == EINVAL) {
+    direct = false;
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_DSYNC, 0644);
+  }
+  if (fd < 0) return io_error(fmt::format("open {}", path));
+  std::unique_ptr<Journal> journal(new Journal(fd, direct));
+  if (Status s = journal->read_existing(); !s) return s;
+  return journal;
+}
+
+Journal::~Journal() {
+  free(buffer_);
+  close(fd_);
+}
+
+void Journal::reserve_buffer(size_t bytes) {
+  bytes = padded(bytes);
+  if (bytes <= buffer_size_) return;
+  free(buffer_);
+  buffer_ = static_cast<char*>(aligned_alloc(kBlock, bytes));
+  if (!buffer_) throw std::bad_alloc();
+  buffer_size_ = bytes;
+}
+
+Status Journal::read_existing() {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) return io_error("stat");
+  file_size_ = uint64_t(st.st_size) / kBlock * kBlock;
+  reserve_buffer(kMaxRecordBytes + kRecordHeader);
+  auto read_block = [&](uint64_t offset, size_t bytes) {
+    return offset + bytes <= file_size_ &&
+           pread(fd_, buffer_, bytes, off_t(offset)) == ssize_t(bytes);
+  };
+  for (uint64_t slot = 0; slot < 2; ++slot) {
+    if (!read_block(slot * kBlock, kBlock)) continue;
+    const char* p = buffer_;
+    if (std::string_view(p, 4) != kHeaderMagic || get_be32(p + 4) != kFormatVersion) continue;
+    uint32_t meta_len = get_be32(p + 28);
+    if (meta_len > kMaxMeta) continue;
+    size_t hashed = 32 + meta_len;
+    if (get_be64(p + hashed) != XXH64(p, hashed, 0)) continue;
+    uint64_t generation = get_be64(p + 8);
+    if (generation <= checkpoint_.generation) continue;
+    checkpoint_ = {generation, get_be64(p + 16), get_be32(p + 24), std::string(p + 32, meta_len)};
+  }
+  next_offset_ = kRecordsStart;
+  if (checkpoint_.generation == 0) return {};
+  for (uint64_t expected = checkpoint_.txnid + 1;; ++expected) {
+    if (!read_block(next_offset_, kBlock)) break;
+    const char* p = buffer_;
+    uint32_t length = get_be32(p + 4);
+    if (std::string_view(p, 4) != kRecordMagic || length > kMaxRecordBytes ||
+        get_be64(p + 8) != checkpoint_.generation || get_be64(p + 16) != expected)
+      break;
+    size_t total = padded(kRecordHeader + length);
+    if (total > kBlock && !read_block(next_offset_, total)) break;
+    std::string_view payload(p + kRecordHeader, length);
+    if (get_be64(p + 24) != record_checksum(p, payload)) break;
+    pending_.push_back({expected, std::string(payload)});
+    next_offset_ += total;
+  }
+  return {};
+}
+
+bool Journal::has_room(size_t payload_size) const {
+  return checkpoint_.generation != 0 && payload_size <= kMaxRecordBytes &&
+         next_offset_ + padded(kRecordHeader + payload_size) <= kRecordsStart + kGenerationBytes;
+}
+
+Status Journal::write_at(uint64_t offset, size_t bytes) {
+  for (size_t done = 0; done < bytes;) {
+    ssize_t n = pwrite(fd_, buffer_ + done, bytes - done, off_t(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL && direct_) {
+      // Some file systems accept O_DIRECT at open and refuse it on write.
+      direct_ = false;
+      if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_DIRECT) != 0) return io_error("fcntl");
+      continue;
+    }
+    if (n <= 0) return io_error("write");
+    done += size_t(n);
+  }
+  return {};
+}
+
+// Appends overwrite blocks that already hold data, so a synced write needs no metadata
+// update; the file therefore grows by writing zeros, a step at a time.
+Status Journal::extend_to(uint64_t end) {
+  if (end <= file_size_) return {};
+  uint64_t target = (end + kGrowStep - 1) / kGrowStep * kGrowStep;
+  char* zeros = static_cast<char*>(aligned_alloc(kBlock, kGrowStep));
+  if (!zeros) throw std::bad_alloc();
+  std::memset(zeros, 0, kGrowStep);
+  Status s;
+  for (uint64_t at = file_size_; at < target && s; at += kGrowStep) {
+    uint64_t n = std::min(kGrowStep, target - at);
+    if (pwrite(fd_, zeros, n, off_t(at)) != ssize_t(n)) s = io_error("grow");
+  }
+  free(zeros);
+  if (s) file_size_ = target;
+  return s;
+}
+
+Status Journal::append(uint64_t txnid, std::string_view payload) {
+  if (!has_room(payload.size()))
+    return Status::storage(StorageFault::io_error, "journal: no room in this generation");
+  size_t total = padded(kRecordHeader + payload.size());
+  if (Status s = extend_to(next_offset_ + total); !s) return s;
+  reserve_buffer(total);
+  char* p = buffer_;
+  std::memcpy(p, kRecordMagic.data(), 4);
+  put_be32(p + 4, uint32_t(payload.size()));
+  put_be64(p + 8, checkpoint_.generation);
+  put_be64(p + 16, txnid);
+  put_be64(p + 24, record_checksum(p, payload));
+  std::memcpy(p + kRecordHeader, payload.data(), payload.size());
+  std::memset(p + kRecordHeader + payload.size(), 0, total - kRecordHeader - payload.size());
+  if (Status s = write_at(next_offset_, total); !s) return s;
+  next_offset_ += total;
+  return {};
+}
+
+Status Journal::begin_generation(uint64_t txnid, uint32_t page_size, std::string_view meta) {
+  if (meta.size() > kMaxMeta)
+    return Status::storage(StorageFault::io_error, "journal: checkpoint meta too large");
+  reserve_buffer(kBlock);
+  char* p = buffer_;
+  std::memset(p, 0, kBlock);
+  uint64_t generation = checkpoint_.generation + 1;
+  std::memcpy(p, kHeaderMagic.data(), 4);
+  put_be32(p + 4, kFormatVersion);
+  put_be64(p + 8, generation);
+  put_be64(p + 16, txnid);
+  put_be32(p + 24, page_size);
+  put_be32(p + 28, uint32_t(meta.size()));
+  std::memcpy(p + 32, meta.data(), meta.size());
+  size_t hashed = 32 + meta.size();
+  put_be64(p + hashed, XXH64(p, hashed, 0));
+  // The slot of the generation before the current one: the current checkpoint stays
+  // readable until this one is written whole.
+  if (Status s = extend_to(kRecordsStart); !s) return s;
+  if (Status s = write_at((generation % 2) * kBlock, kBlock); !s) return s;
+  checkpoint_ = {generation, txnid, page_size, std::string(meta)};
+  next_offset_ = kRecordsStart;
+  pending_.clear();
+  return {};
+}
+
+}  // namespace warren::storage

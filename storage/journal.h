@@ -1,0 +1,76 @@
+// The commit journal: what makes a commit durable with one flush instead of LMDB's two.
+//
+// In Durability::fsync the store commits LMDB transactions without syncing them and
+// appends each one's ops to this journal, written through O_DIRECT|O_DSYNC: one device
+// write per commit. Now and then the store syncs LMDB and starts a new journal generation
+// (a checkpoint) recording the synced transaction and a copy of LMDB's meta page for it.
+// Until the next checkpoint the store holds a read transaction on that snapshot, so LMDB
+// cannot reuse its pages: whatever a power loss leaves of later writes, the snapshot is
+// intact, and recovery puts its meta page back and replays the journal from there.
+// docs/storage-format.md describes the file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace warren::storage {
+
+class Journal {
+ public:
+  struct Checkpoint {
+    uint64_t generation = 0;  // 0: none yet
+    uint64_t txnid = 0;       // the LMDB transaction synced at the checkpoint
+    uint32_t page_size = 0;
+    std::string meta;  // LMDB's meta for that transaction (storage/lmdb_meta.h)
+  };
+  struct Record {
+    uint64_t txnid;
+    std::string payload;
+  };
+
+  // Opens or creates the file and reads the newest checkpoint and the records that follow
+  // it: each valid, of that generation, and numbered one after the previous.
+  static Result<std::unique_ptr<Journal>> open(const std::string& path);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  const Checkpoint& checkpoint() const { return checkpoint_; }
+  // The records found at open; released with take_pending.
+  std::vector<Record> take_pending() { return std::move(pending_); }
+
+  // Appends the record of transaction txnid and returns once it is on stable storage.
+  // Fails if the generation has no room for it (then a checkpoint is due) or on I/O error.
+  Status append(uint64_t txnid, std::string_view payload);
+  // Whether a payload of this size fits in the current generation.
+  bool has_room(size_t payload_size) const;
+  // Starts a new generation at a checkpoint; earlier records are void from then on.
+  Status begin_generation(uint64_t txnid, uint32_t page_size, std::string_view meta);
+
+  static constexpr size_t kBlock = 4096;              // O_DIRECT alignment
+  static constexpr size_t kMaxRecordBytes = 1 << 20;  // bigger commits checkpoint instead
+  static constexpr uint64_t kGenerationBytes = uint64_t{16} << 20;
+
+ private:
+  explicit Journal(int fd, bool direct) : fd_(fd), direct_(direct) {}
+  Status read_existing();
+  Status write_at(uint64_t offset, size_t bytes);  // from buffer_
+  Status extend_to(uint64_t end);
+  void reserve_buffer(size_t bytes);
+
+  int fd_;
+  bool direct_;
+  uint64_t file_size_ = 0;
+  uint64_t next_offset_ = 0;  // where the next record goes
+  Checkpoint checkpoint_;
+  std::vector<Record> pending_;
+  char* buffer_ = nullptr;  // kBlock-aligned, for O_DIRECT
+  size_t buffer_size_ = 0;
+};
+
+}  // namespace warren::storage

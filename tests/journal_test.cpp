@@ -1,0 +1,279 @@
+// The commit journal (storage/journal.h): what a crash or a power loss leaves is recovered.
+// A "crash" is a forked child that writes and then _exits without closing the store; a
+// power loss is that crash plus a data file in which each page written since the last
+// checkpoint either reached the disk or did not.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+
+#include "storage/journal.h"
+#include "storage/keys.h"
+#include "storage/op_codec.h"
+#include "storage/records.h"
+#include "storage/store.h"
+#include "test_util.h"
+
+namespace warren::storage {
+namespace {
+
+namespace fs = std::filesystem;
+using warren::testing::TempDir;
+
+constexpr uint64_t kQueue = 1;
+
+std::shared_ptr<const MessageData> message(uint64_t n) {
+  auto m = std::make_shared<MessageData>();
+  m->flags = MessageData::kPersistent;
+  m->exchange = "x";
+  m->routing_key = "rk";
+  m->body = "message " + std::to_string(n) + " " + std::string(n % 700, 'b');
+  return m;
+}
+
+std::unique_ptr<Store> open_fsync_store(const std::string& dir, StoreOptions o = {}) {
+  o.path = dir;
+  o.durability = Durability::fsync;
+  auto s = Store::open(o);
+  EXPECT_TRUE(s.ok()) << s.status().text();
+  return s.ok() ? std::move(s.value()) : nullptr;
+}
+
+// Commit i puts message i; every third commit also deletes the message two before it, so
+// that commits free pages as well as take them.
+Status write_commit(Store& store, uint64_t i) {
+  std::vector<Op> ops{Op::put_message(Db::messages, kQueue, i, message(i))};
+  if (i % 3 == 0 && i >= 2) ops.push_back(Op::del_message(Db::messages, kQueue, i - 2));
+  return store.write(ops);
+}
+
+bool deleted(uint64_t i, uint64_t commits) { return (i + 2) % 3 == 0 && i + 2 <= commits; }
+
+// The store holds exactly what `commits` commits of write_commit wrote.
+void expect_commits(Store& store, uint64_t commits) {
+  ReadView view(store);
+  uint64_t expected = 0;
+  for (uint64_t i = 1; i <= commits; ++i) {
+    auto key = message_key(kQueue, i);
+    auto record = view.get(Db::messages, {key.data(), key.size()});
+    if (deleted(i, commits)) {
+      EXPECT_FALSE(record) << "message " << i << " was deleted";
+      continue;
+    }
+    ++expected;
+    ASSERT_TRUE(record) << "message " << i << " of " << commits << " is missing";
+    auto m = decode_message(*record);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->body, message(i)->body);
+  }
+  auto key = message_key(kQueue, commits + 1);
+  EXPECT_FALSE(view.get(Db::messages, {key.data(), key.size()})) << "a message never written";
+  auto stats = decode_stats(view.get(Db::queue_stats, queue_id_key(kQueue)).value_or(""));
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->count, expected);
+}
+
+// Runs fn in a child process that then ends without closing anything, as a crash would.
+// `at_ready` runs in the parent once the child has called ready().
+void crash_after(const std::function<void(const std::function<void()>& ready)>& fn,
+                 const std::function<void()>& at_ready = {}) {
+  int to_parent[2], to_child[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  ASSERT_EQ(pipe(to_child), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    fn([&] {
+      char c = 1;
+      if (write(to_parent[1], &c, 1) != 1 || read(to_child[0], &c, 1) != 1) _exit(3);
+    });
+    _exit(::testing::Test::HasFailure() ? 2 : 0);
+  }
+  char c = 0;
+  if (read(to_parent[0], &c, 1) == 1) {
+    if (at_ready) at_ready();
+    ASSERT_EQ(write(to_child[1], &c, 1), 1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) close(fd);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child failed: " << status;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+TEST(Journal, CommitsAfterTheLastCheckpointAreReplayedAfterACrash) {
+  TempDir dir;
+  // 700 commits span two checkpoints; those after the second exist only in the journal.
+  crash_after([&](auto&& ready) {
+    auto store = open_fsync_store(dir.path());
+    ASSERT_TRUE(store);
+    for (uint64_t i = 1; i <= 700; ++i) ASSERT_TRUE(write_commit(*store, i));
+    ready();
+    store.release();  // no close: the crash
+  });
+  auto store = open_fsync_store(dir.path());
+  ASSERT_TRUE(store);
+  expect_commits(*store, 700);
+  // Replayed commits are checkpointed at open, and the store writes on from there.
+  for (uint64_t i = 701; i <= 710; ++i) ASSERT_TRUE(write_commit(*store, i));
+  store.reset();
+  store = open_fsync_store(dir.path());
+  ASSERT_TRUE(store);
+  expect_commits(*store, 710);
+}
+
+TEST(Journal, APowerLossLosingAnyPagesWrittenSinceTheCheckpointLosesNoCommit) {
+  TempDir dir;
+  std::string data = dir.sub("data.mdb");
+  std::string at_checkpoint;  // the data file as the checkpoint at open synced it
+  constexpr uint64_t kCommits = 200;
+  crash_after(
+      [&](auto&& ready) {
+        auto store = open_fsync_store(dir.path());
+        ASSERT_TRUE(store);
+        ready();
+        for (uint64_t i = 1; i <= kCommits; ++i) ASSERT_TRUE(write_commit(*store, i));
+        store.release();
+      },
+      [&] { at_checkpoint = read_file(data); });
+  std::string after = read_file(data);
+  ASSERT_GT(after.size(), at_checkpoint.size());
+  const size_t page = 4096;
+  ASSERT_EQ(at_checkpoint.size() % page, 0u);
+
+  std::mt19937 random(20261122);
+  for (int round = 0; round < 8; ++round) {
+    TempDir copy;
+    for (const auto& entry : fs::directory_iterator(dir.path()))
+      fs::copy(entry.path(), copy.sub(entry.path().filename().string()));
+    // Each page written since the checkpoint survives or not; a lost page that the file
+    // did not have before reads as zeros. Round 0 loses every one of them.
+    std::string mixed = after;
+    size_t changed = 0;
+    for (size_t at = 0; at < after.size(); at += page) {
+      size_t n = std::min(page, after.size() - at);
+      bool lost = round == 0 || random() % 2 == 0;
+      if (!lost) continue;
+      if (at < at_checkpoint.size())
+        mixed.replace(at, n, at_checkpoint, at, n);
+      else
+        mixed.replace(at, n, std::string(n, '\0'));
+      changed += mixed.compare(at, n, after, at, n) != 0;
+    }
+    ASSERT_GT(changed, 0u);
+    write_file(copy.sub("data.mdb"), mixed);
+    auto store = open_fsync_store(copy.path());
+    ASSERT_TRUE(store) << "round " << round;
+    expect_commits(*store, kCommits);
+  }
+}
+
+TEST(Journal, ReplayStopsAtADamagedRecord) {
+  TempDir dir;
+  crash_after([&](auto&& ready) {
+    auto store = open_fsync_store(dir.path());
+    ASSERT_TRUE(store);
+    for (uint64_t i = 1; i <= 20; ++i) ASSERT_TRUE(write_commit(*store, i));
+    ready();
+    store.release();
+  });
+  // Each of these small records takes one block after the two checkpoint slots: damage the
+  // 11th (a torn write would look the same).
+  std::string journal = read_file(dir.sub("journal"));
+  size_t eleventh = (2 + 10) * Journal::kBlock;
+  ASSERT_GT(journal.size(), eleventh + 100);
+  journal[eleventh + 100] ^= 0x55;
+  write_file(dir.sub("journal"), journal);
+  auto store = open_fsync_store(dir.path());
+  ASSERT_TRUE(store);
+  expect_commits(*store, 10);
+}
+
+TEST(Journal, ACleanCloseLeavesNothingToReplay) {
+  TempDir dir;
+  {
+    auto store = open_fsync_store(dir.path());
+    ASSERT_TRUE(store);
+    for (uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(write_commit(*store, i));
+  }
+  auto journal = Journal::open(dir.sub("journal"));
+  ASSERT_TRUE(journal.ok());
+  EXPECT_NE((*journal)->checkpoint().generation, 0u);
+  EXPECT_TRUE((*journal)->take_pending().empty());
+}
+
+TEST(Journal, AtTheCapDeletesStillLandAndFreeRoomForPuts) {
+  TempDir dir;
+  StoreOptions o;
+  o.initial_map_size = o.max_map_size = 2 << 20;
+  auto store = open_fsync_store(dir.path(), o);
+  ASSERT_TRUE(store);
+  auto big = std::make_shared<MessageData>();
+  big->body = std::string(64 << 10, 'x');
+  uint64_t stored = 0;
+  for (uint64_t seq = 1; seq <= 200; ++seq) {
+    Status s = store->write({Op::put_message(Db::messages, kQueue, seq, big)});
+    if (!s) {
+      EXPECT_EQ(s.storage_fault(), StorageFault::no_space) << s.text();
+      break;
+    }
+    stored = seq;
+  }
+  ASSERT_GT(stored, 3u);
+  ASSERT_LT(stored, 200u);
+  ASSERT_TRUE(store->write({Op::del_message_range(Db::messages, kQueue, 1, stored + 1)}));
+  EXPECT_TRUE(store->write({Op::put_message(Db::messages, kQueue, stored + 1, big)}));
+}
+
+TEST(OpCodec, EveryKindRoundTripsAndTruncationIsRefused) {
+  std::vector<Op> ops{
+      Op::put(Db::queues, "key", "value"),
+      Op::del(Db::bindings, "gone"),
+      Op::put_message(Db::messages, 3, 4, message(9)),
+      Op::replace_message(Db::transient, 3, 5, message(10)),
+      Op::del_message(Db::messages, 3, 6),
+      Op::del_message_range(Db::messages, 3, 7, 9),
+      Op::set_delivered_mark(3, 8),
+      Op::drop_queue(4),
+      Op::dedup_insert(3, "digest", 11, 12, 13, 14),
+  };
+  std::string bytes;
+  encode_ops(ops, 1, bytes);
+  auto batch = decode_ops(bytes);
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch->subset, 1);
+  ASSERT_EQ(batch->ops.size(), ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Op &a = ops[i], &b = batch->ops[i];
+    EXPECT_EQ(a.kind, b.kind);
+    EXPECT_EQ(a.db, b.db);
+    EXPECT_EQ(a.key, b.key);
+    EXPECT_EQ(a.value, b.value);
+    EXPECT_EQ(a.queue_id, b.queue_id);
+    EXPECT_EQ(a.seq, b.seq);
+    EXPECT_EQ(a.seq_end, b.seq_end);
+    EXPECT_EQ(a.bytes, b.bytes);
+    ASSERT_EQ(bool(a.message), bool(b.message));
+    if (a.message) {
+      EXPECT_EQ(a.message->body, b.message->body);
+    }
+  }
+  for (size_t cut = 0; cut < bytes.size(); ++cut)
+    EXPECT_FALSE(decode_ops(std::string_view(bytes).substr(0, cut))) << cut;
+  EXPECT_FALSE(decode_ops(bytes + "x"));
+}
+
+}  // namespace
+}  // namespace warren::storage
