@@ -64,3 +64,10 @@ record = bytes([1, 1, 1]) + b"x" + bytes([1]) + b"k" + struct.pack(">I", 3) + pr
 write("fuzz_records", "message", record)
 write("fuzz_records", "queue", bytes([1]) + struct.pack(">Q", 7) + longstr("/") + longstr("q") + b"\x00" + longstr(b""))
 write("fuzz_records", "stats", bytes([1]) + struct.pack(">QQQ", 1, 2, 3))
+
+# A journal record (storage/op_codec.cpp): subset, op count, then each op.
+def op(kind, db, ids, key=b"", value=b"", message=None):
+    out = bytes([kind, db]) + struct.pack(">QQQQ", *ids) + longstr(key) + longstr(value)
+    return out + (longstr(message) if message is not None else b"\xff\xff\xff\xff")
+ops = [op(2, 5, (1, 2, 0, 4), message=record), op(4, 5, (1, 1, 0, 0)), op(0, 2, (0, 0, 0, 0), b"k", b"v")]
+write("fuzz_records", "journal_ops", bytes([0]) + struct.pack(">I", len(ops)) + b"".join(ops))

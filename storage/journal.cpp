@@ -101,8 +101,10 @@ Status Journal::read_existing() {
     size_t hashed = 32 + meta_len;
     if (get_be64(p + hashed) != XXH64(p, hashed, 0)) continue;
     uint64_t generation = get_be64(p + 8);
-    if (generation <= checkpoint_.generation) continue;
-    checkpoint_ = {generation, get_be64(p + 16), get_be32(p + 24), std::string(p + 32, meta_len)};
+    uint32_t page_size = get_be32(p + 24);
+    bool power_of_two = page_size >= 512 && (page_size & (page_size - 1)) == 0;
+    if (generation <= checkpoint_.generation || !power_of_two) continue;
+    checkpoint_ = {generation, get_be64(p + 16), page_size, std::string(p + 32, meta_len)};
   }
   next_offset_ = kRecordsStart;
   if (checkpoint_.generation == 0) return {};
