@@ -25,8 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // A journal record decodes to ops that survive encoding and decoding again.
   if (auto batch = decode_ops(in)) {
-    std::string bytes;
-    encode_ops(batch->ops, batch->subset, bytes);
+    std::string bytes = encode_ops(batch->ops, batch->subset);
     auto again = decode_ops(bytes);
     if (!again || again->subset != batch->subset || again->ops.size() != batch->ops.size())
       __builtin_trap();

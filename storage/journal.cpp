@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -57,11 +58,12 @@ Status io_error(std::string_view what) {
 Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
   // O_DIRECT|O_DSYNC makes an append one device write; file systems without O_DIRECT
   // (tmpfs) get O_DSYNC alone.
+  int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_DSYNC;
   bool direct = true;
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_DSYNC | O_DIRECT, 0644);
+  int fd = ::open(path.c_str(), flags | O_DIRECT, 0644);
   if (fd < 0 && errno == EINVAL) {
     direct = false;
-    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_DSYNC, 0644);
+    fd = ::open(path.c_str(), flags, 0644);
   }
   if (fd < 0) return io_error(fmt::format("open {}", path));
   std::unique_ptr<Journal> journal(new Journal(fd, direct));
@@ -69,25 +71,28 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
   return journal;
 }
 
-Journal::~Journal() {
-  free(buffer_);
-  close(fd_);
+// The buffers are mapped, not allocated: page-aligned as O_DIRECT needs, costing memory
+// only for the pages a record touches, and without nudging malloc into keeping big blocks
+// (freeing a large malloc block raises glibc's mmap threshold for everything after it).
+Journal::Journal(int fd, bool direct) : fd_(fd), direct_(direct) {
+  buffer_size_ = padded(kMaxRecordBytes + kRecordHeader);
+  void* buffer = mmap(nullptr, buffer_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* zeros = mmap(nullptr, kGrowStep, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (buffer == MAP_FAILED || zeros == MAP_FAILED) throw std::bad_alloc();
+  buffer_ = static_cast<char*>(buffer);
+  zeros_ = static_cast<const char*>(zeros);
 }
 
-void Journal::reserve_buffer(size_t bytes) {
-  bytes = padded(bytes);
-  if (bytes <= buffer_size_) return;
-  free(buffer_);
-  buffer_ = static_cast<char*>(aligned_alloc(kBlock, bytes));
-  if (!buffer_) throw std::bad_alloc();
-  buffer_size_ = bytes;
+Journal::~Journal() {
+  munmap(buffer_, buffer_size_);
+  munmap(const_cast<char*>(zeros_), kGrowStep);
+  close(fd_);
 }
 
 Status Journal::read_existing() {
   struct stat st;
   if (fstat(fd_, &st) != 0) return io_error("stat");
   file_size_ = uint64_t(st.st_size) / kBlock * kBlock;
-  reserve_buffer(kMaxRecordBytes + kRecordHeader);
   auto read_block = [&](uint64_t offset, size_t bytes) {
     return offset + bytes <= file_size_ &&
            pread(fd_, buffer_, bytes, off_t(offset)) == ssize_t(bytes);
@@ -122,6 +127,7 @@ Status Journal::read_existing() {
     pending_.push_back({expected, std::string(payload)});
     next_offset_ += total;
   }
+  madvise(buffer_, buffer_size_, MADV_DONTNEED);
   return {};
 }
 
@@ -151,33 +157,27 @@ Status Journal::write_at(uint64_t offset, size_t bytes) {
 Status Journal::extend_to(uint64_t end) {
   if (end <= file_size_) return {};
   uint64_t target = (end + kGrowStep - 1) / kGrowStep * kGrowStep;
-  char* zeros = static_cast<char*>(aligned_alloc(kBlock, kGrowStep));
-  if (!zeros) throw std::bad_alloc();
-  std::memset(zeros, 0, kGrowStep);
-  Status s;
-  for (uint64_t at = file_size_; at < target && s; at += kGrowStep) {
+  for (uint64_t at = file_size_; at < target; at += kGrowStep) {
     uint64_t n = std::min(kGrowStep, target - at);
-    if (pwrite(fd_, zeros, n, off_t(at)) != ssize_t(n)) s = io_error("grow");
+    if (pwrite(fd_, zeros_, n, off_t(at)) != ssize_t(n)) return io_error("grow");
   }
-  free(zeros);
-  if (s) file_size_ = target;
-  return s;
+  file_size_ = target;
+  return {};
 }
 
-Status Journal::append(uint64_t txnid, std::string_view payload) {
-  if (!has_room(payload.size()))
+Status Journal::append(uint64_t txnid, size_t size, const std::function<void(char*)>& fill) {
+  if (!has_room(size))
     return Status::storage(StorageFault::io_error, "journal: no room in this generation");
-  size_t total = padded(kRecordHeader + payload.size());
+  size_t total = padded(kRecordHeader + size);
   if (Status s = extend_to(next_offset_ + total); !s) return s;
-  reserve_buffer(total);
   char* p = buffer_;
   std::memcpy(p, kRecordMagic.data(), 4);
-  put_be32(p + 4, uint32_t(payload.size()));
+  put_be32(p + 4, uint32_t(size));
   put_be64(p + 8, checkpoint_.generation);
   put_be64(p + 16, txnid);
-  put_be64(p + 24, record_checksum(p, payload));
-  std::memcpy(p + kRecordHeader, payload.data(), payload.size());
-  std::memset(p + kRecordHeader + payload.size(), 0, total - kRecordHeader - payload.size());
+  fill(p + kRecordHeader);
+  put_be64(p + 24, record_checksum(p, {p + kRecordHeader, size}));
+  std::memset(p + kRecordHeader + size, 0, total - kRecordHeader - size);
   if (Status s = write_at(next_offset_, total); !s) return s;
   next_offset_ += total;
   return {};
@@ -186,7 +186,6 @@ Status Journal::append(uint64_t txnid, std::string_view payload) {
 Status Journal::begin_generation(uint64_t txnid, uint32_t page_size, std::string_view meta) {
   if (meta.size() > kMaxMeta)
     return Status::storage(StorageFault::io_error, "journal: checkpoint meta too large");
-  reserve_buffer(kBlock);
   char* p = buffer_;
   std::memset(p, 0, kBlock);
   uint64_t generation = checkpoint_.generation + 1;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -44,24 +45,25 @@ class Journal {
   // The records found at open; released with take_pending.
   std::vector<Record> take_pending() { return std::move(pending_); }
 
-  // Appends the record of transaction txnid and returns once it is on stable storage.
-  // Fails if the generation has no room for it (then a checkpoint is due) or on I/O error.
-  Status append(uint64_t txnid, std::string_view payload);
+  // Appends the record of transaction txnid, whose payload of `size` bytes `fill` writes,
+  // and returns once it is on stable storage. Fails if the generation has no room for it
+  // (then a checkpoint is due) or on I/O error.
+  Status append(uint64_t txnid, size_t size, const std::function<void(char*)>& fill);
   // Whether a payload of this size fits in the current generation.
   bool has_room(size_t payload_size) const;
   // Starts a new generation at a checkpoint; earlier records are void from then on.
   Status begin_generation(uint64_t txnid, uint32_t page_size, std::string_view meta);
 
   static constexpr size_t kBlock = 4096;              // O_DIRECT alignment
-  static constexpr size_t kMaxRecordBytes = 1 << 20;  // bigger commits checkpoint instead
+  // Bigger commits checkpoint instead: syncing LMDB costs less than writing them twice.
+  static constexpr size_t kMaxRecordBytes = 1 << 20;
   static constexpr uint64_t kGenerationBytes = uint64_t{16} << 20;
 
  private:
-  explicit Journal(int fd, bool direct) : fd_(fd), direct_(direct) {}
+  Journal(int fd, bool direct);
   Status read_existing();
   Status write_at(uint64_t offset, size_t bytes);  // from buffer_
   Status extend_to(uint64_t end);
-  void reserve_buffer(size_t bytes);
 
   int fd_;
   bool direct_;
@@ -69,8 +71,9 @@ class Journal {
   uint64_t next_offset_ = 0;  // where the next record goes
   Checkpoint checkpoint_;
   std::vector<Record> pending_;
-  char* buffer_ = nullptr;  // kBlock-aligned, for O_DIRECT
+  char* buffer_ = nullptr;  // one record, page-aligned for O_DIRECT
   size_t buffer_size_ = 0;
+  const char* zeros_ = nullptr;
 };
 
 }  // namespace warren::storage

@@ -1,5 +1,6 @@
 #include "storage/op_codec.h"
 
+#include <cstring>
 #include <memory>
 
 #include "storage/keys.h"
@@ -12,17 +13,20 @@ constexpr uint32_t kNoMessage = UINT32_MAX;
 constexpr uint8_t kLastKind = uint8_t(Op::Kind::dedup_insert);
 constexpr uint8_t kMaxSubset = 2;
 
-void put_u64(std::string& out, uint64_t v) {
-  char b[8];
-  put_be64(b, v);
-  out.append(b, 8);
+constexpr size_t kOpFraming = 2 + 4 * 8 + 3 * 4;  // kind, db, four u64s, three lengths
+
+char* put_u32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) *p++ = char(v >> (24 - 8 * i));
+  return p;
 }
-void put_u32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(char(v >> (24 - 8 * i)));
+char* put_u64(char* p, uint64_t v) {
+  put_be64(p, v);
+  return p + 8;
 }
-void put_bytes(std::string& out, std::string_view s) {
-  put_u32(out, uint32_t(s.size()));
-  out.append(s);
+char* put_bytes(char* p, std::string_view s) {
+  p = put_u32(p, uint32_t(s.size()));
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
 }
 
 class Reader {
@@ -68,28 +72,37 @@ class Reader {
 
 }  // namespace
 
-void encode_ops(const std::vector<Op>& ops, uint8_t subset, std::string& out) {
-  out.clear();
-  out.push_back(char(subset));
-  put_u32(out, uint32_t(ops.size()));
+size_t encoded_ops_size(const std::vector<Op>& ops) {
+  size_t n = 1 + 4;
+  for (const Op& op : ops)
+    n += kOpFraming + op.key.size() + op.value.size() + (op.message ? encoded_size(*op.message) : 0);
+  return n;
+}
+
+void encode_ops_into(const std::vector<Op>& ops, uint8_t subset, char* p) {
+  *p++ = char(subset);
+  p = put_u32(p, uint32_t(ops.size()));
   for (const Op& op : ops) {
-    out.push_back(char(op.kind));
-    out.push_back(char(op.db));
-    put_u64(out, op.queue_id);
-    put_u64(out, op.seq);
-    put_u64(out, op.seq_end);
-    put_u64(out, op.bytes);
-    put_bytes(out, op.key);
-    put_bytes(out, op.value);
+    *p++ = char(op.kind);
+    *p++ = char(op.db);
+    for (uint64_t v : {op.queue_id, op.seq, op.seq_end, op.bytes}) p = put_u64(p, v);
+    p = put_bytes(p, op.key);
+    p = put_bytes(p, op.value);
     if (!op.message) {
-      put_u32(out, kNoMessage);
+      p = put_u32(p, kNoMessage);
       continue;
     }
     size_t n = encoded_size(*op.message);
-    put_u32(out, uint32_t(n));
-    out.resize(out.size() + n);
-    encode_into(*op.message, out.data() + out.size() - n);
+    p = put_u32(p, uint32_t(n));
+    encode_into(*op.message, p);
+    p += n;
   }
+}
+
+std::string encode_ops(const std::vector<Op>& ops, uint8_t subset) {
+  std::string out(encoded_ops_size(ops), '\0');
+  encode_ops_into(ops, subset, out.data());
+  return out;
 }
 
 std::optional<OpBatch> decode_ops(std::string_view bytes) {

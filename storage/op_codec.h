@@ -18,7 +18,10 @@ struct OpBatch {
   std::vector<Op> ops;
 };
 
-void encode_ops(const std::vector<Op>& ops, uint8_t subset, std::string& out);
+size_t encoded_ops_size(const std::vector<Op>& ops);
+// Writes exactly encoded_ops_size(ops) bytes to out.
+void encode_ops_into(const std::vector<Op>& ops, uint8_t subset, char* out);
+std::string encode_ops(const std::vector<Op>& ops, uint8_t subset);
 // Refuses anything that encode_ops could not have written.
 std::optional<OpBatch> decode_ops(std::string_view bytes);
 

@@ -410,19 +410,11 @@ Status Store::commit(MDB_txn* txn, const std::vector<Op>& ops, Subset subset) {
 Status Store::make_durable(uint64_t txnid, const std::vector<Op>& ops, Subset subset) {
   ++commits_since_checkpoint_;
   if (checkpoint_due()) return checkpoint();
-  size_t approx_bytes = 16;
-  for (const Op& op : ops) {
-    approx_bytes += 64 + op.key.size() + op.value.size();
-    if (op.message)
-      approx_bytes += op.message->body.size() + op.message->properties.size() +
-                      op.message->exchange.size() + op.message->routing_key.size();
-  }
-  // A big commit costs less as an LMDB sync than written twice.
-  if (approx_bytes > Journal::kMaxRecordBytes) return checkpoint();
-  encode_ops(ops, uint8_t(subset), journal_buffer_);
-  if (journal_->has_room(journal_buffer_.size()) && journal_->append(txnid, journal_buffer_))
+  size_t size = encoded_ops_size(ops);
+  if (journal_->has_room(size) &&
+      journal_->append(txnid, size, [&](char* out) { encode_ops_into(ops, uint8_t(subset), out); }))
     return {};
-  // No room left in this generation, or the append failed: a checkpoint covers it too.
+  // Too big, no room left in this generation, or the append failed: a checkpoint covers it.
   return checkpoint();
 }
 

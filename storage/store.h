@@ -202,7 +202,6 @@ class Store {
   uint32_t page_size_ = 0;
   uint32_t commits_since_checkpoint_ = 0;
   uint64_t last_page_at_checkpoint_ = 0;
-  std::string journal_buffer_;
   Status writable_;  // ok while writes are allowed
 };
 

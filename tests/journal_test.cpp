@@ -35,9 +35,10 @@ std::shared_ptr<const MessageData> message(uint64_t n) {
   return m;
 }
 
-std::unique_ptr<Store> open_fsync_store(const std::string& dir, StoreOptions o = {}) {
+std::unique_ptr<Store> open_store(const std::string& dir, Durability durability,
+                                  StoreOptions o = {}) {
   o.path = dir;
-  o.durability = Durability::fsync;
+  o.durability = durability;
   auto s = Store::open(o);
   EXPECT_TRUE(s.ok()) << s.status().text();
   return s.ok() ? std::move(s.value()) : nullptr;
@@ -117,31 +118,34 @@ TEST(Journal, CommitsAfterTheLastCheckpointAreReplayedAfterACrash) {
   TempDir dir;
   // 700 commits span two checkpoints; those after the second exist only in the journal.
   crash_after([&](auto&& ready) {
-    auto store = open_fsync_store(dir.path());
+    auto store = open_store(dir.path(), Durability::fsync);
     ASSERT_TRUE(store);
     for (uint64_t i = 1; i <= 700; ++i) ASSERT_TRUE(write_commit(*store, i));
     ready();
     store.release();  // no close: the crash
   });
-  auto store = open_fsync_store(dir.path());
+  auto store = open_store(dir.path(), Durability::fsync);
   ASSERT_TRUE(store);
   expect_commits(*store, 700);
   // Replayed commits are checkpointed at open, and the store writes on from there.
   for (uint64_t i = 701; i <= 710; ++i) ASSERT_TRUE(write_commit(*store, i));
   store.reset();
-  store = open_fsync_store(dir.path());
+  store = open_store(dir.path(), Durability::fsync);
   ASSERT_TRUE(store);
   expect_commits(*store, 710);
 }
 
+// Each page of the data file written since the checkpoint survives a power loss or not; a
+// lost page that the file did not have before reads as zeros.
 TEST(Journal, APowerLossLosingAnyPagesWrittenSinceTheCheckpointLosesNoCommit) {
+  const Durability durability = Durability::fsync;
   TempDir dir;
   std::string data = dir.sub("data.mdb");
   std::string at_checkpoint;  // the data file as the checkpoint at open synced it
   constexpr uint64_t kCommits = 200;
   crash_after(
       [&](auto&& ready) {
-        auto store = open_fsync_store(dir.path());
+        auto store = open_store(dir.path(), durability);
         ASSERT_TRUE(store);
         ready();
         for (uint64_t i = 1; i <= kCommits; ++i) ASSERT_TRUE(write_commit(*store, i));
@@ -149,6 +153,7 @@ TEST(Journal, APowerLossLosingAnyPagesWrittenSinceTheCheckpointLosesNoCommit) {
       },
       [&] { at_checkpoint = read_file(data); });
   std::string after = read_file(data);
+  std::string journal = read_file(dir.sub("journal"));
   ASSERT_GT(after.size(), at_checkpoint.size());
   const size_t page = 4096;
   ASSERT_EQ(at_checkpoint.size() % page, 0u);
@@ -158,13 +163,11 @@ TEST(Journal, APowerLossLosingAnyPagesWrittenSinceTheCheckpointLosesNoCommit) {
     TempDir copy;
     for (const auto& entry : fs::directory_iterator(dir.path()))
       fs::copy(entry.path(), copy.sub(entry.path().filename().string()));
-    // Each page written since the checkpoint survives or not; a lost page that the file
-    // did not have before reads as zeros. Round 0 loses every one of them.
     std::string mixed = after;
     size_t changed = 0;
     for (size_t at = 0; at < after.size(); at += page) {
       size_t n = std::min(page, after.size() - at);
-      bool lost = round == 0 || random() % 2 == 0;
+      bool lost = round == 0 || random() % 2 == 0;  // round 0 loses every one
       if (!lost) continue;
       if (at < at_checkpoint.size())
         mixed.replace(at, n, at_checkpoint, at, n);
@@ -174,7 +177,7 @@ TEST(Journal, APowerLossLosingAnyPagesWrittenSinceTheCheckpointLosesNoCommit) {
     }
     ASSERT_GT(changed, 0u);
     write_file(copy.sub("data.mdb"), mixed);
-    auto store = open_fsync_store(copy.path());
+    auto store = open_store(copy.path(), durability);
     ASSERT_TRUE(store) << "round " << round;
     expect_commits(*store, kCommits);
   }
@@ -183,7 +186,7 @@ TEST(Journal, APowerLossLosingAnyPagesWrittenSinceTheCheckpointLosesNoCommit) {
 TEST(Journal, ReplayStopsAtADamagedRecord) {
   TempDir dir;
   crash_after([&](auto&& ready) {
-    auto store = open_fsync_store(dir.path());
+    auto store = open_store(dir.path(), Durability::fsync);
     ASSERT_TRUE(store);
     for (uint64_t i = 1; i <= 20; ++i) ASSERT_TRUE(write_commit(*store, i));
     ready();
@@ -196,7 +199,7 @@ TEST(Journal, ReplayStopsAtADamagedRecord) {
   ASSERT_GT(journal.size(), eleventh + 100);
   journal[eleventh + 100] ^= 0x55;
   write_file(dir.sub("journal"), journal);
-  auto store = open_fsync_store(dir.path());
+  auto store = open_store(dir.path(), Durability::fsync);
   ASSERT_TRUE(store);
   expect_commits(*store, 10);
 }
@@ -204,7 +207,7 @@ TEST(Journal, ReplayStopsAtADamagedRecord) {
 TEST(Journal, ACleanCloseLeavesNothingToReplay) {
   TempDir dir;
   {
-    auto store = open_fsync_store(dir.path());
+    auto store = open_store(dir.path(), Durability::fsync);
     ASSERT_TRUE(store);
     for (uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(write_commit(*store, i));
   }
@@ -218,7 +221,7 @@ TEST(Journal, AtTheCapDeletesStillLandAndFreeRoomForPuts) {
   TempDir dir;
   StoreOptions o;
   o.initial_map_size = o.max_map_size = 2 << 20;
-  auto store = open_fsync_store(dir.path(), o);
+  auto store = open_store(dir.path(), Durability::fsync, o);
   ASSERT_TRUE(store);
   auto big = std::make_shared<MessageData>();
   big->body = std::string(64 << 10, 'x');
@@ -249,8 +252,8 @@ TEST(OpCodec, EveryKindRoundTripsAndTruncationIsRefused) {
       Op::drop_queue(4),
       Op::dedup_insert(3, "digest", 11, 12, 13, 14),
   };
-  std::string bytes;
-  encode_ops(ops, 1, bytes);
+  std::string bytes = encode_ops(ops, 1);
+  EXPECT_EQ(bytes.size(), encoded_ops_size(ops));
   auto batch = decode_ops(bytes);
   ASSERT_TRUE(batch);
   EXPECT_EQ(batch->subset, 1);

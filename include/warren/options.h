@@ -8,12 +8,15 @@
 namespace warren {
 
 enum class Durability {
-  // Every commit is fsynced before any confirm it carries is sent. A kill -9 or a power
-  // loss never loses a confirmed persistent message. Costs one fsync per group commit.
+  // Every commit is on stable storage before any confirm it carries is sent. A kill -9 or
+  // a power loss never loses a confirmed persistent message. Costs one synced journal
+  // write per group commit, and an LMDB sync every 256 commits
+  // (docs/storage-format.md, "The commit journal").
   fsync,
   // Commits are not synced (LMDB's MDB_NOSYNC). A process crash loses nothing the OS
-  // has accepted; a power loss may lose the last moments of work but never corrupts
-  // the store. For tests and for users who accept that trade.
+  // has accepted; a power loss may lose recent work and, as LMDB warns for MDB_NOSYNC,
+  // can leave the store damaged (the file system may write a commit's pages out of
+  // order). For tests and for users who accept that trade.
   nosync,
   // A private store in memory-backed temporary space, removed on close. Nothing survives
   // the broker. For test fixtures.
