@@ -404,6 +404,11 @@ Status Store::commit(MDB_txn* txn, const std::vector<Op>& ops, Subset subset) {
   int rc = mdb_txn_commit(txn);
   if (rc != MDB_SUCCESS) return mdb_status(rc, "commit");
   if (!journal_) return {};
+  // A transaction that changed nothing (a delete of what is gone) is not a commit to
+  // LMDB: it takes no transaction id, and a record under that id would break replay.
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  if (info.me_last_txnid != txnid) return {};
   return make_durable(txnid, ops, subset);
 }
 
@@ -733,6 +738,8 @@ Status Store::try_write(const std::vector<Op>& ops, Subset subset, bool* map_ful
 }
 
 Status Store::set_map_size(uint64_t size) {
+  // The checkpoint snapshot's read transaction may stay: it never reads, so it holds no
+  // pointer into the map that remapping would invalidate.
   std::unique_lock lock(resize_mutex_);
   int rc = mdb_env_set_mapsize(env_, size);
   if (rc != MDB_SUCCESS) return mdb_status(rc, "resize map");
