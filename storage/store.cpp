@@ -289,6 +289,8 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   if (Status s = store->prepare_schema(); !s) return s;
   if (store->journal_)
     if (Status s = store->checkpoint(); !s) return s;
+  if (store->journal_ && options.durability != Durability::fsync)
+    if (Status s = store->drop_journal(); !s) return s;
   return store;
 }
 
@@ -314,7 +316,8 @@ Status Store::open_env() {
     return Status::storage(StorageFault::io_error,
                            fmt::format("data directory {} is in use by another process", path_));
 
-  if (options_.durability == Durability::fsync)
+  // A journal left by an fsync-mode run is recovered whatever the mode now.
+  if (options_.durability == Durability::fsync || fs::exists(journal_path()))
     if (Status s = open_journal(); !s) return s;
   int rc = mdb_env_create(&env_);
   if (rc == MDB_SUCCESS) rc = mdb_env_set_maxdbs(env_, kDbCount + 1);
@@ -343,7 +346,7 @@ Status Store::open_env() {
 }
 
 Status Store::open_journal() {
-  auto journal = Journal::open(path_ + "/journal");
+  auto journal = Journal::open(journal_path());
   if (!journal.ok()) return journal.status();
   journal_ = std::move(journal.value());
   const Journal::Checkpoint& checkpoint = journal_->checkpoint();
@@ -449,6 +452,19 @@ Status Store::checkpoint() {
   commits_since_checkpoint_ = 0;
   last_page_at_checkpoint_ = info.me_last_pgno;
   return {};
+}
+
+// After a checkpoint LMDB holds everything; a journal kept by a mode that does not write
+// it would, at a later fsync-mode open, bring back its stale snapshot.
+Status Store::drop_journal() {
+  mdb_txn_abort(checkpoint_pin_);
+  checkpoint_pin_ = nullptr;
+  journal_.reset();
+  std::error_code ec;
+  fs::remove(journal_path(), ec);
+  return ec ? Status::storage(StorageFault::io_error,
+                              fmt::format("remove {}: {}", journal_path(), ec.message()))
+            : Status{};
 }
 
 Status Store::stop_writing(Status why) {

@@ -155,6 +155,8 @@ class Store {
   explicit Store(StoreOptions options);
   Status open_env();
   Status open_journal();
+  Status drop_journal();
+  std::string journal_path() const { return path_ + "/journal"; }
   Status replay_journal();
   Status prepare_schema();
   enum class Subset : uint8_t { all, without_messages, only_messages };

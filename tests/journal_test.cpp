@@ -190,6 +190,28 @@ TEST(Journal, APowerLossLosingAnyPagesWrittenSinceTheCheckpointLosesNoCommit) {
   }
 }
 
+TEST(Journal, ANosyncOpenRecoversAnFsyncJournalAndDropsIt) {
+  TempDir dir;
+  crash_after([&](auto&& ready) {
+    auto store = open_store(dir.path(), Durability::fsync);
+    ASSERT_TRUE(store);
+    for (uint64_t i = 1; i <= 30; ++i) ASSERT_TRUE(write_commit(*store, i));
+    ready();
+    store.release();
+  });
+  {
+    auto store = open_store(dir.path(), Durability::nosync);
+    ASSERT_TRUE(store);
+    expect_commits(*store, 30);
+    EXPECT_FALSE(fs::exists(dir.sub("journal")));
+    for (uint64_t i = 31; i <= 40; ++i) ASSERT_TRUE(write_commit(*store, i));
+  }
+  // Back in fsync mode nothing stale is restored over what nosync wrote.
+  auto store = open_store(dir.path(), Durability::fsync);
+  ASSERT_TRUE(store);
+  expect_commits(*store, 40);
+}
+
 TEST(Journal, ReplayStopsAtADamagedRecord) {
   TempDir dir;
   crash_after([&](auto&& ready) {
