@@ -39,13 +39,7 @@ uint32_t get_be32(const char* p) {
 // A record's checksum covers its length, generation and txnid as well as its payload, so a
 // stale record of an earlier generation or a torn one never passes for a current one.
 uint64_t record_checksum(const char* header, std::string_view payload) {
-  XXH64_state_t* state = XXH64_createState();
-  XXH64_reset(state, 0);
-  XXH64_update(state, header + 4, 20);
-  XXH64_update(state, payload.data(), payload.size());
-  uint64_t h = XXH64_digest(state);
-  XXH64_freeState(state);
-  return h;
+  return XXH64(payload.data(), payload.size(), XXH64(header + 4, 20, 0));
 }
 
 Status io_error(std::string_view what) {

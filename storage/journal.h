@@ -46,11 +46,9 @@ class Journal {
   std::vector<Record> take_pending() { return std::move(pending_); }
 
   // Appends the record of transaction txnid, whose payload of `size` bytes `fill` writes,
-  // and returns once it is on stable storage. Fails if the generation has no room for it
-  // (then a checkpoint is due) or on I/O error.
+  // and returns once it is on stable storage. Fails if the record is too big or the
+  // generation has no room for it (then a checkpoint is due), or on I/O error.
   Status append(uint64_t txnid, size_t size, const std::function<void(char*)>& fill);
-  // Whether a payload of this size fits in the current generation.
-  bool has_room(size_t payload_size) const;
   // Starts a new generation at a checkpoint; earlier records are void from then on.
   Status begin_generation(uint64_t txnid, uint32_t page_size, std::string_view meta);
 
@@ -63,6 +61,7 @@ class Journal {
  private:
   Journal(int fd, bool direct);
   Status read_existing();
+  bool has_room(size_t payload_size) const;
   Status write_at(uint64_t offset, size_t bytes);  // from buffer_
   Status extend_to(uint64_t end);
 

@@ -287,7 +287,7 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   if (Status s = store->open_env(); !s) return s;
   if (Status s = store->replay_journal(); !s) return s;
   if (Status s = store->prepare_schema(); !s) return s;
-  if (store->journal_)
+  if (store->journal_ && !store->at_checkpoint())
     if (Status s = store->checkpoint(); !s) return s;
   if (store->journal_ && options.durability != Durability::fsync)
     if (Status s = store->drop_journal(); !s) return s;
@@ -358,7 +358,19 @@ Status Store::open_journal() {
   // After a power loss, whatever LMDB wrote since the checkpoint may have reached the disk
   // in part. The checkpoint's snapshot is intact (its pages were held): make it current
   // again and replay the journal from there. After a clean close this changes nothing.
-  return restore_lmdb_meta(data_file, checkpoint.page_size, checkpoint.meta);
+  Status restored = restore_lmdb_meta(data_file, checkpoint.page_size, checkpoint.meta);
+  restored_checkpoint_ = restored.ok();
+  return restored;
+}
+
+// Whether LMDB is exactly the journal's checkpoint (a clean close, and an open that wrote
+// nothing), so that opening needs no checkpoint of its own.
+bool Store::at_checkpoint() {
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  if (!restored_checkpoint_ || info.me_last_txnid != journal_->checkpoint().txnid) return false;
+  last_page_at_checkpoint_ = info.me_last_pgno;
+  return true;
 }
 
 Status Store::replay_journal() {
@@ -418,10 +430,8 @@ Status Store::commit(MDB_txn* txn, const std::vector<Op>& ops, Subset subset) {
 Status Store::make_durable(uint64_t txnid, const std::vector<Op>& ops, Subset subset) {
   ++commits_since_checkpoint_;
   if (checkpoint_due()) return checkpoint();
-  size_t size = encoded_ops_size(ops);
-  if (journal_->has_room(size) &&
-      journal_->append(txnid, size, [&](char* out) { encode_ops_into(ops, uint8_t(subset), out); }))
-    return {};
+  auto encode = [&](char* out) { encode_ops_into(ops, uint8_t(subset), out); };
+  if (journal_->append(txnid, encoded_ops_size(ops), encode)) return {};
   // Too big, no room left in this generation, or the append failed: a checkpoint covers it.
   return checkpoint();
 }
@@ -505,7 +515,11 @@ Status Store::prepare_schema() {
     rc = mdb_put(txn, dbis_[int(Db::meta)], &k, &nv, 0);
   }
   // Transient messages and the messages of non-durable queues do not outlive the broker.
-  if (rc == MDB_SUCCESS) rc = mdb_drop(txn, dbis_[int(Db::transient)], 0);
+  // Only when there is something to drop: dropping even an empty database is a commit.
+  MDB_stat transient;
+  if (rc == MDB_SUCCESS) rc = mdb_stat(txn, dbis_[int(Db::transient)], &transient);
+  if (rc == MDB_SUCCESS && transient.ms_entries > 0)
+    rc = mdb_drop(txn, dbis_[int(Db::transient)], 0);
   if (rc == MDB_SUCCESS) return mdb_status(mdb_txn_commit(txn), "commit schema");
   mdb_txn_abort(txn);
   return mdb_status(rc, "prepare schema");

@@ -156,6 +156,7 @@ class Store {
   Status open_env();
   Status open_journal();
   Status drop_journal();
+  bool at_checkpoint();
   std::string journal_path() const { return path_ + "/journal"; }
   Status replay_journal();
   Status prepare_schema();
@@ -202,6 +203,7 @@ class Store {
   std::unique_ptr<Journal> journal_;
   MDB_txn* checkpoint_pin_ = nullptr;
   uint32_t page_size_ = 0;
+  bool restored_checkpoint_ = false;  // LMDB was set back to the journal's checkpoint
   uint32_t commits_since_checkpoint_ = 0;
   uint64_t last_page_at_checkpoint_ = 0;
   Status writable_;  // ok while writes are allowed

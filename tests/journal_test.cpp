@@ -105,6 +105,17 @@ void crash_after(const std::function<void(const std::function<void()>& ready)>& 
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child failed: " << status;
 }
 
+// A child writes commits 1..n in fsync mode and crashes.
+void crash_after_commits(const std::string& dir, uint64_t n) {
+  crash_after([&](auto&& ready) {
+    auto store = open_store(dir, Durability::fsync);
+    ASSERT_TRUE(store);
+    for (uint64_t i = 1; i <= n; ++i) ASSERT_TRUE(write_commit(*store, i));
+    ready();
+    store.release();  // no close: the crash
+  });
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), {}};
@@ -192,13 +203,7 @@ TEST(Journal, APowerLossLosingAnyPagesWrittenSinceTheCheckpointLosesNoCommit) {
 
 TEST(Journal, ANosyncOpenRecoversAnFsyncJournalAndDropsIt) {
   TempDir dir;
-  crash_after([&](auto&& ready) {
-    auto store = open_store(dir.path(), Durability::fsync);
-    ASSERT_TRUE(store);
-    for (uint64_t i = 1; i <= 30; ++i) ASSERT_TRUE(write_commit(*store, i));
-    ready();
-    store.release();
-  });
+  crash_after_commits(dir.path(), 30);
   {
     auto store = open_store(dir.path(), Durability::nosync);
     ASSERT_TRUE(store);
@@ -214,13 +219,7 @@ TEST(Journal, ANosyncOpenRecoversAnFsyncJournalAndDropsIt) {
 
 TEST(Journal, ReplayStopsAtADamagedRecord) {
   TempDir dir;
-  crash_after([&](auto&& ready) {
-    auto store = open_store(dir.path(), Durability::fsync);
-    ASSERT_TRUE(store);
-    for (uint64_t i = 1; i <= 20; ++i) ASSERT_TRUE(write_commit(*store, i));
-    ready();
-    store.release();
-  });
+  crash_after_commits(dir.path(), 20);
   // Each of these small records takes one block after the two checkpoint slots: damage the
   // 11th (a torn write would look the same).
   std::string journal = read_file(dir.sub("journal"));
@@ -240,10 +239,22 @@ TEST(Journal, ACleanCloseLeavesNothingToReplay) {
     ASSERT_TRUE(store);
     for (uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(write_commit(*store, i));
   }
+  uint64_t generation;
+  {
+    auto journal = Journal::open(dir.sub("journal"));
+    ASSERT_TRUE(journal.ok());
+    generation = (*journal)->checkpoint().generation;
+    EXPECT_NE(generation, 0u);
+    EXPECT_TRUE((*journal)->take_pending().empty());
+  }
+  // Reopening finds LMDB at the checkpoint: it writes nothing, not even a new checkpoint.
+  ASSERT_TRUE(open_store(dir.path(), Durability::fsync));
   auto journal = Journal::open(dir.sub("journal"));
   ASSERT_TRUE(journal.ok());
-  EXPECT_NE((*journal)->checkpoint().generation, 0u);
-  EXPECT_TRUE((*journal)->take_pending().empty());
+  EXPECT_EQ((*journal)->checkpoint().generation, generation);
+  auto store = open_store(dir.path(), Durability::fsync);
+  ASSERT_TRUE(store);
+  expect_commits(*store, 5);
 }
 
 TEST(Journal, AtTheCapDeletesStillLandAndFreeRoomForPuts) {
