@@ -69,6 +69,20 @@ class Inbox {
   std::deque<Delivery> items_;
 };
 
+inline FieldTable args(std::initializer_list<std::pair<const char*, FieldValue>> list) {
+  FieldTable t;
+  for (const auto& [k, v] : list) t.set(k, v);
+  return t;
+}
+
+// What list_queues says of one queue (a test failure if there is none).
+inline QueueInfo info(Broker& b, std::string_view name) {
+  for (auto& q : b.list_queues())
+    if (q.name == name) return q;
+  ADD_FAILURE() << "no queue " << name;
+  return {};
+}
+
 inline std::unique_ptr<Broker> memory_broker(BrokerOptions o = {}) {
   o.durability = Durability::in_memory;
   return Broker::open(o);

@@ -15,12 +15,6 @@ namespace {
 
 using namespace warren::testing;
 
-FieldTable args(std::initializer_list<std::pair<const char*, FieldValue>> list) {
-  FieldTable t;
-  for (const auto& [k, v] : list) t.set(k, v);
-  return t;
-}
-
 Message expiring(std::string body, std::string expiration) {
   Message m = transient(std::move(body));
   m.properties.expiration = std::move(expiration);
@@ -42,13 +36,6 @@ std::optional<int64_t> delivery_count(const Delivery& d) {
   if (!d.message.properties.headers) return std::nullopt;
   const FieldValue* v = d.message.properties.headers->find("x-delivery-count");
   return v ? v->as_integer() : std::nullopt;
-}
-
-QueueInfo info(Broker& b, std::string_view name) {
-  for (auto& q : b.list_queues())
-    if (q.name == name) return q;
-  ADD_FAILURE() << "no queue " << name;
-  return {};
 }
 
 // Declares `name` with args, dead-lettering into the queue "dead" through the default exchange.
@@ -152,10 +139,18 @@ TEST(Ttl, UnusedQueueExpires) {
   ch.queue_declare("busy", {.arguments = args({{"x-expires", FieldValue(int32_t(60))}})});
   Inbox in;
   ch.basic_consume("busy", in.callback());
-  // Looking at the queue is a use that restarts its clock, so wait past it and look once.
-  std::this_thread::sleep_for(300ms);
+  // Declaring restarts a queue's clock; listing does not, so poll the list.
+  auto listed = [&](const std::string& name) {
+    for (const auto& q : broker->list_queues())
+      if (q.name == name) return true;
+    return false;
+  };
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (listed("idle") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
   Status s = error_of([&] { ch.queue_declare("idle", {.passive = true}); });
   EXPECT_EQ(s.code(), ReplyCode::not_found);
+  // "busy" fell due in the same round as "idle": only its consumer kept it.
   ch = broker->channel();
   EXPECT_NO_THROW(ch.queue_declare("busy", {.passive = true}));  // a consumer keeps it alive
 }

@@ -15,14 +15,16 @@ namespace {
 
 using warren::testing::TempDir;
 
+// Built in one initialisation: g++ 12 at -O3 reports a false -Wrestrict overlap
+// (GCC bug 105329) when a string literal is assigned to a member of a fresh object.
 std::shared_ptr<const MessageData> message(size_t body_size, bool persistent = true) {
-  auto m = std::make_shared<MessageData>();
-  m->flags = persistent ? MessageData::kPersistent : 0;
-  m->exchange = "x";
-  m->routing_key = "rk";
-  m->properties = std::string("\x10\x00\x02", 3);
-  m->body = std::string(body_size, 'b');
-  return m;
+  return std::make_shared<const MessageData>(MessageData{
+      .flags = uint8_t(persistent ? MessageData::kPersistent : 0),
+      .exchange = "x",
+      .routing_key = "rk",
+      .properties = std::string("\x10\x00\x02", 3),
+      .body = std::string(body_size, 'b'),
+  });
 }
 
 std::unique_ptr<Store> open_store(const std::string& dir, StoreOptions o = {}) {

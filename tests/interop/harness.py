@@ -2,7 +2,8 @@
 
 With AMQP_PORT set, an external broker (RabbitMQ, to check that the expectations are
 RabbitMQ's): AMQP_RESTART is the shell command that restarts it. Otherwise a warrend
-(path in WARREND) started here on a free loopback port with its own data directory.
+(path in WARREND) started here with its own data directory, on a loopback port it picks
+itself (--port 0), so that tests running side by side never race for one.
 """
 import os
 import shutil
@@ -14,10 +15,15 @@ import time
 import uuid
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_warrend(*args, **popen):
+    """Starts warrend with --port 0 and returns (process, port) once it listens."""
+    proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", *args], stdout=subprocess.PIPE,
+                            text=True, **popen)
+    line = proc.stdout.readline()
+    if not line.startswith("port "):
+        proc.kill()
+        raise RuntimeError(f"warrend did not print its port: {line!r}")
+    return proc, int(line.split()[1])
 
 
 def unique(prefix):
@@ -34,7 +40,7 @@ class Broker:
             return
         self.warrend = os.environ["WARREND"]
         self.dir = tempfile.mkdtemp(prefix="warren-interop-")
-        self.port = free_port()
+        self.port = 0  # chosen by the first start, kept across restarts
         self.proc = None
         self.start()
 
@@ -42,7 +48,10 @@ class Broker:
         self.proc = subprocess.Popen(
             [self.warrend, "--port", str(self.port), "--data-dir", self.dir,
              "--durability", "nosync", "--log-level", "info"],
-            stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if self.port == 0:
+            self.port = int(self.proc.stdout.readline().split()[1])
+        self.proc.stdout.close()
         self.log = []
         for line in self.proc.stderr:  # wait for the event, not for time
             self.log.append(line)

@@ -208,22 +208,44 @@ class CarelessClients(unittest.TestCase):
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port))
         ch = conn.channel()
         ch.queue_declare(queue)
+        ch.confirm_delivery()  # each publish returns once the broker has it: no bytes in flight
         body = b"z" * 100_000
         for _ in range(500):  # 50 MB waiting for the consumer
             ch.basic_publish("", queue, body)
+        self.assertEqual(ready(ch, queue), 500)
+        baseline = rss_anon_kib(broker().proc.pid)
+
         raw = Raw(broker().port)
         raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.handshake()
         raw.open_channel(1)
         raw.send(method(1, 60, 20, struct.pack(">H", 0) + shortstr(queue) + shortstr("") + b"\x02" + table()))
-        time.sleep(1)  # the server pushes as much as it will; nothing to wait on but time
+        # The server pushes until the client's window and its own output limit are full, then
+        # stops: wait until many round trips in a row see the same ready count.
+        deadline = time.monotonic() + 30
+        left, unchanged = ready(ch, queue), 0
+        while left == 500 or unchanged < 50:
+            self.assertLess(time.monotonic(), deadline, "deliveries never started or never stopped")
+            now = ready(ch, queue)
+            unchanged = unchanged + 1 if now == left else 0
+            left = now
+        # A server that buffered everything would have taken every message off the queue.
+        self.assertGreater(left, 400, "the server took more than 10 MB out for a client that reads nothing")
         # Anonymous memory only: LMDB's map is file-backed and reading it is no buffering.
-        anon_kib = int(next(l for l in open(f"/proc/{broker().proc.pid}/status") if l.startswith("RssAnon")).split()[1])
-        self.assertLess(anon_kib, 20_000, "the server buffered what the client would not read")
-        self.assertGreater(anon_kib, 0)
+        growth = rss_anon_kib(broker().proc.pid) - baseline
+        self.assertLess(growth, 16_000, "the server buffered what the client would not read")
         raw.close()
         ch.queue_delete(queue)
         conn.close()
+
+
+def ready(channel, queue):
+    return channel.queue_declare(queue, passive=True).method.message_count
+
+
+def rss_anon_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("RssAnon")).split()[1])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import unittest
 import pika
 import pika.exceptions
 
-from harness import free_port
+from harness import start_warrend
 
 
 @unittest.skipIf("AMQP_PORT" in os.environ, "about warrend itself")
@@ -18,13 +18,14 @@ class Server(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="warren-server-")
 
     def test_config_file_users_and_port(self):
-        port = free_port()
         config = os.path.join(self.dir, "warren.conf")
         with open(config, "w") as f:
-            f.write(f"# a comment\nport = {port}\ndata-dir = {self.dir}/data\nuser = app:secret\n"
+            f.write(f"# a comment\nport = 0\ndata-dir = {self.dir}/data\nuser = app:secret\n"
                     "durability = nosync\n")
-        proc = subprocess.Popen([os.environ["WARREND"], "--config", config], stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([os.environ["WARREND"], "--config", config], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
         try:
+            port = int(proc.stdout.readline().split()[1])  # "port N": the config's port 0 was used
             for line in proc.stderr:
                 if "warrend ready" in line:
                     break
@@ -38,14 +39,11 @@ class Server(unittest.TestCase):
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=10), 0)
             proc.stderr.close()
+            proc.stdout.close()
         self.assertTrue(os.path.exists(os.path.join(self.dir, "data", "data.mdb")))
 
     def test_port_zero_prints_the_port_and_sigint_stops_cleanly(self):
-        proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", "--durability", "memory",
-                                 "--log-level", "warning"], stdout=subprocess.PIPE, text=True)
-        line = proc.stdout.readline()
-        self.assertRegex(line, r"^port \d+$")
-        port = int(line.split()[1])
+        proc, port = start_warrend("--durability", "memory", "--log-level", "warning")
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         proc.send_signal(signal.SIGINT)
         # The client is told why: connection.close 320, then the server exits.
@@ -57,19 +55,10 @@ class Server(unittest.TestCase):
         proc.stdout.close()
 
     def test_a_full_store_blocks_publishers_until_acks_free_space(self):
-        port = free_port()
-        proc = subprocess.Popen([os.environ["WARREND"], "--port", str(port), "--data-dir", self.dir,
-                                 "--max-map-size", str(2 << 20), "--log-level", "warning"])
+        proc, port = start_warrend("--data-dir", self.dir, "--max-map-size", str(2 << 20), "--log-level", "warning")
         try:
             events = []
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    publisher = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
-                    break
-                except pika.exceptions.AMQPConnectionError:
-                    self.assertLess(time.monotonic(), deadline)
-                    time.sleep(0.05)  # warrend is starting; nothing to wait on but its port
+            publisher = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
             publisher.add_on_connection_blocked_callback(lambda c, m: events.append(m.method.reason))
             publisher.add_on_connection_unblocked_callback(lambda c, m: events.append("unblocked"))
             ch = publisher.channel()
@@ -100,13 +89,12 @@ class Server(unittest.TestCase):
         finally:
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=10), 0)
+            proc.stdout.close()
 
     def test_vhosts_and_the_message_size_limit(self):
-        proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", "--durability", "memory", "--vhost", "orders",
-                                 "--max-message-size", "1000", "--log-level", "warning"],
-                                stdout=subprocess.PIPE, text=True)
+        proc, port = start_warrend("--durability", "memory", "--vhost", "orders", "--max-message-size", "1000",
+                                   "--log-level", "warning")
         try:
-            port = int(proc.stdout.readline().split()[1])
             conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port, virtual_host="orders"))
             ch = conn.channel()
             ch.queue_declare("only-in-orders")
@@ -133,9 +121,7 @@ class Server(unittest.TestCase):
         data = os.path.join(self.dir, "data")
 
         def start(*extra):
-            proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", "--data-dir", data, "--log-level",
-                                     "warning", *extra], stdout=subprocess.PIPE, text=True)
-            return proc, int(proc.stdout.readline().split()[1])
+            return start_warrend("--data-dir", data, "--log-level", "warning", *extra)
 
         def stop(proc):
             proc.send_signal(signal.SIGTERM)
