@@ -1,61 +1,73 @@
 #include "storage/writer.h"
 
+#include <fmt/format.h>
+
 namespace warren::storage {
 namespace {
-constexpr size_t kRememberedFailures = 256;
-}
+// Failures the consumer has seen are kept this long for late waiters.
+constexpr size_t kRememberedFailures = 1024;
+}  // namespace
 
-Writer::Writer(Store& store, BatchDone on_done)
-    : store_(store), on_done_(std::move(on_done)), thread_([this] { run(); }) {}
+Writer::Writer(Store& store, Finished on_finished)
+    : store_(store), on_finished_(std::move(on_finished)), thread_([this] { run(); }) {}
 
 Writer::~Writer() { stop(); }
 
-uint64_t Writer::submit(Op op) {
-  std::lock_guard lock(mutex_);
-  bool wake = pending_.empty();
-  add_pending(std::move(op));
-  if (wake) work_cv_.notify_one();
-  return open_batch_;
-}
-
-uint64_t Writer::submit(std::vector<Op>& ops) {
+uint64_t Writer::submit(std::vector<Op>&& ops) {
   if (ops.empty()) return last_submitted();
-  std::lock_guard lock(mutex_);
-  bool wake = pending_.empty();
-  for (auto& op : ops) add_pending(std::move(op));
+  uint64_t id;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& op : ops) {
+      uint64_t bytes = op.kind == Op::Kind::put_message ? op.bytes : 0;
+      pending_bytes_ += bytes;
+      backlog_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+      pending_.push_back(std::move(op));
+    }
+    id = submitted_.load(std::memory_order_relaxed) + 1;
+    submitted_.store(id, std::memory_order_release);
+  }
   ops.clear();
-  if (wake) work_cv_.notify_one();
-  return open_batch_;
+  work_cv_.notify_one();
+  return id;
 }
 
-void Writer::add_pending(Op op) {
-  uint64_t bytes = op.kind == Op::Kind::put_message ? op.bytes : 0;
-  pending_bytes_ += bytes;
-  backlog_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  pending_.push_back(std::move(op));
-}
-
-uint64_t Writer::last_submitted() const {
+Status Writer::outcome(uint64_t id) const {
   std::lock_guard lock(mutex_);
-  return pending_.empty() ? open_batch_ - 1 : open_batch_;
-}
-
-Status Writer::wait_for(uint64_t id, std::chrono::steady_clock::time_point deadline,
-                        bool* timed_out) {
-  std::unique_lock lock(mutex_);
-  *timed_out = !done_cv_.wait_until(lock, deadline, [&] { return committed_.load() >= id; });
-  if (*timed_out) return {};
-  for (const auto& [failed, status] : failures_)
-    if (failed == id) return status;
+  for (const Failure& f : failures_)
+    if (id >= f.first && id <= f.last) return f.status;
+  if (id <= forgotten_upto_)
+    return Status::storage(StorageFault::io_error,
+                           fmt::format("the outcome of commit {} is no longer known", id));
   return {};
 }
 
-bool Writer::failed_between(uint64_t from, uint64_t to) const {
+CommitOutcomes Writer::outcomes_after(uint64_t from) const {
   std::lock_guard lock(mutex_);
-  if (from <= forgotten_failures_upto_) return true;
-  for (const auto& [id, status] : failures_)
-    if (id >= from && id <= to) return true;
-  return false;
+  CommitOutcomes out;
+  out.through = finished();
+  for (const Failure& f : failures_)
+    if (f.last > from && f.first <= out.through) out.failed.push_back(f);
+  return out;
+}
+
+void Writer::consumed(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  consumed_ = std::max(consumed_, id);
+  while (failures_.size() > kRememberedFailures && failures_.front().last <= consumed_) {
+    forgotten_upto_ = failures_.front().last;
+    failures_.pop_front();
+  }
+}
+
+Status Writer::wait_for(uint64_t id, std::chrono::steady_clock::time_point deadline,
+                        bool* timed_out) const {
+  {
+    std::unique_lock lock(mutex_);
+    *timed_out = !done_cv_.wait_until(lock, deadline, [&] { return finished() >= id; });
+    if (*timed_out) return {};
+  }
+  return outcome(id);
 }
 
 void Writer::wait_for_room(uint64_t limit) {
@@ -80,21 +92,16 @@ void Writer::stop() {
     stopping_ = true;
   }
   work_cv_.notify_one();
+  done_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
-void Writer::record_outcome(uint64_t id, const Status& status, uint64_t bytes) {
+void Writer::record_outcome(uint64_t first, uint64_t last, const Status& status, uint64_t bytes) {
   {
     std::lock_guard lock(mutex_);
-    if (!status) {
-      failures_.emplace_back(id, status);
-      if (failures_.size() > kRememberedFailures) {
-        forgotten_failures_upto_ = failures_.front().first;
-        failures_.pop_front();
-      }
-    }
+    if (!status) failures_.push_back({first, last, status});
     backlog_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-    committed_.store(id, std::memory_order_release);
+    finished_.store(last, std::memory_order_release);
   }
   done_cv_.notify_all();
 }
@@ -102,24 +109,21 @@ void Writer::record_outcome(uint64_t id, const Status& status, uint64_t bytes) {
 void Writer::run() {
   std::vector<Op> batch;
   for (;;) {
-    uint64_t id, bytes;
+    uint64_t first, last, bytes;
     {
       std::unique_lock lock(mutex_);
       work_cv_.wait(lock, [&] { return !pending_.empty() || stopping_; });
       if (pending_.empty()) return;  // stopping, and everything is written
-      // Not while someone holds a SameBatch (that is quick): re-check after waiting for it.
-      lock.unlock();
-      std::lock_guard same(swap_mutex_);
-      lock.lock();
       batch.swap(pending_);
       bytes = pending_bytes_;
       pending_bytes_ = 0;
-      id = open_batch_++;
+      first = finished_.load(std::memory_order_relaxed) + 1;
+      last = submitted_.load(std::memory_order_relaxed);
     }
     Status status = store_.write(batch);
     batch.clear();
-    record_outcome(id, status, bytes);
-    if (on_done_) on_done_(id, status);
+    record_outcome(first, last, status, bytes);
+    if (on_finished_) on_finished_();
   }
 }
 

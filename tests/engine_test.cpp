@@ -32,6 +32,9 @@ class EngineTest : public ::testing::Test {
     auto e = Engine::open(io, EngineOptions{{.durability = Durability::in_memory}, nullptr});
     ASSERT_TRUE(e.ok()) << e.status().text();
     engine = std::move(e.value());
+    // This thread is the engine's loop: it holds the token throughout, as warrend's does.
+    token = engine->token();
+    token->lock();
     conn = engine->connect("client", "guest");
     ch = engine->open_channel(*conn, 1, &sink);
   }
@@ -55,7 +58,14 @@ class EngineTest : public ::testing::Test {
     return in;
   }
 
+  void TearDown() override {
+    ch.reset();
+    engine.reset();
+    token->unlock();
+  }
+
   asio::io_context io;
+  std::shared_ptr<LoopToken> token;
   std::unique_ptr<Engine> engine;
   std::shared_ptr<Connection> conn;
   RecordingSink sink;

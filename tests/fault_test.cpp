@@ -9,6 +9,7 @@
 
 #include "api/handles.h"
 #include "broker_util.h"
+#include "faults.h"
 #include "test_util.h"
 
 namespace warren {
@@ -164,29 +165,6 @@ TEST_F(Faults, DiskFullWhileGrowingIsANack) {
 }
 
 // Holds every commit until opened: a disk that has stopped answering.
-class StuckDisk : public storage::FaultInjector {
- public:
-  Status before_commit(const storage::CommitInfo&) override {
-    std::unique_lock lock(m_);
-    cv_.wait(lock, [&] { return open_; });
-    return {};
-  }
-  void open() {
-    std::lock_guard lock(m_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  void hang() {
-    std::lock_guard lock(m_);
-    open_ = false;
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
 TEST_F(Faults, WaitForConfirmsTimesOutWhileTheDiskHangs) {
   auto stuck = std::make_shared<StuckDisk>();
   stuck->open();

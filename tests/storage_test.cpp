@@ -265,16 +265,12 @@ TEST(Writer, ConcurrentSubmittersShareCommits) {
   std::atomic<int> batches{0};
   constexpr int kThreads = 4, kPerThread = 500;
   {
-    Writer writer(*store, [&](uint64_t, const Status& s) {
-      EXPECT_TRUE(s.ok());
-      ++batches;
-    });
+    Writer writer(*store, [&] { ++batches; });
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t)
       threads.emplace_back([&, t] {
         for (int i = 0; i < kPerThread; ++i)
-          writer.submit(
-              Op::put_message(Db::messages, 1, uint64_t(t * kPerThread + i + 1), message(64)));
+          writer.submit({Op::put_message(Db::messages, 1, uint64_t(t * kPerThread + i + 1), message(64))});
       });
     for (auto& t : threads) t.join();
     bool timed_out = false;
@@ -282,6 +278,7 @@ TEST(Writer, ConcurrentSubmittersShareCommits) {
                                 std::chrono::steady_clock::now() + std::chrono::seconds(30),
                                 &timed_out));
     EXPECT_FALSE(timed_out);
+    EXPECT_TRUE(writer.outcomes_after(0).failed.empty());
   }
   EXPECT_EQ(count_messages(*store, Db::messages, 1), size_t(kThreads * kPerThread));
   EXPECT_LT(batches.load(), kThreads * kPerThread);
@@ -296,14 +293,23 @@ TEST(Writer, ReportsEachBatchOutcome) {
   Writer writer(*store, nullptr);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   bool timed_out = false;
-  uint64_t ok_batch = writer.submit(Op::put_message(Db::messages, 1, 1, message(5)));
-  EXPECT_TRUE(writer.wait_for(ok_batch, deadline, &timed_out));
+  EXPECT_EQ(writer.next_id(), 1u);
+  uint64_t ok_commit = writer.submit({Op::put_message(Db::messages, 1, 1, message(5))});
+  EXPECT_EQ(ok_commit, 1u);
+  EXPECT_EQ(writer.submit({}), ok_commit) << "an empty submit takes no id";
+  EXPECT_TRUE(writer.wait_for(ok_commit, deadline, &timed_out));
   faults->fail_next = true;
-  uint64_t bad_batch = writer.submit(Op::put_message(Db::messages, 1, 2, message(5)));
-  Status s = writer.wait_for(bad_batch, deadline, &timed_out);
+  uint64_t bad_commit = writer.submit({Op::put_message(Db::messages, 1, 2, message(5))});
+  Status s = writer.wait_for(bad_commit, deadline, &timed_out);
   EXPECT_FALSE(timed_out);
   EXPECT_EQ(s.storage_fault(), StorageFault::io_error);
   EXPECT_EQ(writer.backlog_bytes(), 0u);
+  auto outcomes = writer.outcomes_after(0);
+  EXPECT_EQ(outcomes.through, bad_commit);
+  EXPECT_FALSE(outcomes.failed_commit(ok_commit));
+  EXPECT_TRUE(outcomes.failed_commit(bad_commit));
+  EXPECT_TRUE(writer.outcome(ok_commit));
+  EXPECT_FALSE(writer.outcome(bad_commit));
 }
 
 size_t schedule_entries(Store& store) {

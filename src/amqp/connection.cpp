@@ -101,6 +101,10 @@ class Connection::ChannelState : public core::ChannelSink {
   void reply(bool no_wait, const M& m) {
     if (!no_wait) conn_.send(id_, m);
   }
+  template <class M>
+  void durable_reply(const Result<core::CommitId>& r, bool no_wait, M m) {
+    if (r.ok()) conn_.reply_when_durable(id_, r.value(), no_wait, std::move(m));
+  }
 
   Connection& conn_;
   const uint16_t id_;
@@ -237,37 +241,39 @@ void Connection::ChannelState::handle_method(AnyMethod& method) {
           },
           [&](ExchangeDeclare& m) {
             ExchangeOptions o{m.passive, m.durable, m.auto_delete, m.internal, m.arguments};
-            if (ch.exchange_declare(m.exchange, m.type, o)) reply(m.no_wait, ExchangeDeclareOk{});
+            durable_reply(ch.exchange_declare(m.exchange, m.type, o), m.no_wait, ExchangeDeclareOk{});
           },
           [&](ExchangeDelete& m) {
-            if (ch.exchange_delete(m.exchange, m.if_unused)) reply(m.no_wait, ExchangeDeleteOk{});
+            durable_reply(ch.exchange_delete(m.exchange, m.if_unused), m.no_wait, ExchangeDeleteOk{});
           },
           [&](ExchangeBind& m) {
-            if (ch.exchange_bind(m.destination, m.source, m.routing_key, m.arguments))
-              reply(m.no_wait, ExchangeBindOk{});
+            durable_reply(ch.exchange_bind(m.destination, m.source, m.routing_key, m.arguments), m.no_wait,
+                          ExchangeBindOk{});
           },
           [&](ExchangeUnbind& m) {
-            if (ch.exchange_unbind(m.destination, m.source, m.routing_key, m.arguments))
-              reply(m.no_wait, ExchangeUnbindOk{});
+            durable_reply(ch.exchange_unbind(m.destination, m.source, m.routing_key, m.arguments), m.no_wait,
+                          ExchangeUnbindOk{});
           },
           [&](QueueDeclare& m) {
             QueueOptions o{m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments};
             auto r = ch.queue_declare(m.queue, o);
-            if (r.ok()) reply(m.no_wait, QueueDeclareOk{r->queue, r->message_count, r->consumer_count});
+            if (r.ok())
+              conn_.reply_when_durable(id_, r->commit, m.no_wait,
+                                       QueueDeclareOk{r->value.queue, r->value.message_count, r->value.consumer_count});
           },
           [&](QueueBind& m) {
-            if (ch.queue_bind(m.queue, m.exchange, m.routing_key, m.arguments)) reply(m.no_wait, QueueBindOk{});
+            durable_reply(ch.queue_bind(m.queue, m.exchange, m.routing_key, m.arguments), m.no_wait, QueueBindOk{});
           },
           [&](QueueUnbind& m) {
-            if (ch.queue_unbind(m.queue, m.exchange, m.routing_key, m.arguments)) conn_.send(id_, QueueUnbindOk{});
+            durable_reply(ch.queue_unbind(m.queue, m.exchange, m.routing_key, m.arguments), false, QueueUnbindOk{});
           },
           [&](QueuePurge& m) {
             auto r = ch.queue_purge(m.queue);
-            if (r.ok()) reply(m.no_wait, QueuePurgeOk{*r});
+            if (r.ok()) conn_.reply_when_durable(id_, r->commit, m.no_wait, QueuePurgeOk{r->value});
           },
           [&](QueueDelete& m) {
             auto r = ch.queue_delete(m.queue, {m.if_unused, m.if_empty});
-            if (r.ok()) reply(m.no_wait, QueueDeleteOk{*r});
+            if (r.ok()) conn_.reply_when_durable(id_, r->commit, m.no_wait, QueueDeleteOk{r->value});
           },
           [&](BasicQos& m) {
             if (m.prefetch_size != 0) {
@@ -314,15 +320,7 @@ void Connection::ChannelState::handle_method(AnyMethod& method) {
           [&](TxSelect&) {
             if (ch.tx_select()) conn_.send(id_, TxSelectOk{});
           },
-          [&](TxCommit&) {
-            if (!ch.tx_commit()) return;
-            // commit-ok once what the transaction wrote is on disk.
-            conn_.engine_.when_flushed([alive = std::weak_ptr<core::Channel>(core_), this](const Status& s) {
-              if (alive.expired()) return;
-              if (s.ok()) conn_.send(id_, TxCommitOk{});
-              else on_closed(s);
-            });
-          },
+          [&](TxCommit&) { durable_reply(ch.tx_commit(), false, TxCommitOk{}); },
           [&](TxRollback&) {
             if (ch.tx_rollback()) conn_.send(id_, TxRollbackOk{});
           },
@@ -342,8 +340,32 @@ Connection::Connection(core::Engine& engine, const ServerConfig& config, std::st
     : engine_(engine), config_(config), peer_(std::move(peer)), peer_is_loopback_(peer_is_loopback) {}
 
 Connection::~Connection() {
+  alive_.reset();
   release();
   retired_.clear();
+}
+
+template <class M>
+void Connection::reply_when_durable(uint16_t channel, core::CommitId commit, bool no_wait, M reply) {
+  if (commit == 0) {
+    if (!no_wait) send(channel, reply);
+    return;
+  }
+  // A no-wait method has no reply to keep in order: only a failure is reported, later.
+  if (!no_wait) ++awaiting_commits_;
+  engine_.when_durable(commit, [this, alive = std::weak_ptr<bool>(alive_), channel, no_wait,
+                                reply = std::move(reply)](const Status& s) {
+    if (alive.expired()) return;
+    auto it = channels_.find(channel);
+    if (it != channels_.end() && !it->second->closing()) {
+      // The method a reply answers has the id just before the reply's.
+      if (!s.ok())
+        it->second->core().close_for_failure(s.with_method(reply.class_id, reply.method_id - 1));
+      else if (!no_wait)
+        send(channel, reply);
+    }
+    if (!no_wait && --awaiting_commits_ == 0 && resume_listener_) resume_listener_();
+  });
 }
 
 template <class M>
@@ -434,6 +456,7 @@ void Connection::on_output_drained() {
 }
 
 void Connection::feed(std::string& in) {
+  if (awaiting_commits_ > 0) return;  // resumed once the replies waiting for commits are out
   size_t used = 0;
   if (state_ == State::awaiting_header) {
     if (in.size() < kProtocolHeader.size()) return;
@@ -452,7 +475,7 @@ void Connection::feed(std::string& in) {
     send(0, start);
     state_ = State::awaiting_start_ok;
   }
-  while (state_ != State::closed) {
+  while (state_ != State::closed && awaiting_commits_ == 0) {
     Frame f;
     size_t n = 0;
     std::string error;

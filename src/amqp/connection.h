@@ -42,9 +42,13 @@ class Connection {
   bool should_close() const { return state_ == State::closed; }
   // ...and abruptly (a reset), as RabbitMQ does after a wrong protocol header.
   bool should_reset() const { return reset_; }
-  // Stop reading the client: it is blocked by the disk alarm, or it does not read what it
-  // is sent.
-  bool reading_paused() const { return blocked_ || out_.size() > 4 * config_.output_high_water; }
+  // Stop reading the client: it is blocked by the disk alarm, it does not read what it is
+  // sent, or a reply waits for its commit (its later frames wait their turn).
+  bool reading_paused() const {
+    return blocked_ || awaiting_commits_ > 0 || out_.size() > 4 * config_.output_high_water;
+  }
+  // A reply waits for its commit; the input after it waits too.
+  bool awaiting_commits() const { return awaiting_commits_ > 0; }
   // Output drained below the high-water mark: deliveries may flow again.
   void on_output_drained();
   // The peer is gone: release everything (unacked messages go back to their queues).
@@ -54,6 +58,8 @@ class Connection {
 
   // Called whenever output goes from empty to non-empty, so the session can send it.
   void set_output_listener(std::function<void()> listener) { output_listener_ = std::move(listener); }
+  // Called when input left unprocessed (while a reply waited for its commit) may go on.
+  void set_resume_listener(std::function<void()> listener) { resume_listener_ = std::move(listener); }
 
   uint16_t heartbeat_seconds() const { return heartbeat_; }
   void send_heartbeat();
@@ -75,6 +81,11 @@ class Connection {
 
   template <class M>
   void send(uint16_t channel, const M& method);
+  // Sends `reply` once commit `commit` has landed (RabbitMQ answers declare-ok for a durable
+  // queue once it is stored, commit-ok once the transaction is); until then the connection
+  // reads nothing more, so replies keep their order. A failed commit closes the channel.
+  template <class M>
+  void reply_when_durable(uint16_t channel, core::CommitId commit, bool no_wait, M reply);
   void send_content(uint16_t channel, std::string_view method_payload, const storage::MessageData& message);
   // A hard error: connection.close, then nothing but close-ok is read.
   void connection_error(const Status& status);
@@ -89,6 +100,10 @@ class Connection {
   State state_ = State::awaiting_header;
   std::string out_;
   std::function<void()> output_listener_;
+  std::function<void()> resume_listener_;
+  int awaiting_commits_ = 0;
+  // Handlers the engine runs later check it: the connection may be gone by then.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   FrameParser parser_;
   uint16_t channel_max_ = 0;
   uint32_t frame_max_ = 0;

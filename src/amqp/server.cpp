@@ -29,6 +29,16 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     conn_.set_output_listener([weak = weak_from_this()] {
       if (auto self = weak.lock()) self->schedule_flush();
     });
+    // Posted: the engine calls it in the middle of applying a commit's outcome.
+    conn_.set_resume_listener([weak = weak_from_this()] {
+      if (auto self = weak.lock())
+        asio::post(self->socket_.get_executor(), [self] {
+          if (self->closed_) return;
+          self->conn_.feed(self->in_);
+          self->flush();
+          if (!self->conn_.should_close()) self->read();
+        });
+    });
     last_input_ = last_output_ = Clock::now();
     read();
     tick();
@@ -38,6 +48,11 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     conn_.close_for_shutdown();
     flush();
   }
+  // Reads nothing more from the client until it is told to close (what was read is still
+  // worked off).
+  void stop_reading() { draining_ = true; }
+  // Whether it still has input to work off once a reply's commit lands.
+  bool busy() const { return conn_.awaiting_commits(); }
 
   void abandon() { close(); }
 
@@ -45,6 +60,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   void read() {
     if (reading_ || closed_) return;
     if (conn_.reading_paused()) return;  // resumed when the output drains
+    if (draining_ && conn_.open()) return;  // only a close-ok is read once shutdown began
     reading_ = true;
     socket_.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](std::error_code ec, size_t n) {
       self->reading_ = false;
@@ -126,6 +142,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     socket_.close(ignored);
     conn_.on_disconnect();
     server_.sessions_.erase(shared_from_this());
+    server_.session_gone();
   }
 
   Server& server_;
@@ -140,6 +157,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;
   bool flush_scheduled_ = false;
   bool closed_ = false;
+  bool draining_ = false;
   Clock::time_point last_input_, last_output_;
 };
 
@@ -207,15 +225,60 @@ void Server::accept(tcp::acceptor& acceptor) {
   });
 }
 
-void Server::stop() {
-  if (stopping_) return;
+void Server::close_acceptors() {
   stopping_ = true;
   for (auto& a : acceptors_) {
     std::error_code ignored;
     a->close(ignored);
   }
+}
+
+void Server::stop() {
+  if (stopping_) return;
+  close_acceptors();
   auto sessions = sessions_;
   for (auto& s : sessions) s->shut_down();
+}
+
+void Server::shutdown(std::chrono::steady_clock::duration deadline, std::function<void()> done) {
+  if (stopping_) return;
+  close_acceptors();
+  on_all_gone_ = std::move(done);
+  for (auto& s : sessions_) s->stop_reading();
+  settle_then([this, deadline] {
+    log::info("everything read is settled; closing {} connection(s)", sessions_.size());
+    auto sessions = sessions_;
+    for (auto& s : sessions) s->shut_down();
+    shutdown_deadline_ = std::make_unique<asio::steady_timer>(io_, deadline);
+    shutdown_deadline_->async_wait([this](std::error_code ec) {
+      if (ec || !on_all_gone_) return;
+      log::warning("{} client(s) did not answer connection.close", sessions_.size());
+      std::exchange(on_all_gone_, nullptr)();
+    });
+    session_gone();  // perhaps there were none
+  });
+}
+
+void Server::settle_then(std::function<void()> next) {
+  engine_.when_durable(engine_.last_commit(), [this, next = std::move(next)](const Status&) mutable {
+    // Posted: sessions that waited for that commit resume their input first (also posted),
+    // and what they read may add commits.
+    asio::post(io_, [this, next = std::move(next)]() mutable {
+      bool busy = engine_.last_commit() > engine_.committed();
+      for (auto& s : sessions_) busy |= s->busy();
+      if (busy)
+        settle_then(std::move(next));
+      else
+        next();
+    });
+  });
+}
+
+void Server::session_gone() {
+  if (sessions_.empty() && on_all_gone_ && shutdown_deadline_) {
+    shutdown_deadline_->cancel();
+    std::exchange(on_all_gone_, nullptr)();
+  }
 }
 
 }  // namespace warren::amqp

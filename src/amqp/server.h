@@ -6,6 +6,9 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -29,6 +32,11 @@ class Server {
   uint16_t port() const { return port_; }
   // Stops accepting and closes every connection (connection.close 320 first).
   void stop();
+  // A graceful stop: stops accepting and reading, waits until everything the clients sent
+  // is committed and settled (every publish read is confirmed or nacked), then closes each
+  // connection with connection.close 320. Calls `done` once every connection is gone, or
+  // at `deadline` if some client never answers.
+  void shutdown(std::chrono::steady_clock::duration deadline, std::function<void()> done);
   // Drops every connection at once, releasing their broker state. For when the loop has
   // stopped: must run before the engine shuts down.
   void abandon_all();
@@ -37,6 +45,10 @@ class Server {
 
  private:
   void accept(asio::ip::tcp::acceptor& acceptor);
+  void close_acceptors();
+  // Waits until no commit is pending and no session is working off input it already read.
+  void settle_then(std::function<void()> next);
+  void session_gone();
 
   asio::io_context& io_;
   core::Engine& engine_;
@@ -45,6 +57,8 @@ class Server {
   std::set<std::shared_ptr<Session>> sessions_;
   uint16_t port_ = 0;
   bool stopping_ = false;
+  std::function<void()> on_all_gone_;
+  std::unique_ptr<asio::steady_timer> shutdown_deadline_;
 };
 
 }  // namespace warren::amqp

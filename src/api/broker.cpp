@@ -31,6 +31,8 @@ void BrokerHandle::close() {
   }
   if (loop_.joinable()) {
     run([this] {
+      // Every publish the broker took is settled (its confirm sent) before channels close.
+      engine_->settle_everything();
       for (auto& weak : channels_)
         if (auto ch = weak.lock()) ch->detach();
       channels_.clear();
@@ -41,6 +43,10 @@ void BrokerHandle::close() {
       std::lock_guard lock(mutex_);
       closed_ = true;
     }
+    // Callbacks posted before the close (the last confirms) still run, in order.
+    std::promise<void> drained;
+    asio::post(*io_, [&drained] { drained.set_value(); });
+    drained.get_future().wait();
     work_.reset();
     io_->stop();
     loop_.join();
@@ -65,10 +71,9 @@ void BrokerHandle::track(const std::shared_ptr<ChannelHandle>& channel) {
   channels_.push_back(channel);
 }
 
-void BrokerHandle::wait_durable(uint64_t batch, std::chrono::steady_clock::time_point deadline) {
-  if (batch == 0 || in_engine()) return;
+void BrokerHandle::wait_durable(uint64_t commit, std::chrono::steady_clock::time_point deadline) {
   bool timed_out = false;
-  Status s = engine_->writer().wait_for(batch, deadline, &timed_out);
+  Status s = engine_->wait_durable(commit, deadline, &timed_out);
   if (timed_out) throw Timeout("timed out waiting for a commit");
   if (!s) throw Error(s);
 }
@@ -161,7 +166,7 @@ uint64_t Broker::replay(std::string_view from, std::string_view to, const Replay
     return handle_->engine().replay(o.vhost, from, to, o.max_messages, o.copy);
   });
   if (!result.ok()) throw Error(result.status());
-  handle_->wait_durable(result->batch, std::chrono::steady_clock::time_point::max());
+  handle_->wait_durable(result->commit, std::chrono::steady_clock::time_point::max());
   if (!result->stopped.ok()) throw Error(result->stopped);
   return result->count;
 }

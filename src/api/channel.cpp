@@ -80,43 +80,9 @@ void ChannelHandle::drain_outbox() {
   broker_->writer().release(reserved);  // submitted now, or dropped with a closed channel
 }
 
-uint64_t ChannelHandle::note_publish() {
+uint64_t ChannelHandle::next_publish_seq() {
   std::lock_guard lock(mutex_);
-  return confirm_mode_ ? ++published_ : 0;
-}
-
-bool ChannelHandle::wait_for_confirms(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::unique_lock lock(mutex_);
-  if (!confirm_mode_)
-    throw Error(Status::error(ReplyCode::precondition_failed, "channel is not in confirm mode"));
-  auto throw_if_unconfirmed = [&](bool done) {
-    if (!closed_reason_.ok()) throw Error(closed_reason_);
-    if (!done)
-      throw Timeout(
-          fmt::format("{} of {} publishes unconfirmed", published_ - confirmed_, published_));
-  };
-  // Once the loop has routed every publish, the outcome hangs on the commit of the last
-  // batch: wait for that directly rather than for the loop to relay it.
-  throw_if_unconfirmed(confirm_cv_.wait_until(lock, deadline, [&] {
-    return confirmed_ >= published_ || decided_ >= published_ || !closed_reason_.ok();
-  }));
-  if (confirmed_ < published_) {
-    uint64_t from = first_batch_, to = last_batch_;
-    lock.unlock();
-    bool timed_out = false;
-    Status s = broker_->writer().wait_for(to, deadline, &timed_out);
-    bool committed = !timed_out && s.ok() && !broker_->writer().failed_between(from, to);
-    lock.lock();
-    if (committed) confirmed_ = std::max(confirmed_, published_);
-    // Otherwise the loop sends the nacks of the failed batch.
-    throw_if_unconfirmed(confirm_cv_.wait_until(
-        lock, deadline, [&] { return confirmed_ >= published_ || !closed_reason_.ok(); }));
-  }
-  first_batch_ = last_batch_ = 0;
-  bool all_acked = !nacked_;
-  nacked_ = false;
-  return all_acked;
+  return confirm_mode_ ? ++publishes_ : 0;
 }
 
 // ---- ChannelSink: runs on the loop thread ---------------------------------------------
@@ -133,25 +99,7 @@ void ChannelHandle::on_deliver(core::DeliveryInfo info) {
   });
 }
 
-void ChannelHandle::on_confirm_pending(uint64_t seq, uint64_t batch) {
-  {
-    std::lock_guard lock(mutex_);
-    decided_ = std::max(decided_, seq);
-    if (first_batch_ == 0) first_batch_ = batch;
-    last_batch_ = std::max(last_batch_, batch);
-  }
-  confirm_cv_.notify_all();
-}
-
 void ChannelHandle::on_confirm(uint64_t seq, bool multiple, bool ack) {
-  {
-    std::lock_guard lock(mutex_);
-    // Warren confirms in publish order, so the highest settled number counts them all.
-    confirmed_ = std::max(confirmed_, seq);
-    decided_ = std::max(decided_, seq);
-    nacked_ |= !ack;
-  }
-  confirm_cv_.notify_all();
   if (confirm_callback)
     broker_->post([self = shared_from_this(), seq, multiple, ack] {
       if (self->confirm_callback && !self->closed_by_client())
@@ -181,11 +129,8 @@ void ChannelHandle::on_consumer_cancelled(const std::string& tag) {
 }
 
 void ChannelHandle::on_closed(const Status& reason) {
-  {
-    std::lock_guard lock(mutex_);
-    closed_reason_ = reason;
-  }
-  confirm_cv_.notify_all();
+  std::lock_guard lock(mutex_);
+  closed_reason_ = reason;
 }
 
 namespace {
@@ -259,16 +204,20 @@ std::chrono::steady_clock::time_point forever() {
   return std::chrono::steady_clock::time_point::max();
 }
 
-// Declarations of durable things return once they are committed.
+core::CommitId commit_of(const Result<core::CommitId>& r) { return r.value(); }
+template <class T>
+core::CommitId commit_of(const Result<core::Committed<T>>& r) {
+  return r.value().commit;
+}
+
+// A declaration returns once the commit the core names for it has landed: the same commit
+// the AMQP server waits for before its declare-ok.
 template <class F>
 auto declare(api::ChannelHandle& h, F&& fn) {
-  auto [result, batch] = h.call([&](core::Channel& ch) {
-    auto r = fn(ch);
-    uint64_t written = ch.wrote_durably() ? h.broker().writer().last_submitted() : 0;
-    return std::make_pair(std::move(r), written);
-  });
-  h.broker().wait_durable(batch, forever());
-  return std::move(result);
+  auto result = h.call([&](core::Channel& ch) { return fn(ch); });
+  if (!result.ok()) throw Error(result.status());
+  h.broker().wait_durable(commit_of(result), forever());
+  return std::move(result.value());
 }
 }  // namespace
 
@@ -288,66 +237,54 @@ Channel::~Channel() {
 void Channel::exchange_declare(std::string_view exchange, std::string_view type,
                                const ExchangeOptions& options) {
   api::check_name(exchange, "exchange name");
-  auto result = declare(
-      *handle_, [&](core::Channel& ch) { return ch.exchange_declare(exchange, type, options); });
-  throw_if(result);
+  declare(*handle_, [&](core::Channel& ch) { return ch.exchange_declare(exchange, type, options); });
 }
 
 void Channel::exchange_delete(std::string_view exchange, const ExchangeDeleteOptions& options) {
-  auto result = declare(
-      *handle_, [&](core::Channel& ch) { return ch.exchange_delete(exchange, options.if_unused); });
-  throw_if(result);
+  declare(*handle_, [&](core::Channel& ch) { return ch.exchange_delete(exchange, options.if_unused); });
 }
 
 void Channel::exchange_bind(std::string_view destination, std::string_view source,
                             std::string_view routing_key, const FieldTable& arguments) {
   api::check_name(routing_key, "routing key");
-  auto result = declare(*handle_, [&](core::Channel& ch) {
+  declare(*handle_, [&](core::Channel& ch) {
     return ch.exchange_bind(destination, source, routing_key, arguments);
   });
-  throw_if(result);
 }
 
 void Channel::exchange_unbind(std::string_view destination, std::string_view source,
                               std::string_view routing_key, const FieldTable& arguments) {
-  auto result = declare(*handle_, [&](core::Channel& ch) {
+  declare(*handle_, [&](core::Channel& ch) {
     return ch.exchange_unbind(destination, source, routing_key, arguments);
   });
-  throw_if(result);
 }
 
 QueueDeclareOk Channel::queue_declare(std::string_view queue, const QueueOptions& options) {
   api::check_name(queue, "queue name");
-  auto result =
-      declare(*handle_, [&](core::Channel& ch) { return ch.queue_declare(queue, options); });
-  return value_or_throw(std::move(result));
+  return declare(*handle_, [&](core::Channel& ch) { return ch.queue_declare(queue, options); }).value;
 }
 
 void Channel::queue_bind(std::string_view queue, std::string_view exchange,
                          std::string_view routing_key, const FieldTable& arguments) {
   api::check_name(routing_key, "routing key");
-  auto result = declare(*handle_, [&](core::Channel& ch) {
+  declare(*handle_, [&](core::Channel& ch) {
     return ch.queue_bind(queue, exchange, routing_key, arguments);
   });
-  throw_if(result);
 }
 
 void Channel::queue_unbind(std::string_view queue, std::string_view exchange,
                            std::string_view routing_key, const FieldTable& arguments) {
-  auto result = declare(*handle_, [&](core::Channel& ch) {
+  declare(*handle_, [&](core::Channel& ch) {
     return ch.queue_unbind(queue, exchange, routing_key, arguments);
   });
-  throw_if(result);
 }
 
 uint32_t Channel::queue_purge(std::string_view queue) {
-  return value_or_throw(handle_->call([&](core::Channel& ch) { return ch.queue_purge(queue); }));
+  return declare(*handle_, [&](core::Channel& ch) { return ch.queue_purge(queue); }).value;
 }
 
 uint32_t Channel::queue_delete(std::string_view queue, const QueueDeleteOptions& options) {
-  auto result =
-      declare(*handle_, [&](core::Channel& ch) { return ch.queue_delete(queue, options); });
-  return value_or_throw(std::move(result));
+  return declare(*handle_, [&](core::Channel& ch) { return ch.queue_delete(queue, options); }).value;
 }
 
 void Channel::confirm_select() {
@@ -371,7 +308,7 @@ uint64_t Channel::basic_publish(std::string_view exchange, std::string_view rout
   in.properties_wire = wire::encode_properties(message.properties);
   in.properties = std::move(message.properties);
   in.body = std::move(message.body);
-  uint64_t seq = handle_->note_publish();
+  uint64_t seq = handle_->next_publish_seq();
   // Asynchronous, as on the wire: a failure closes the channel and the next call reports it.
   handle_->enqueue({api::ChannelHandle::AsyncOp::Kind::publish, std::move(in)});
   return seq;
@@ -382,8 +319,7 @@ void Channel::tx_select() {
 }
 
 void Channel::tx_commit() {
-  throw_if(handle_->call([](core::Channel& ch) { return ch.tx_commit(); }));
-  flush();
+  declare(*handle_, [](core::Channel& ch) { return ch.tx_commit(); });
 }
 
 void Channel::tx_rollback() {
@@ -391,7 +327,28 @@ void Channel::tx_rollback() {
 }
 
 bool Channel::wait_for_confirms(std::chrono::milliseconds timeout) {
-  return handle_->wait_for_confirms(timeout);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  // The core says which publish is the last so far and which commit settles it; once that
+  // commit is done, the core's own record of the outcome is the answer.
+  auto target = handle_->call([](core::Channel& ch) {
+    if (!ch.confirm_mode())
+      throw Error(Status::error(ReplyCode::precondition_failed, "channel is not in confirm mode"));
+    return ch.confirm_target();
+  });
+  auto& engine = handle_->broker().engine();
+  for (;;) {
+    bool timed_out = false;
+    (void)engine.wait_durable(target.commit, deadline, &timed_out);  // a failure is a nack
+    if (timed_out)
+      throw Timeout(fmt::format("publishes up to {} not confirmed in time", target.seq));
+    auto outcome = handle_->call([&](core::Channel& ch) {
+      engine.catch_up();
+      return ch.take_confirm_outcome(target.seq);
+    });
+    if (outcome.settled) return !outcome.nacked;
+    // Settled only by a later commit (a duplicate waits for its original's): wait on.
+    target = handle_->call([](core::Channel& ch) { return ch.confirm_target(); });
+  }
 }
 
 void Channel::on_confirm(ConfirmCallback callback) {
@@ -457,28 +414,31 @@ void Channel::basic_recover(bool requeue) {
 }
 
 void Channel::ack_done(uint64_t delivery_tag, std::string_view key) {
-  uint64_t batch = value_or_throw(
-      handle_->call([&](core::Channel& ch) { return ch.ack_done(delivery_tag, key); }));
-  handle_->broker().wait_durable(batch, forever());
+  declare(*handle_, [&](core::Channel& ch) { return ch.ack_done(delivery_tag, key); });
 }
 
 bool Channel::is_done(std::string_view key) {
-  return handle_->broker().run([&] { return handle_->broker().engine().is_done(key); });
+  auto& broker = handle_->broker();
+  for (;;) {
+    auto answer = broker.run([&] { return broker.engine().is_done(key); });
+    if (!answer.pending) return answer.done;
+    broker.wait_durable(answer.pending, forever());  // a change to the key is in flight
+  }
 }
 
 void Channel::forget_done(std::string_view key) {
-  uint64_t batch = handle_->broker().run([&] { return handle_->broker().engine().forget_done(key); });
-  handle_->broker().wait_durable(batch, forever());
+  auto& broker = handle_->broker();
+  broker.wait_durable(broker.run([&] { return broker.engine().forget_done(key); }), forever());
 }
 
 void Channel::flush(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  // The round trip through the loop makes sure everything posted before is submitted.
-  uint64_t batch = handle_->call([&](core::Channel& ch) {
+  // Through the channel (after what its outbox holds): the commit of all it has done.
+  core::CommitId commit = handle_->call([&](core::Channel& ch) {
     if (!ch.is_open()) throw Error(ch.close_reason());
-    return handle_->broker().writer().last_submitted();
+    return ch.last_commit();
   });
-  handle_->broker().wait_durable(batch, deadline);
+  handle_->broker().wait_durable(commit, deadline);
 }
 
 void Channel::close() {

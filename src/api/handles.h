@@ -34,7 +34,10 @@ class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
   template <class F>
   auto run(F&& fn, bool may_run_here = true) -> std::invoke_result_t<F&> {
     using R = std::invoke_result_t<F&>;
-    if (in_engine()) return fn();
+    if (in_engine()) {
+      if (!engine_) throw Error(closed_status());
+      return fn();
+    }
     if (may_run_here && token_->try_lock()) {
       std::lock_guard hold(*token_, std::adopt_lock);
       if (!engine_) throw Error(closed_status());
@@ -66,8 +69,9 @@ class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
   const BrokerOptions& options() const { return options_; }
   void track(const std::shared_ptr<ChannelHandle>& channel);
   static Status closed_status();
-  // Blocks the calling thread until batch `id` is committed; throws its failure.
-  void wait_durable(uint64_t batch, std::chrono::steady_clock::time_point deadline);
+  // Blocks the calling thread until commit `id` has landed; throws its failure, or
+  // warren::Timeout past the deadline. The engine decides (core::Engine::wait_durable).
+  void wait_durable(uint64_t commit, std::chrono::steady_clock::time_point deadline);
 
  private:
   BrokerHandle() = default;
@@ -140,13 +144,13 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
   };
   void enqueue(AsyncOp op);
 
-  // Caller side of confirms.
-  uint64_t note_publish();  // returns the sequence number, 0 outside confirm mode
+  // The sequence number the core will give the next publish (it numbers publishes in the
+  // order they reach it, which is the order they are queued here); 0 outside confirm mode.
+  uint64_t next_publish_seq();
   void set_confirm_mode() {
     std::lock_guard lock(mutex_);
     confirm_mode_ = true;
   }
-  bool wait_for_confirms(std::chrono::milliseconds timeout);
 
   // Callbacks registered by the user; read and written on the loop thread only.
   std::map<std::string, DeliveryCallback, std::less<>> delivery_callbacks;
@@ -162,7 +166,6 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
   // core::ChannelSink
   void on_deliver(core::DeliveryInfo delivery) override;
   void on_confirm(uint64_t seq, bool multiple, bool ack) override;
-  void on_confirm_pending(uint64_t seq, uint64_t batch) override;
   void on_return(core::ReturnInfo returned) override;
   void on_consumer_cancelled(const std::string& consumer_tag) override;
   void on_closed(const Status& reason) override;
@@ -176,14 +179,8 @@ class ChannelHandle : public core::ChannelSink, public std::enable_shared_from_t
   std::vector<AsyncOp> outbox_;
   std::vector<AsyncOp> draining_;  // loop thread only
   mutable std::mutex mutex_;
-  std::condition_variable confirm_cv_;
   bool confirm_mode_ = false;
-  uint64_t published_ = 0;
-  uint64_t confirmed_ = 0;
-  uint64_t decided_ = 0;      // highest publish the loop has routed (confirmed or pending)
-  uint64_t first_batch_ = 0;  // writer batches the unconfirmed publishes wait for
-  uint64_t last_batch_ = 0;
-  bool nacked_ = false;
+  uint64_t publishes_ = 0;  // in confirm mode
   Status closed_reason_;
   bool closed_by_client_ = false;
 };

@@ -38,14 +38,17 @@ Status Channel::fail(Status status) {
 
 void Channel::close() {
   if (!open_) return;
+  WARREN_REQUIRE_LOOP(*engine_.token());
   open_ = false;
   // An open transaction ends with the channel: its publishes are dropped and what it
   // acknowledged is still unacknowledged, so it is requeued with the rest.
   tx_publishes_.clear();
   for (auto& s : tx_settles_) unacked_.emplace(s.tag, std::move(s.delivery));
   tx_settles_.clear();
-  requeue_all_unacked();
-  cancel_all_consumers();
+  WriteBatch batch(engine_);
+  requeue_all_unacked(batch);
+  cancel_all_consumers(batch);
+  note_commit(batch.id());
   unconfirmed_.clear();  // confirms still pending when a channel closes are never sent
 }
 
@@ -57,68 +60,86 @@ template <class T>
 const Status& status_of(const Result<T>& r) {
   return r.status();
 }
+template <class T>
+Result<Committed<T>> committed(Result<T> r, CommitId commit) {
+  if (!r.ok()) return r.status();
+  return Committed<T>{std::move(r.value()), commit};
+}
+Result<CommitId> committed(const Status& s, CommitId commit) {
+  if (!s) return s;
+  return commit;
+}
 }  // namespace
 
-// Runs one declaration-class method: refused on a closed channel, closes it on failure.
+// Runs one declaration-class method in its own batch: refused on a closed channel, closes
+// it on failure; returns the result with the commit that makes it durable.
 template <class F>
-auto Channel::declare(F&& method) -> decltype(method()) {
-  if (Status s = check_open(); !s) return s;
-  wrote_durably_ = false;
-  auto result = method();
-  if (!status_of(result).ok()) return fail(status_of(result));
-  return result;
+auto Channel::declare(F&& method) {
+  using Out = decltype(committed(method(std::declval<WriteBatch&>()), CommitId{}));
+  WARREN_REQUIRE_LOOP(*engine_.token());
+  if (Status s = check_open(); !s) return Out(s);
+  CommitId commit = 0;
+  auto result = [&] {
+    WriteBatch batch(engine_);
+    auto r = method(batch);
+    commit = batch.id();
+    return r;
+  }();
+  note_commit(commit);
+  if (!status_of(result).ok()) return Out(fail(status_of(result)));
+  return committed(std::move(result), commit);
 }
 
-Result<QueueDeclareOk> Channel::queue_declare(std::string_view queue, const QueueOptions& o) {
-  return declare([&] { return vhost().declare_queue(connection_, queue, o, &wrote_durably_); });
+Result<Committed<QueueDeclareOk>> Channel::queue_declare(std::string_view queue, const QueueOptions& o) {
+  return declare([&](WriteBatch& b) { return vhost().declare_queue(connection_, queue, o, b); });
 }
 
-Result<uint32_t> Channel::queue_delete(std::string_view queue, const QueueDeleteOptions& o) {
-  return declare([&] { return vhost().delete_queue(connection_, queue, o, &wrote_durably_); });
+Result<Committed<uint32_t>> Channel::queue_delete(std::string_view queue, const QueueDeleteOptions& o) {
+  return declare([&](WriteBatch& b) { return vhost().delete_queue(connection_, queue, o, b); });
 }
 
-Result<uint32_t> Channel::queue_purge(std::string_view queue) {
-  return declare([&] { return vhost().purge_queue(connection_, queue); });
+Result<Committed<uint32_t>> Channel::queue_purge(std::string_view queue) {
+  return declare([&](WriteBatch& b) { return vhost().purge_queue(connection_, queue, b); });
 }
 
-Status Channel::queue_bind(std::string_view queue, std::string_view exchange, std::string_view key,
-                           const FieldTable& args) {
-  return declare([&] {
+Result<CommitId> Channel::queue_bind(std::string_view queue, std::string_view exchange,
+                                     std::string_view key, const FieldTable& args) {
+  return declare([&](WriteBatch& b) {
     return vhost().bind(Destination{true, std::string(queue)}, exchange, key, args, connection_,
-                        method::queue_bind, &wrote_durably_);
+                        method::queue_bind, b);
   });
 }
 
-Status Channel::queue_unbind(std::string_view queue, std::string_view exchange,
-                             std::string_view key, const FieldTable& args) {
-  return declare([&] {
+Result<CommitId> Channel::queue_unbind(std::string_view queue, std::string_view exchange,
+                                       std::string_view key, const FieldTable& args) {
+  return declare([&](WriteBatch& b) {
     return vhost().unbind(Destination{true, std::string(queue)}, exchange, key, args, connection_,
-                          method::queue_unbind, &wrote_durably_);
+                          method::queue_unbind, b);
   });
 }
 
-Status Channel::exchange_declare(std::string_view exchange, std::string_view type,
-                                 const ExchangeOptions& o) {
-  return declare([&] { return vhost().declare_exchange(exchange, type, o, &wrote_durably_); });
+Result<CommitId> Channel::exchange_declare(std::string_view exchange, std::string_view type,
+                                           const ExchangeOptions& o) {
+  return declare([&](WriteBatch& b) { return vhost().declare_exchange(exchange, type, o, b); });
 }
 
-Status Channel::exchange_delete(std::string_view exchange, bool if_unused) {
-  return declare([&] { return vhost().delete_exchange(exchange, if_unused, &wrote_durably_); });
+Result<CommitId> Channel::exchange_delete(std::string_view exchange, bool if_unused) {
+  return declare([&](WriteBatch& b) { return vhost().delete_exchange(exchange, if_unused, b); });
 }
 
-Status Channel::exchange_bind(std::string_view destination, std::string_view source,
-                              std::string_view key, const FieldTable& args) {
-  return declare([&] {
+Result<CommitId> Channel::exchange_bind(std::string_view destination, std::string_view source,
+                                        std::string_view key, const FieldTable& args) {
+  return declare([&](WriteBatch& b) {
     return vhost().bind(Destination{false, std::string(destination)}, source, key, args,
-                        connection_, method::exchange_bind, &wrote_durably_);
+                        connection_, method::exchange_bind, b);
   });
 }
 
-Status Channel::exchange_unbind(std::string_view destination, std::string_view source,
-                                std::string_view key, const FieldTable& args) {
-  return declare([&] {
+Result<CommitId> Channel::exchange_unbind(std::string_view destination, std::string_view source,
+                                          std::string_view key, const FieldTable& args) {
+  return declare([&](WriteBatch& b) {
     return vhost().unbind(Destination{false, std::string(destination)}, source, key, args,
-                          connection_, method::exchange_unbind, &wrote_durably_);
+                          connection_, method::exchange_unbind, b);
   });
 }
 
@@ -142,7 +163,8 @@ Status Channel::tx_select() {
   return {};
 }
 
-Status Channel::tx_commit() {
+Result<CommitId> Channel::tx_commit() {
+  WARREN_REQUIRE_LOOP(*engine_.token());
   if (Status s = check_open(); !s) return s;
   if (!tx_mode_)
     return fail(
@@ -151,11 +173,17 @@ Status Channel::tx_commit() {
   auto settles = std::move(tx_settles_);
   tx_publishes_.clear();
   tx_settles_.clear();
-  for (auto& p : publishes)
-    if (Status s = publish_now(std::move(p)); !s) return s;
-  for (auto& s : settles) settle_one(s.delivery, s.how);
+  CommitId commit = 0;
+  {
+    WriteBatch batch(engine_);  // the whole transaction lands in one commit
+    for (auto& p : publishes)
+      if (Status s = publish_now(std::move(p), batch); !s) return s;
+    for (auto& s : settles) settle_one(s.delivery, s.how, batch);
+    commit = batch.id();
+  }
+  note_commit(commit);
   kick_consumers();
-  return {};
+  return commit;
 }
 
 Status Channel::tx_rollback() {
@@ -250,6 +278,7 @@ void Channel::route(const Exchange& exchange, const PublishInput& in, bool* stri
 }
 
 Status Channel::basic_publish(PublishInput in) {
+  WARREN_REQUIRE_LOOP(*engine_.token());
   if (Status s = check_open(); !s) return s;
   std::shared_ptr<Exchange> exchange;
   uint64_t expires_at = 0;
@@ -258,10 +287,13 @@ Status Channel::basic_publish(PublishInput in) {
     tx_publishes_.push_back(std::move(in));  // routed when the transaction commits
     return {};
   }
-  return publish_now(std::move(in));
+  WriteBatch batch(engine_);
+  Status s = publish_now(std::move(in), batch);
+  note_commit(batch.id());
+  return s;
 }
 
-Status Channel::publish_now(PublishInput in) {
+Status Channel::publish_now(PublishInput in, WriteBatch& batch) {
   std::shared_ptr<Exchange> exchange;
   uint64_t expires_at = 0;
   if (Status s = publish_checks(in, &exchange, &expires_at); !s) return fail(s);
@@ -284,11 +316,11 @@ Status Channel::publish_now(PublishInput in) {
   data->body = std::move(in.body);
   MessagePtr message = std::move(data);
 
-  uint64_t batch = 0;
+  CommitId commit = 0;
   bool refused = false;  // one refusing queue is enough for a nack, as in RabbitMQ
   for (auto& q : targets_) {
-    auto enqueued = q->enqueue(message);
-    batch = std::max(batch, enqueued.batch);
+    auto enqueued = q->enqueue(message, batch);
+    commit = std::max(commit, enqueued.commit);
     refused |= enqueued.refused;
   }
   bool unroutable = targets_.empty();
@@ -296,15 +328,15 @@ Status Channel::publish_now(PublishInput in) {
   if (unroutable && in.mandatory && sink_)
     sink_->on_return(ReturnInfo{ReplyCode::no_route, "NO_ROUTE", message});
   if (confirm_mode_) {
-    if (batch > engine_.committed() && sink_) sink_->on_confirm_pending(seq, batch);
-    unconfirmed_.push_back({seq, batch, refused});
+    unconfirmed_.push_back({seq, commit, refused});
+    unconfirmed_commit_ = std::max(unconfirmed_commit_, commit);
     release_confirms();
   }
   return {};
 }
 
 void Channel::release_confirms() {
-  uint64_t committed = engine_.committed();
+  CommitId committed = engine_.committed();
   uint64_t ack_upto = 0;
   size_t acks = 0;
   auto flush_acks = [&] {
@@ -312,10 +344,11 @@ void Channel::release_confirms() {
     acks = 0;
   };
   // Confirms go out in publish order, so `multiple` always covers a settled prefix.
-  while (!unconfirmed_.empty() && unconfirmed_.front().batch <= committed) {
+  while (!unconfirmed_.empty() && unconfirmed_.front().commit <= committed) {
     const PendingConfirm& c = unconfirmed_.front();
     if (c.nack) {
       flush_acks();
+      nacked_since_answer_ = true;
       if (sink_) sink_->on_confirm(c.seq, false, false);
     } else {
       ack_upto = c.seq;
@@ -324,14 +357,25 @@ void Channel::release_confirms() {
     unconfirmed_.pop_front();
   }
   flush_acks();
+  if (unconfirmed_.empty()) unconfirmed_commit_ = 0;
 }
 
-void Channel::on_batch_done(uint64_t batch, bool ok) {
+void Channel::on_commits(const storage::CommitOutcomes& outcomes) {
   if (unconfirmed_.empty()) return;
-  if (!ok)
-    for (auto& c : unconfirmed_)
-      if (c.batch == batch) c.nack = true;
+  for (auto& c : unconfirmed_)  // not sorted by commit: a duplicate waits for its original's
+    if (c.commit <= outcomes.through && outcomes.failed_commit(c.commit)) c.nack = true;
   release_confirms();
+}
+
+Channel::ConfirmTarget Channel::confirm_target() const {
+  return {next_publish_seq_ - 1, unconfirmed_commit_};
+}
+
+Channel::ConfirmOutcome Channel::take_confirm_outcome(uint64_t seq) {
+  if (!unconfirmed_.empty() && unconfirmed_.front().seq <= seq) return {false, false};
+  ConfirmOutcome out{true, nacked_since_answer_};
+  nacked_since_answer_ = false;
+  return out;
 }
 
 // ---- consuming ------------------------------------------------------------------------
@@ -380,12 +424,12 @@ DeliveryInfo Channel::delivery_info(uint64_t tag, const Queue& q, Taken& t, std:
   return DeliveryInfo{tag, redelivered, std::move(consumer_tag), count, std::move(m)};
 }
 
-void Channel::deliver(const std::shared_ptr<Consumer>& c, Queue& q, Taken t) {
+void Channel::deliver(const std::shared_ptr<Consumer>& c, Queue& q, Taken t, WriteBatch& batch) {
   uint64_t tag = next_tag_++;
   Queue::Delivered d{t.seq, t.db, t.message->body.size(), t.message->expires_at};
   q.add_unacked();
   if (c->no_ack) {
-    q.acked(d);
+    q.acked(d, batch);
   } else {
     ++c->unacked;
     unacked_.emplace(tag, Unacked{q.shared_from_this(), c, d});
@@ -394,24 +438,31 @@ void Channel::deliver(const std::shared_ptr<Consumer>& c, Queue& q, Taken t) {
 }
 
 Result<std::optional<DeliveryInfo>> Channel::basic_get(std::string_view queue, bool no_ack) {
+  WARREN_REQUIRE_LOOP(*engine_.token());
   if (Status s = check_open(); !s) return s;
   auto q = vhost().usable_queue(connection_, queue, method::basic_get);
   if (!q.ok()) return fail(q.status());
   Queue& queue_ref = *q.value();
   queue_ref.touch();
-  auto t = queue_ref.take_next();
-  if (!t) return std::optional<DeliveryInfo>();
+  WriteBatch batch(engine_);
+  auto t = queue_ref.take_next(batch);
+  if (!t) {
+    note_commit(batch.id());
+    return std::optional<DeliveryInfo>();
+  }
   uint64_t tag = next_tag_++;
   Queue::Delivered d{t->seq, t->db, t->message->body.size(), t->message->expires_at};
   queue_ref.add_unacked();
   if (no_ack)
-    queue_ref.acked(d);
+    queue_ref.acked(d, batch);
   else
     unacked_.emplace(tag, Unacked{q.value(), nullptr, d});
+  note_commit(batch.id());
   return std::optional<DeliveryInfo>(delivery_info(tag, queue_ref, *t, {}, true));
 }
 
 Result<std::string> Channel::basic_consume(std::string_view queue, const ConsumeOptions& o) {
+  WARREN_REQUIRE_LOOP(*engine_.token());
   const MethodId m = method::basic_consume;
   if (Status s = check_open(); !s) return s;
   auto q = vhost().usable_queue(connection_, queue, m);
@@ -440,6 +491,7 @@ Result<std::string> Channel::basic_consume(std::string_view queue, const Consume
 }
 
 Status Channel::basic_cancel(std::string_view consumer_tag) {
+  WARREN_REQUIRE_LOOP(*engine_.token());
   if (Status s = check_open(); !s) return s;
   auto it = consumers_.find(consumer_tag);
   if (it == consumers_.end()) return {};  // RabbitMQ answers cancel-ok for unknown tags
@@ -448,7 +500,9 @@ Status Channel::basic_cancel(std::string_view consumer_tag) {
   c->cancelled = true;
   auto& list = c->queue->consumers;
   std::erase(list, c);
-  vhost().consumer_left(c->queue);
+  WriteBatch batch(engine_);
+  vhost().consumer_left(c->queue, batch);
+  note_commit(batch.id());
   return {};
 }
 
@@ -459,13 +513,13 @@ void Channel::consumer_cancelled_by_broker(Consumer& c) {
   if (sink_ && open_) sink_->on_consumer_cancelled(tag);
 }
 
-void Channel::cancel_all_consumers() {
+void Channel::cancel_all_consumers(WriteBatch& batch) {
   auto consumers = std::move(consumers_);
   consumers_.clear();
   for (auto& [tag, c] : consumers) {
     c->cancelled = true;
     std::erase(c->queue->consumers, c);
-    vhost().consumer_left(c->queue);
+    vhost().consumer_left(c->queue, batch);
   }
 }
 
@@ -475,23 +529,24 @@ void Channel::kick_consumers() {
 
 // ---- acknowledgements -----------------------------------------------------------------
 
-void Channel::settle_one(Unacked& u, Settle how) {
+void Channel::settle_one(Unacked& u, Settle how, WriteBatch& batch) {
   if (u.consumer) --u.consumer->unacked;
   switch (how) {
     case Settle::drop:
-      u.queue->rejected(u.delivery);
+      u.queue->rejected(u.delivery, batch);
       break;
     case Settle::ack:
-      u.queue->acked(u.delivery);
+      u.queue->acked(u.delivery, batch);
       break;
     case Settle::requeue:
     case Settle::release:
-      u.queue->returned(u.delivery, how == Settle::requeue);
+      u.queue->returned(u.delivery, how == Settle::requeue, batch);
       break;
   }
 }
 
 Status Channel::settle(uint64_t tag, bool multiple, Settle how, MethodId m) {
+  WARREN_REQUIRE_LOOP(*engine_.token());
   if (Status s = check_open(); !s) return s;
   std::vector<PendingSettle> settled;
   auto take_up_to = [&](std::map<uint64_t, Unacked>::iterator end) {
@@ -514,7 +569,11 @@ Status Channel::settle(uint64_t tag, bool multiple, Settle how, MethodId m) {
     for (auto& s : settled) tx_settles_.push_back(std::move(s));
     return {};
   }
-  for (auto& s : settled) settle_one(s.delivery, s.how);
+  {
+    WriteBatch batch(engine_);
+    for (auto& s : settled) settle_one(s.delivery, s.how, batch);
+    note_commit(batch.id());
+  }
   kick_consumers();
   return {};
 }
@@ -531,30 +590,37 @@ Status Channel::basic_reject(uint64_t tag, bool requeue) {
   return settle(tag, false, requeue ? Settle::requeue : Settle::drop, method::basic_reject);
 }
 
-Result<uint64_t> Channel::ack_done(uint64_t tag, std::string_view key) {
+Result<CommitId> Channel::ack_done(uint64_t tag, std::string_view key) {
+  WARREN_REQUIRE_LOOP(*engine_.token());
   if (Status s = check_open(); !s) return s;
   if (tx_mode_)
     return fail(error(ReplyCode::precondition_failed,
                       "ack_done is not available on a transactional channel", method::basic_ack));
-  storage::Writer::SameBatch together(engine_.writer());
+  WriteBatch batch(engine_);  // the ack and the key land together
   if (Status s = basic_ack(tag, false); !s) return s;
-  return engine_.writer().submit(storage::Op::put(
-      storage::Db::keys, storage::done_key(storage::digest128(key)), storage::be64_string(now_ms())));
+  engine_.mark_done(key, batch);
+  note_commit(batch.id());
+  return batch.id();
 }
 
 Status Channel::basic_recover(bool requeue) {
+  WARREN_REQUIRE_LOOP(*engine_.token());
   if (Status s = check_open(); !s) return s;
   if (!requeue)
     return fail(error(ReplyCode::not_implemented, "requeue=false", method::basic_recover));
-  requeue_all_unacked();
+  {
+    WriteBatch batch(engine_);
+    requeue_all_unacked(batch);
+    note_commit(batch.id());
+  }
   kick_consumers();
   return {};
 }
 
-void Channel::requeue_all_unacked() {
+void Channel::requeue_all_unacked(WriteBatch& batch) {
   auto all = std::move(unacked_);
   unacked_.clear();
-  for (auto& [tag, u] : all) settle_one(u, Settle::release);
+  for (auto& [tag, u] : all) settle_one(u, Settle::release, batch);
 }
 
 }  // namespace warren::core

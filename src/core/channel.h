@@ -1,7 +1,11 @@
 // A channel's state and rules: delivery tags (D7), unacknowledged deliveries, consumers and
-// prefetch, publisher confirms. Every method runs on the event-loop thread. A method that
-// fails closes the channel (or, for a hard error, asks for the connection to close) and
-// reports it through ChannelSink::on_closed as well as in its return value.
+// prefetch, publisher confirms. Every method runs with the broker's loop token held. A
+// method that fails closes the channel (or, for a hard error, asks for the connection to
+// close) and reports it through ChannelSink::on_closed as well as in its return value.
+//
+// A method that writes returns the commit that makes its effect durable (core/types.h),
+// and the channel alone decides when a publish is confirmed: the in-process API and the
+// AMQP server both wait on those and keep no bookkeeping of their own.
 #pragma once
 
 #include <cstdint>
@@ -36,31 +40,46 @@ class Channel {
   uint16_t id() const { return id_; }
   bool is_open() const { return open_; }
   const Status& close_reason() const { return close_reason_; }
-  // Set when the last method wrote durable definitions; its commit makes them safe.
-  bool wrote_durably() const { return wrote_durably_; }
+  // The commit that carries everything this channel has done so far (flush waits for it).
+  CommitId last_commit() const { return last_commit_; }
 
-  Result<QueueDeclareOk> queue_declare(std::string_view queue, const QueueOptions& options);
-  Status queue_bind(std::string_view queue, std::string_view exchange, std::string_view key,
-                    const FieldTable& args);
-  Status queue_unbind(std::string_view queue, std::string_view exchange, std::string_view key,
-                      const FieldTable& args);
-  Result<uint32_t> queue_purge(std::string_view queue);
-  Result<uint32_t> queue_delete(std::string_view queue, const QueueDeleteOptions& options);
-  Status exchange_declare(std::string_view exchange, std::string_view type,
-                          const ExchangeOptions& options);
-  Status exchange_delete(std::string_view exchange, bool if_unused);
-  Status exchange_bind(std::string_view destination, std::string_view source, std::string_view key,
-                       const FieldTable& args);
-  Status exchange_unbind(std::string_view destination, std::string_view source,
-                         std::string_view key, const FieldTable& args);
+  Result<Committed<QueueDeclareOk>> queue_declare(std::string_view queue, const QueueOptions& options);
+  Result<CommitId> queue_bind(std::string_view queue, std::string_view exchange, std::string_view key,
+                              const FieldTable& args);
+  Result<CommitId> queue_unbind(std::string_view queue, std::string_view exchange,
+                                std::string_view key, const FieldTable& args);
+  Result<Committed<uint32_t>> queue_purge(std::string_view queue);
+  Result<Committed<uint32_t>> queue_delete(std::string_view queue, const QueueDeleteOptions& options);
+  Result<CommitId> exchange_declare(std::string_view exchange, std::string_view type,
+                                    const ExchangeOptions& options);
+  Result<CommitId> exchange_delete(std::string_view exchange, bool if_unused);
+  Result<CommitId> exchange_bind(std::string_view destination, std::string_view source,
+                                 std::string_view key, const FieldTable& args);
+  Result<CommitId> exchange_unbind(std::string_view destination, std::string_view source,
+                                   std::string_view key, const FieldTable& args);
 
   Status confirm_select();
   bool confirm_mode() const { return confirm_mode_; }
+  // For a caller that waits for confirms: the last publish so far, and the commit whose
+  // outcome settles it and every publish before it.
+  struct ConfirmTarget {
+    uint64_t seq = 0;
+    CommitId commit = 0;
+  };
+  ConfirmTarget confirm_target() const;
+  // Whether every publish up to `seq` is settled; if so, also whether any publish settled
+  // since the last such answer was nacked (and that is then forgotten).
+  struct ConfirmOutcome {
+    bool settled = false;
+    bool nacked = false;
+  };
+  ConfirmOutcome take_confirm_outcome(uint64_t seq);
 
-  // Transactions: publishes and acknowledgements wait for tx_commit; tx_rollback drops
-  // the publishes and leaves the acknowledged deliveries unacknowledged again.
+  // Transactions: publishes and acknowledgements wait for tx_commit, which applies them all
+  // in one commit; tx_rollback drops the publishes and leaves the acknowledged deliveries
+  // unacknowledged again.
   Status tx_select();
-  Status tx_commit();
+  Result<CommitId> tx_commit();
   Status tx_rollback();
   Status basic_publish(PublishInput input);
 
@@ -73,18 +92,20 @@ class Channel {
   Status basic_reject(uint64_t tag, bool requeue);
   Status basic_recover(bool requeue);
   // Acknowledges `tag` and records the idempotency key `key` as done, in one commit;
-  // returns that commit's batch. Not on a transactional channel (its ack would wait).
-  Result<uint64_t> ack_done(uint64_t tag, std::string_view key);
+  // returns that commit. Not on a transactional channel (its ack would wait).
+  Result<CommitId> ack_done(uint64_t tag, std::string_view key);
 
   // The client closes the channel: unacked messages are requeued, consumers cancelled,
   // pending confirms dropped.
   void close();
+  // A commit a reply of this channel waited for failed: the channel closes with that reason.
+  void close_for_failure(const Status& status) { fail(status); }
 
   // --- for queues and the engine ---------------------------------------------------
   bool can_deliver(const Consumer& consumer) const;
-  void deliver(const std::shared_ptr<Consumer>& consumer, Queue& queue, Taken taken);
+  void deliver(const std::shared_ptr<Consumer>& consumer, Queue& queue, Taken taken, WriteBatch& batch);
   void consumer_cancelled_by_broker(Consumer& consumer);
-  void on_batch_done(uint64_t batch, bool ok);
+  void on_commits(const storage::CommitOutcomes& outcomes);
   // The sink can take deliveries again.
   void resume_deliveries() { kick_consumers(); }
 
@@ -96,7 +117,7 @@ class Channel {
   };
   struct PendingConfirm {
     uint64_t seq;
-    uint64_t batch;  // 0: nothing to wait for
+    CommitId commit;  // 0: nothing to wait for
     bool nack;
   };
   // requeue: the consumer sent it back (nack/reject); release: it came back because the
@@ -110,16 +131,17 @@ class Channel {
 
   Status fail(Status status);
   template <class F>
-  auto declare(F&& method) -> decltype(method());
+  auto declare(F&& method);
   Status check_open() const;
   Vhost& vhost();
+  void note_commit(CommitId commit) { last_commit_ = std::max(last_commit_, commit); }
   Status settle(uint64_t tag, bool multiple, Settle how, MethodId m);
-  void settle_one(Unacked& u, Settle how);
-  void requeue_all_unacked();
-  void cancel_all_consumers();
+  void settle_one(Unacked& u, Settle how, WriteBatch& batch);
+  void requeue_all_unacked(WriteBatch& batch);
+  void cancel_all_consumers(WriteBatch& batch);
   void release_confirms();
   void kick_consumers();
-  Status publish_now(PublishInput input);
+  Status publish_now(PublishInput input, WriteBatch& batch);
   Status publish_checks(const PublishInput& in, std::shared_ptr<class Exchange>* exchange,
                         uint64_t* expires_at);
   DeliveryInfo delivery_info(uint64_t tag, const Queue& q, Taken& t, std::string consumer_tag,
@@ -132,7 +154,7 @@ class Channel {
   ChannelSink* sink_;
   bool open_ = true;
   Status close_reason_;
-  bool wrote_durably_ = false;
+  CommitId last_commit_ = 0;
 
   uint64_t next_tag_ = 1;
   std::map<uint64_t, Unacked> unacked_;
@@ -146,6 +168,8 @@ class Channel {
   std::vector<PendingSettle> tx_settles_;
   uint64_t next_publish_seq_ = 1;
   std::deque<PendingConfirm> unconfirmed_;
+  CommitId unconfirmed_commit_ = 0;  // the highest commit an unconfirmed publish waits for
+  bool nacked_since_answer_ = false;
   std::vector<std::shared_ptr<Queue>> targets_;  // scratch for routing, reused
 };
 

@@ -32,14 +32,14 @@ std::optional<uint64_t> DedupWindow::find(const Digest& d, uint64_t now) const {
   if (it == index_.end()) return std::nullopt;
   if (settings_.cache_ttl_ms && it->second.inserted_at + settings_.cache_ttl_ms < now)
     return std::nullopt;
-  return it->second.batch;
+  return it->second.commit;
 }
 
-uint64_t DedupWindow::insert(const Digest& d, uint64_t now, uint64_t batch) {
+uint64_t DedupWindow::insert(const Digest& d, uint64_t now, uint64_t commit) {
   uint64_t order = next_order_++;
   log_.emplace_back(d, order);
-  index_[d] = Entry{order, now, batch};
-  pending_.emplace_back(batch, d);
+  index_[d] = Entry{order, now, commit};
+  pending_.emplace_back(commit, d);
   trim(now);
   return order;
 }
@@ -58,16 +58,16 @@ void DedupWindow::trim(uint64_t now) {
   }
 }
 
-void DedupWindow::batch_done(uint64_t batch, bool ok) {
-  while (!pending_.empty() && pending_.front().first <= batch) {
-    auto [b, digest] = pending_.front();
+void DedupWindow::on_commits(const storage::CommitOutcomes& outcomes) {
+  while (!pending_.empty() && pending_.front().first <= outcomes.through) {
+    auto [commit, digest] = pending_.front();
     pending_.pop_front();
     auto it = index_.find(digest);
-    if (it == index_.end() || it->second.batch != b) continue;
-    if (!ok && b == batch)
+    if (it == index_.end() || it->second.commit != commit) continue;
+    if (outcomes.failed_commit(commit))
       index_.erase(it);  // never stored: a retry of that message must get in
     else
-      it->second.batch = 0;
+      it->second.commit = 0;
   }
 }
 

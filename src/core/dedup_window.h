@@ -13,6 +13,7 @@
 
 #include "core/queue_settings.h"
 #include "storage/store.h"
+#include "storage/writer.h"
 
 namespace warren::core {
 
@@ -29,12 +30,12 @@ class DedupWindow {
   bool loaded() const { return loaded_; }
   void load(storage::ReadView& view, uint64_t queue_id, uint64_t now);
 
-  // If the digest is in the window: the batch that stores its message (0: committed).
+  // If the digest is in the window: the commit that stores its message (0: landed).
   std::optional<uint64_t> find(const Digest& d, uint64_t now) const;
-  // Adds a digest whose message `batch` stores; returns its order number for the store.
-  uint64_t insert(const Digest& d, uint64_t now, uint64_t batch);
-  // Batches up to `batch` are done; if `batch` failed, its inserts never happened.
-  void batch_done(uint64_t batch, bool ok);
+  // Adds a digest whose message `commit` stores; returns its order number for the store.
+  uint64_t insert(const Digest& d, uint64_t now, uint64_t commit);
+  // Commits up to outcomes.through are done; the inserts of failed ones never happened.
+  void on_commits(const storage::CommitOutcomes& outcomes);
   bool has_pending() const { return !pending_.empty(); }
 
  private:
@@ -42,7 +43,7 @@ class DedupWindow {
     size_t operator()(const Digest& d) const { return size_t(d.hi ^ d.lo); }
   };
   struct Entry {
-    uint64_t order, inserted_at, batch;
+    uint64_t order, inserted_at, commit;
   };
   void trim(uint64_t now);
 
@@ -51,7 +52,7 @@ class DedupWindow {
   uint64_t next_order_ = 0;
   std::deque<std::pair<Digest, uint64_t>> log_;  // (digest, order), oldest first
   std::unordered_map<Digest, Entry, Hash> index_;
-  std::deque<std::pair<uint64_t, Digest>> pending_;  // (batch, digest) not yet committed
+  std::deque<std::pair<uint64_t, Digest>> pending_;  // (commit, digest) not yet landed
 };
 
 }  // namespace warren::core

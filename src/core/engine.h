@@ -6,6 +6,8 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,6 +22,7 @@
 #include "core/channel.h"
 #include "core/loop_token.h"
 #include "core/vhost.h"
+#include "core/write_batch.h"
 #include "storage/store.h"
 #include "storage/writer.h"
 #include "warren/options.h"
@@ -50,8 +53,11 @@ class Engine {
   ~Engine();  // shutdown() if not done yet
 
   // Closes every connection, records exact delivered marks, writes everything pending
-  // and stops the writer. Loop thread.
+  // and stops the writer. Loop thread. Call settle_everything() first for a graceful stop.
   void shutdown();
+  // Waits until everything submitted so far has landed (or failed) and applies the
+  // outcomes, so every confirm that can be sent is sent. Loop thread; blocks it.
+  void settle_everything();
 
   std::shared_ptr<Connection> connect(std::string name, std::string user = {},
                                       std::string_view vhost = "/");
@@ -65,16 +71,23 @@ class Engine {
 
   // Moves (or copies) up to `max` ready messages of `from`, oldest first, into `to`, or
   // with `to` empty into the queue named by each message's newest x-death entry. Each
-  // batch of moves is one commit. Returns how many, and the batch that makes them durable.
+  // round of moves is one commit. Returns how many, and the commit that makes them durable.
   struct Replayed {
     uint64_t count = 0;
-    uint64_t batch = 0;
+    uint64_t commit = 0;
     Status stopped;  // why it stopped early (a queue named in x-death does not exist)
   };
   Result<Replayed> replay(std::string_view vhost, std::string_view from, std::string_view to,
                           uint64_t max, bool copy);
-  // Consumer-side idempotency keys (Channel::ack_done records them).
-  bool is_done(std::string_view key);
+  // Consumer-side idempotency keys (Channel::ack_done records them). While a change to the
+  // key is in flight, `pending` is the commit to wait for before asking again.
+  struct DoneAnswer {
+    bool done = false;
+    uint64_t pending = 0;
+  };
+  DoneAnswer is_done(std::string_view key);
+  // Records the key as done in `batch` (with an ack, by Channel::ack_done).
+  void mark_done(std::string_view key, WriteBatch& batch);
   uint64_t forget_done(std::string_view key);
 
   storage::Store& store() { return *store_; }
@@ -86,11 +99,29 @@ class Engine {
   // Held by whichever thread runs core code; see loop_token.h.
   const std::shared_ptr<LoopToken>& token() const { return token_; }
 
-  // The last batch whose outcome the loop has processed.
+  // --- commits: the one authority on "durable" ------------------------------------
+  // Every core operation that writes puts its ops in a WriteBatch (core/write_batch.h) and
+  // returns the id of the commit that carries them (0: nothing to wait for). Whether that
+  // commit landed is known here, and only here:
+  //
+  // Runs fn on the loop once commit `id` has landed or failed, with its outcome; at once if
+  // it already has. Loop thread.
+  void when_durable(uint64_t id, std::function<void(const Status&)> fn);
+  // Blocks the calling thread until commit `id` has landed or failed and returns its
+  // outcome. Any thread (the writer needs no other); `*timed_out` past the deadline.
+  // Applying the outcome's consequences (confirms, tail entries) is catch_up's job.
+  Status wait_durable(uint64_t id, std::chrono::steady_clock::time_point deadline,
+                      bool* timed_out) const;
+  // Applies the outcomes of every commit the writer has finished. The loop does this by
+  // itself soon after each commit; a caller holding the token that has just waited with
+  // wait_durable calls it to see the consequences at once.
+  void catch_up();
+  // The last commit whose outcome has been applied.
   uint64_t committed() const { return committed_; }
-  // Runs fn on the loop once everything submitted so far is committed, with the outcome
-  // of the last batch (at once if nothing is pending).
-  void when_flushed(std::function<void(const Status&)> fn);
+  // The last commit submitted (what a flush of everything waits for).
+  uint64_t last_commit() const { return writer_->last_submitted(); }
+  OpenBatch& open_batch() { return open_batch_; }
+  void submit_open_batch();
 
   // The disk alarm: raised when a commit had to refuse messages for lack of space, cleared
   // by a later commit once acknowledgements have freed some. Listeners hear each change.
@@ -102,7 +133,8 @@ class Engine {
   // --- for queues and channels -----------------------------------------------------
   // Routes the dead-lettered copy of `original`, a message leaving q for `reason`, through
   // q's dead-letter exchange. The caller removes the original in the same batch.
-  void dead_letter(Queue& q, const storage::MessageData& original, std::string_view reason);
+  void dead_letter(Queue& q, const storage::MessageData& original, std::string_view reason,
+                   WriteBatch& batch);
   // The timer fires no later than `ms` (wall clock): expiries, retries, x-expires.
   void wake_at(uint64_t ms);
   std::shared_ptr<Queue> find_queue(uint64_t id) const;
@@ -117,7 +149,7 @@ class Engine {
   Engine(asio::io_context& io, EngineOptions options, std::unique_ptr<storage::Store> store);
   Status recover();
   void recover_delayed();
-  void on_batch_done(uint64_t id, const Status& status);
+  void apply_outcomes(const storage::CommitOutcomes& outcomes);
   void on_timer();
   // Handles what is due in the schedule database, a bounded number per round; returns when
   // the next entry is due (UINT64_MAX: none).
@@ -148,7 +180,11 @@ class Engine {
   void set_disk_alarm(bool raised);
   // Handlers posted to the loop hold a weak reference: they may run after the engine ends.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
-  std::multimap<uint64_t, std::function<void(const Status&)>> flush_waiters_;
+  std::multimap<uint64_t, std::function<void(const Status&)>> durable_waiters_;
+  std::atomic<bool> catch_up_posted_{false};
+  OpenBatch open_batch_;
+  // Idempotency keys whose change is in flight: digest -> the commit carrying it.
+  std::unordered_map<std::string, uint64_t> pending_done_;
   std::shared_ptr<LoopToken> token_ = std::make_shared<LoopToken>();
 };
 

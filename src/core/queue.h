@@ -1,6 +1,6 @@
 // A queue. Ready messages live in the store, not on the heap (invariant D4): in memory a
-// queue keeps only positions — where the next unread message is, which earlier messages
-// were returned — plus the few messages whose commit is still in flight.
+// queue keeps only positions (core/queue_positions.h) plus the few messages whose commit is
+// still in flight. Everything that writes takes the WriteBatch its caller commits.
 #pragma once
 
 #include <cstdint>
@@ -10,14 +10,16 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "core/dead_letter.h"
 #include "core/dedup_window.h"
+#include "core/queue_positions.h"
 #include "core/queue_settings.h"
 #include "core/types.h"
+#include "core/write_batch.h"
 #include "storage/store.h"
+#include "storage/writer.h"
 #include "warren/field_table.h"
 
 namespace warren::core {
@@ -46,6 +48,7 @@ struct Taken {
   storage::Db db = storage::Db::messages;
   bool redelivered = false;
   MessagePtr message;
+  bool was_returned = false;  // it came from the returned messages, not the stream
 };
 
 class Queue : public std::enable_shared_from_this<Queue> {
@@ -71,17 +74,19 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // everything below delivered_mark possibly delivered before.
   void recover(uint64_t first, uint64_t next, uint64_t count, uint64_t bytes,
                uint64_t delivered_mark);
+  // Recovery: a message that waits for its retry time.
+  void recover_delayed(uint64_t seq, storage::Db db, uint64_t body_bytes);
   // The mark to persist at open and at a clean close.
   uint64_t delivered_mark_for_open();  // also for a queue declared just now
   uint64_t delivered_mark_for_close() const;
 
   // --- messages ---------------------------------------------------------------------
   struct Enqueued {
-    uint64_t batch = 0;      // the commit that makes it durable here (0: nothing to wait for)
-    bool refused = false;    // overflow reject-publish(-dlx): the publisher gets a nack
+    uint64_t commit = 0;   // the commit that makes it durable here (0: nothing to wait for)
+    bool refused = false;  // overflow reject-publish(-dlx): the publisher gets a nack
   };
-  Enqueued enqueue(MessagePtr message);
-  std::optional<Taken> take_next();
+  Enqueued enqueue(MessagePtr message, WriteBatch& batch);
+  std::optional<Taken> take_next(WriteBatch& batch);
   // A message of this queue by position (from memory or the store); null if gone.
   MessagePtr peek(uint64_t seq, storage::Db db) { return load(seq, db); }
 
@@ -94,39 +99,39 @@ class Queue : public std::enable_shared_from_this<Queue> {
     uint64_t body_bytes;
     uint64_t expires_at;
   };
-  void returned(const Delivered& d, bool failed);
-  void acked(const Delivered& d);
-  void rejected(const Delivered& d);  // dead-lettered ("rejected") or dropped
-  uint32_t purge();
+  void returned(const Delivered& d, bool failed, WriteBatch& batch);
+  void acked(const Delivered& d, WriteBatch& batch);
+  void rejected(const Delivered& d, WriteBatch& batch);  // dead-lettered ("rejected") or dropped
+  uint32_t purge(WriteBatch& batch);
   // Replay: the ready messages, oldest first, without taking them (at most max).
   void for_each_ready(uint64_t max, const std::function<bool(const MessagePtr&)>& fn);
   // Replay: a message taken with take_next leaves the queue for good.
-  void remove_taken(const Taken& t);
+  void remove_taken(const Taken& t, WriteBatch& batch);
   // Puts a message taken with take_next back where it was.
   void put_back(const Taken& t);
   // Drops every message and the queue's records from the store.
-  void drop_storage();
-  void on_batch_done(uint64_t batch, bool ok);
+  void drop_storage(WriteBatch& batch);
+  // Commits up to outcomes.through have landed or failed.
+  void on_commits(const storage::CommitOutcomes& outcomes);
   bool has_inflight_commits() const {
-    return !tail_.empty() || !skipped_.empty() || !rewritten_.empty() ||
+    return !tail_.empty() || positions_.has_removing() || !rewritten_.empty() ||
            (dedup_ && dedup_->has_pending());
   }
 
   // Timers from the schedule database (Engine::run_schedule), `key` being the entry's key.
-  void expiry_due(uint64_t seq, storage::Db db, uint64_t now, std::string_view key);
-  void retry_due(uint64_t seq, storage::Db db, std::string_view key);
-  // Recovery: a message that waits for its retry time.
-  void recover_delayed(uint64_t seq, storage::Db db, uint64_t body_bytes);
+  void expiry_due(uint64_t seq, storage::Db db, uint64_t now, std::string_view key, WriteBatch& batch);
+  void retry_due(uint64_t seq, storage::Db db, std::string_view key, WriteBatch& batch);
 
   // x-expires: the queue was used (declared, consumed from, got from).
   void touch();
   bool unused_expired(uint64_t now) const;
   uint64_t unused_deadline() const { return unused_deadline_; }
 
-  uint64_t ready() const { return ready_; }
+  uint64_t ready() const { return positions_.ready(); }
   uint64_t unacked() const { return unacked_; }
-  uint64_t delayed() const { return delayed_.size(); }
+  uint64_t delayed() const { return positions_.delayed(); }
   uint64_t duplicates() const { return duplicates_; }
+  const QueuePositions& positions() const { return positions_; }
 
   // --- consumers --------------------------------------------------------------------
   std::vector<std::shared_ptr<Consumer>> consumers;
@@ -136,49 +141,41 @@ class Queue : public std::enable_shared_from_this<Queue> {
  private:
   struct TailEntry {
     MessagePtr message;
-    uint64_t batch;
+    uint64_t commit;
     storage::Db db;
   };
-  struct DelayedEntry {
-    storage::Db db;
-    uint64_t body_bytes;
-  };
-  void dispatch();
+  void dispatch(WriteBatch& batch);
   MessagePtr load(uint64_t seq, storage::Db db);
-  std::optional<Taken> take_head();
+  std::optional<Taken> take_head(WriteBatch& batch);
   std::optional<Taken> take_stored();
-  bool skip_in_stream(uint64_t seq) const { return delayed_.count(seq) || skipped_.count(seq); }
-  void note_delivered(uint64_t seq);
-  bool is_ready(uint64_t seq) const;
+  void note_delivered(uint64_t seq, WriteBatch& batch);
   // Removes a message from the store, dead-lettering it for `reason` when the queue has a
-  // dead-letter exchange, in one commit.
-  // Returns the batch that carries it.
-  uint64_t discard(uint64_t seq, storage::Db db, const MessagePtr& message, std::string_view reason);
-  void make_ready(uint64_t seq, storage::Db db, uint64_t body_bytes);
+  // dead-letter exchange, in the same commit. Returns that commit.
+  uint64_t discard(uint64_t seq, storage::Db db, const MessagePtr& message, std::string_view reason,
+                   WriteBatch& batch);
   bool would_overflow(uint64_t body_bytes) const;
-  void drop_head_over_limit();
-  void expire_unless_taken_now(uint64_t seq);
+  void drop_head_over_limit(WriteBatch& batch);
+  void expire_unless_taken_now(uint64_t seq, WriteBatch& batch);
   uint64_t expiry_for(const storage::MessageData& m, uint64_t now) const;
-  // Deduplication: the message's key digest, if it has one; whether it was seen.
+  storage::Db db_for(const storage::MessageData& m) const {
+    return durable && m.persistent() ? storage::Db::messages : storage::Db::transient;
+  }
+  // The dbs a stream read must look in.
+  bool may_hold(storage::Db db) const {
+    return db == storage::Db::messages ? durable : (!durable || has_transient_);
+  }
+  // Deduplication: the message's key digest, if it has one.
   std::optional<std::string> dedup_digest(const storage::MessageData& m) const;
   DedupWindow& dedup_window(uint64_t now);
-  // A record rewritten by `batch`: reads see the new one before that batch commits.
-  void note_rewrite(uint64_t seq, const MessagePtr& m, uint64_t batch);
+  // A record rewritten by `commit`: reads see the new one before that commit lands.
+  void note_rewrite(uint64_t seq, const MessagePtr& m, uint64_t commit);
 
   Engine& engine_;
-  uint64_t next_seq_ = 1;                     // the next publish gets this
-  uint64_t stream_seq_ = 1;                   // the first message never taken yet
-  std::map<uint64_t, storage::Db> returned_;  // requeued, all below stream_seq_
-  std::map<uint64_t, DelayedEntry> delayed_;  // returned, waiting for their retry time
-  // Removed by a timer ahead of the read position; seq -> the batch deleting it. Gone from
-  // the store once that batch commits.
-  std::map<uint64_t, uint64_t> skipped_;
-  // Records rewritten (delivery counts) whose commit is in flight: seq -> (message, batch).
+  QueuePositions positions_;
+  // Rewritten records (delivery counts) whose commit is in flight: seq -> (message, commit).
   std::map<uint64_t, std::pair<MessagePtr, uint64_t>> rewritten_;
-  std::deque<TailEntry> tail_;                // uncommitted messages, seqs [tail_base_, next_seq_)
+  std::deque<TailEntry> tail_;  // uncommitted messages, seqs [tail_base_, next_seq)
   uint64_t tail_base_ = 1;
-  uint64_t ready_ = 0;
-  uint64_t ready_bytes_ = 0;
   uint64_t unacked_ = 0;
   uint64_t redelivered_below_ = 0;  // from the store: possibly delivered before a restart
   uint64_t mark_requested_ = 0;     // the delivered mark last sent to the writer

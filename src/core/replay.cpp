@@ -38,6 +38,7 @@ MessagePtr replayed(const storage::MessageData& m) {
 
 Result<Engine::Replayed> Engine::replay(std::string_view vhost_name, std::string_view from,
                                         std::string_view to, uint64_t max, bool copy) {
+  WARREN_REQUIRE_LOOP(*token_);
   const MethodId m{0, 0};
   Vhost* vhost = find_vhost(vhost_name);
   if (!vhost) return error(ReplyCode::not_found, fmt::format("no vhost '{}'", vhost_name), m);
@@ -63,45 +64,59 @@ Result<Engine::Replayed> Engine::replay(std::string_view vhost_name, std::string
     return nullptr;
   };
   if (copy) {  // the originals stay, so the copies need not commit together
+    WriteBatch batch(*this);
     source->for_each_ready(max, [&](const MessagePtr& msg) {
       auto target = target_of(*msg);
       if (!target) return false;
-      target->enqueue(replayed(*msg));
+      target->enqueue(replayed(*msg), batch);
       ++out.count;
       return true;
     });
-  } else {
-    while (out.count < max && out.stopped.ok()) {
-      storage::Writer::SameBatch together(*writer_);  // each round is one commit
-      uint64_t round = 0;
-      for (; round < kMovesPerCommit && out.count < max; ++round) {
-        auto taken = source->take_next();
-        if (!taken) break;
-        auto target = target_of(*taken->message);
-        if (!target || target == source) {
-          source->put_back(*taken);
-          if (target == source && out.stopped.ok())
-            out.stopped = error(ReplyCode::precondition_failed, "cannot move a queue's messages into itself", m);
-          break;
-        }
-        target->enqueue(replayed(*taken->message));
-        source->remove_taken(*taken);
-        ++out.count;
-      }
-      if (round < kMovesPerCommit) break;
-    }
+    out.commit = batch.id();
+    return out;
   }
-  out.batch = writer_->last_submitted();
+  while (out.count < max && out.stopped.ok()) {
+    WriteBatch batch(*this);  // each round is one commit: a message is in one queue or the other
+    uint64_t round = 0;
+    for (; round < kMovesPerCommit && out.count < max; ++round) {
+      auto taken = source->take_next(batch);
+      if (!taken) break;
+      auto target = target_of(*taken->message);
+      if (!target || target == source) {
+        source->put_back(*taken);
+        if (target == source && out.stopped.ok())
+          out.stopped = error(ReplyCode::precondition_failed, "cannot move a queue's messages into itself", m);
+        break;
+      }
+      target->enqueue(replayed(*taken->message), batch);
+      source->remove_taken(*taken, batch);
+      ++out.count;
+    }
+    out.commit = std::max(out.commit, batch.id());
+    if (round < kMovesPerCommit) break;
+  }
   return out;
 }
 
-bool Engine::is_done(std::string_view key) {
+Engine::DoneAnswer Engine::is_done(std::string_view key) {
+  WARREN_REQUIRE_LOOP(*token_);
+  std::string digest = storage::digest128(key);
+  if (auto it = pending_done_.find(digest); it != pending_done_.end()) return {false, it->second};
   storage::ReadView view(*store_);
-  return view.get(Db::keys, storage::done_key(storage::digest128(key))).has_value();
+  return {view.get(Db::keys, storage::done_key(digest)).has_value(), 0};
+}
+
+void Engine::mark_done(std::string_view key, WriteBatch& batch) {
+  std::string digest = storage::digest128(key);
+  pending_done_[digest] = batch.add(Op::put(Db::keys, storage::done_key(digest), storage::be64_string(now_ms())));
 }
 
 uint64_t Engine::forget_done(std::string_view key) {
-  return writer_->submit(Op::del(Db::keys, storage::done_key(storage::digest128(key))));
+  WARREN_REQUIRE_LOOP(*token_);
+  std::string digest = storage::digest128(key);
+  WriteBatch batch(*this);
+  pending_done_[digest] = batch.add(Op::del(Db::keys, storage::done_key(digest)));
+  return batch.id();
 }
 
 }  // namespace warren::core

@@ -13,6 +13,17 @@ namespace warren::core {
 
 using MessagePtr = std::shared_ptr<const storage::MessageData>;
 
+// The id of the group commit that makes an operation's effect durable; 0 when nothing it
+// did needs one. Engine::when_durable and Engine::wait_durable take it.
+using CommitId = uint64_t;
+
+// A result together with the commit that makes it durable.
+template <class T>
+struct Committed {
+  T value;
+  CommitId commit = 0;
+};
+
 struct DeliveryInfo {
   uint64_t delivery_tag = 0;
   bool redelivered = false;
@@ -44,9 +55,6 @@ class ChannelSink {
   virtual ~ChannelSink() = default;
   virtual void on_deliver(DeliveryInfo delivery) = 0;
   virtual void on_confirm(uint64_t seq, bool multiple, bool ack) = 0;
-  // Publish `seq` will be confirmed once writer batch `batch` commits (or nacked if it
-  // fails). Lets a waiter watch the commit itself instead of waiting for the loop.
-  virtual void on_confirm_pending(uint64_t /*seq*/, uint64_t /*batch*/) {}
   virtual void on_return(ReturnInfo returned) = 0;
   // The broker cancelled a consumer (its queue was deleted).
   virtual void on_consumer_cancelled(const std::string& consumer_tag) = 0;

@@ -70,7 +70,7 @@ Result<std::shared_ptr<Queue>> Vhost::usable_queue(Connection& conn, std::string
 // ---- queues ---------------------------------------------------------------------------
 
 Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view qname,
-                                            const QueueOptions& o, bool* durable_write) {
+                                            const QueueOptions& o, WriteBatch& batch) {
   const MethodId m = method::queue_declare;
   if (qname.size() > 255) return name_too_long(m);
   std::string actual(qname);
@@ -101,10 +101,9 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
     q->touch();
     // Exclusive queues die with their connection, so a restart never brings them back.
     if (q->durable && !q->exclusive) {
-      persist_queue(*q);
+      persist_queue(*q, batch);
       // Committed with the declaration, so it is on disk before any delivery needs it.
-      engine_.writer().submit(Op::set_delivered_mark(q->id, q->delivered_mark_for_open()));
-      *durable_write = true;
+      batch.add(Op::set_delivered_mark(q->id, q->delivered_mark_for_open()));
     }
     // Every queue is bound to the default exchange under its own name; that binding is
     // implicit (see route()), so nothing is stored for it.
@@ -128,7 +127,7 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
 }
 
 Result<uint32_t> Vhost::delete_queue(Connection& conn, std::string_view qname,
-                                     const QueueDeleteOptions& o, bool* durable_write) {
+                                     const QueueDeleteOptions& o, WriteBatch& batch) {
   const MethodId m = method::queue_delete;
   auto it = queues.find(std::string(qname));
   if (it == queues.end()) return uint32_t{0};
@@ -139,47 +138,45 @@ Result<uint32_t> Vhost::delete_queue(Connection& conn, std::string_view qname,
   if (o.if_empty && q->ready() > 0)
     return error(ReplyCode::precondition_failed, resource("queue", qname, name) + " not empty", m);
   auto count = uint32_t(q->ready());
-  *durable_write = q->durable;
-  remove_queue(q);
+  remove_queue(q, batch);
   return count;
 }
 
-Result<uint32_t> Vhost::purge_queue(Connection& conn, std::string_view qname) {
+Result<uint32_t> Vhost::purge_queue(Connection& conn, std::string_view qname, WriteBatch& batch) {
   auto q = usable_queue(conn, qname, method::queue_purge);
   if (!q.ok()) return q.status();
-  return q.value()->purge();
+  return q.value()->purge(batch);
 }
 
-void Vhost::remove_queue(const std::shared_ptr<Queue>& q) {
+void Vhost::remove_queue(const std::shared_ptr<Queue>& q, WriteBatch& batch) {
   if (q->deleted) return;
   // Bindings first: whether one is durable depends on looking its queue up.
-  remove_bindings_to(Destination{true, q->name});
+  remove_bindings_to(Destination{true, q->name}, batch);
   queues.erase(q->name);
   auto consumers = std::move(q->consumers);
   q->consumers.clear();
   for (auto& c : consumers) c->channel->consumer_cancelled_by_broker(*c);
-  if (q->durable && !q->exclusive)
-    engine_.writer().submit(Op::del(Db::queues, storage::name_key(name, q->name)));
-  q->drop_storage();
+  if (q->durable && !q->exclusive) batch.add(Op::del(Db::queues, storage::name_key(name, q->name)));
+  q->drop_storage(batch);
 }
 
-void Vhost::consumer_left(const std::shared_ptr<Queue>& q) {
+void Vhost::consumer_left(const std::shared_ptr<Queue>& q, WriteBatch& batch) {
   if (!q->consumers.empty() || q->deleted) return;
   if (q->auto_delete && q->had_consumer)
-    remove_queue(q);
+    remove_queue(q, batch);
   else
     q->touch();  // x-expires counts from the last consumer's leaving
 }
 
-void Vhost::persist_queue(const Queue& q) {
+void Vhost::persist_queue(const Queue& q, WriteBatch& batch) {
   storage::QueueRecord r{q.id, name, q.name, q.auto_delete, wire::encode_table(q.arguments)};
-  engine_.writer().submit(Op::put(Db::queues, storage::name_key(name, q.name), storage::encode(r)));
+  batch.add(Op::put(Db::queues, storage::name_key(name, q.name), storage::encode(r)));
 }
 
 // ---- exchanges ------------------------------------------------------------------------
 
 Status Vhost::declare_exchange(std::string_view xname, std::string_view type,
-                               const ExchangeOptions& o, bool* durable_write) {
+                               const ExchangeOptions& o, WriteBatch& batch) {
   const MethodId m = method::exchange_declare;
   if (xname.size() > 255) return name_too_long(m);
   if (xname.empty()) return default_exchange_refused(m);
@@ -201,10 +198,7 @@ Status Vhost::declare_exchange(std::string_view xname, std::string_view type,
     x->internal = o.internal;
     x->arguments = o.arguments;
     exchanges[x->name] = x;
-    if (x->durable) {
-      persist_exchange(*x);
-      *durable_write = true;
-    }
+    if (x->durable) persist_exchange(*x, batch);
     return {};
   }
   const Exchange& x = *existing;
@@ -226,7 +220,7 @@ Status Vhost::declare_exchange(std::string_view xname, std::string_view type,
   return {};
 }
 
-Status Vhost::delete_exchange(std::string_view xname, bool if_unused, bool* durable_write) {
+Status Vhost::delete_exchange(std::string_view xname, bool if_unused, WriteBatch& batch) {
   const MethodId m = method::exchange_delete;
   if (xname.empty()) return default_exchange_refused(m);
   auto x = find_exchange(xname);
@@ -237,27 +231,25 @@ Status Vhost::delete_exchange(std::string_view xname, bool if_unused, bool* dura
         fmt::format("deletion of system exchange '{}' in vhost '{}' not allowed", xname, name), m);
   if (if_unused && !x->bindings.empty())
     return error(ReplyCode::precondition_failed, resource("exchange", xname, name) + " in use", m);
-  *durable_write = x->durable;
-  drop_exchange(x->name);
+  drop_exchange(x->name, batch);
   return {};
 }
 
-void Vhost::drop_exchange(const std::string& xname) {
+void Vhost::drop_exchange(const std::string& xname, WriteBatch& batch) {
   auto x = find_exchange(xname);
   if (!x) return;
   // Bindings first: whether one is durable depends on looking its destination up.
-  remove_bindings_to(Destination{false, xname});
+  remove_bindings_to(Destination{false, xname}, batch);
   for (const auto& b : x->bindings)
-    if (binding_is_durable(*x, b.destination)) persist_binding(*x, b, false);
+    if (binding_is_durable(*x, b.destination)) persist_binding(*x, b, false, batch);
   exchanges.erase(xname);
-  if (x->durable) engine_.writer().submit(Op::del(Db::exchanges, storage::name_key(name, xname)));
+  if (x->durable) batch.add(Op::del(Db::exchanges, storage::name_key(name, xname)));
 }
 
-void Vhost::persist_exchange(const Exchange& x) {
+void Vhost::persist_exchange(const Exchange& x, WriteBatch& batch) {
   storage::ExchangeRecord r{name,          x.name,     x.type_name,
                             x.auto_delete, x.internal, wire::encode_table(x.arguments)};
-  engine_.writer().submit(
-      Op::put(Db::exchanges, storage::name_key(name, x.name), storage::encode(r)));
+  batch.add(Op::put(Db::exchanges, storage::name_key(name, x.name), storage::encode(r)));
 }
 
 // ---- bindings -------------------------------------------------------------------------
@@ -272,7 +264,7 @@ bool Vhost::binding_is_durable(const Exchange& source, const Destination& d) con
   return x && x->durable;
 }
 
-void Vhost::persist_binding(const Exchange& source, const Binding& b, bool add) {
+void Vhost::persist_binding(const Exchange& source, const Binding& b, bool add, WriteBatch& batch) {
   storage::BindingRecord r{name,
                            source.name,
                            b.destination.is_queue,
@@ -280,8 +272,7 @@ void Vhost::persist_binding(const Exchange& source, const Binding& b, bool add) 
                            b.routing_key,
                            wire::encode_table(b.arguments)};
   auto key = storage::binding_key(r);
-  engine_.writer().submit(add ? Op::put(Db::bindings, key, storage::encode(r))
-                              : Op::del(Db::bindings, key));
+  batch.add(add ? Op::put(Db::bindings, key, storage::encode(r)) : Op::del(Db::bindings, key));
 }
 
 Result<std::shared_ptr<Exchange>> Vhost::binding_source(const Destination& d,
@@ -300,7 +291,7 @@ Result<std::shared_ptr<Exchange>> Vhost::binding_source(const Destination& d,
 }
 
 Status Vhost::bind(const Destination& d, std::string_view source, std::string_view key,
-                   const FieldTable& args, Connection& conn, MethodId m, bool* durable_write) {
+                   const FieldTable& args, Connection& conn, MethodId m, WriteBatch& batch) {
   auto source_x = binding_source(d, source, conn, m);
   if (!source_x.ok()) return source_x.status();
   auto& x = source_x.value();
@@ -308,38 +299,32 @@ Status Vhost::bind(const Destination& d, std::string_view source, std::string_vi
   if (x->type == Exchange::Type::headers)
     if (Status s = parse_headers_match(args, &b.match); !s) return s.with_method(m.first, m.second);
   bool durable = binding_is_durable(*x, d);
-  if (x->add_binding(b) && durable) {
-    persist_binding(*x, b, true);
-    *durable_write = true;
-  }
+  if (x->add_binding(b) && durable) persist_binding(*x, b, true, batch);
   return {};
 }
 
 Status Vhost::unbind(const Destination& d, std::string_view source, std::string_view key,
-                     const FieldTable& args, Connection& conn, MethodId m, bool* durable_write) {
+                     const FieldTable& args, Connection& conn, MethodId m, WriteBatch& batch) {
   auto source_x = binding_source(d, source, conn, m);
   if (!source_x.ok()) return source_x.status();
   auto& x = source_x.value();
   Binding b{d, std::string(key), args, HeadersMatch::all};
   bool durable = binding_is_durable(*x, d);
   if (x->remove_binding(b)) {
-    if (durable) {
-      persist_binding(*x, b, false);
-      *durable_write = true;
-    }
-    if (x->auto_delete && x->bindings.empty()) drop_exchange(x->name);
+    if (durable) persist_binding(*x, b, false, batch);
+    if (x->auto_delete && x->bindings.empty()) drop_exchange(x->name, batch);
   }
   return {};
 }
 
-void Vhost::remove_bindings_to(const Destination& d) {
+void Vhost::remove_bindings_to(const Destination& d, WriteBatch& batch) {
   std::vector<std::string> emptied;
   for (auto& [xname, x] : exchanges) {
     auto& bs = x->bindings;
     bool removed = false;
     for (auto it = bs.begin(); it != bs.end();) {
       if (it->destination == d) {
-        if (binding_is_durable(*x, d)) persist_binding(*x, *it, false);
+        if (binding_is_durable(*x, d)) persist_binding(*x, *it, false, batch);
         it = bs.erase(it);
         removed = true;
       } else {
@@ -348,7 +333,7 @@ void Vhost::remove_bindings_to(const Destination& d) {
     }
     if (removed && x->auto_delete && bs.empty()) emptied.push_back(xname);
   }
-  for (const auto& xname : emptied) drop_exchange(xname);
+  for (const auto& xname : emptied) drop_exchange(xname, batch);
 }
 
 // ---- routing --------------------------------------------------------------------------

@@ -29,19 +29,19 @@ class Vhost {
 
   void create_default_exchanges();
 
-  // Each sets *durable_write when it wrote something durable a caller may want to wait for.
+  // Each writes what it changes durably into `batch`.
   Result<QueueDeclareOk> declare_queue(Connection& conn, std::string_view name,
-                                       const QueueOptions& options, bool* durable_write);
+                                       const QueueOptions& options, WriteBatch& batch);
   Result<uint32_t> delete_queue(Connection& conn, std::string_view name,
-                                const QueueDeleteOptions& options, bool* durable_write);
-  Result<uint32_t> purge_queue(Connection& conn, std::string_view name);
+                                const QueueDeleteOptions& options, WriteBatch& batch);
+  Result<uint32_t> purge_queue(Connection& conn, std::string_view name, WriteBatch& batch);
   Status declare_exchange(std::string_view name, std::string_view type,
-                          const ExchangeOptions& options, bool* durable_write);
-  Status delete_exchange(std::string_view name, bool if_unused, bool* durable_write);
+                          const ExchangeOptions& options, WriteBatch& batch);
+  Status delete_exchange(std::string_view name, bool if_unused, WriteBatch& batch);
   Status bind(const Destination& destination, std::string_view source, std::string_view key,
-              const FieldTable& args, Connection& conn, MethodId m, bool* durable_write);
+              const FieldTable& args, Connection& conn, MethodId m, WriteBatch& batch);
   Status unbind(const Destination& destination, std::string_view source, std::string_view key,
-                const FieldTable& args, Connection& conn, MethodId m, bool* durable_write);
+                const FieldTable& args, Connection& conn, MethodId m, WriteBatch& batch);
 
   // The queue, if it exists and this connection may use it (404 / 405 otherwise).
   Result<std::shared_ptr<Queue>> usable_queue(Connection& conn, std::string_view name, MethodId m);
@@ -53,9 +53,9 @@ class Vhost {
              std::vector<std::shared_ptr<Queue>>& out) const;
 
   // Removes a queue with everything that refers to it; consumers are cancelled.
-  void remove_queue(const std::shared_ptr<Queue>& queue);
+  void remove_queue(const std::shared_ptr<Queue>& queue, WriteBatch& batch);
   // Deletes an auto-delete queue once its last consumer is gone.
-  void consumer_left(const std::shared_ptr<Queue>& queue);
+  void consumer_left(const std::shared_ptr<Queue>& queue, WriteBatch& batch);
 
   // Recovery: definitions read back from the store.
   void restore_exchange(std::shared_ptr<Exchange> exchange);
@@ -67,12 +67,12 @@ class Vhost {
   Result<std::shared_ptr<Exchange>> binding_source(const Destination& d, std::string_view source,
                                                    Connection& conn, MethodId m);
   bool binding_is_durable(const Exchange& source, const Destination& d) const;
-  void persist_exchange(const Exchange& x);
-  void persist_binding(const Exchange& source, const Binding& b, bool add);
-  void persist_queue(const Queue& q);
+  void persist_exchange(const Exchange& x, WriteBatch& batch);
+  void persist_binding(const Exchange& source, const Binding& b, bool add, WriteBatch& batch);
+  void persist_queue(const Queue& q, WriteBatch& batch);
   // Drops every binding to the destination; auto-delete sources left unbound go too.
-  void remove_bindings_to(const Destination& d);
-  void drop_exchange(const std::string& name);
+  void remove_bindings_to(const Destination& d, WriteBatch& batch);
+  void drop_exchange(const std::string& name, WriteBatch& batch);
   void route_into(const Exchange& x, std::string_view key, const FieldTable* headers,
                   std::vector<const Exchange*>& seen,
                   std::vector<std::shared_ptr<Queue>>& out) const;

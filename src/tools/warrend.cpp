@@ -177,14 +177,12 @@ int main(int argc, char** argv) {
             settings.broker.durability == Durability::fsync ? "fsync" : "nosync");
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  asio::steady_timer deadline(io);
   signals.async_wait([&](std::error_code ec, int signal) {
     if (ec) return;
     log::info("signal {}: shutting down", signal);
-    server.stop();
-    // Clients get a moment to answer connection.close; then the loop ends regardless.
-    deadline.expires_after(std::chrono::seconds(2));
-    deadline.async_wait([&](std::error_code) { io.stop(); });
+    // Every publish already read is confirmed or nacked before its connection is closed;
+    // clients get a few seconds to answer connection.close.
+    server.shutdown(std::chrono::seconds(5), [&] { io.stop(); });
   });
   io.run();
   server.abandon_all();
