@@ -42,25 +42,24 @@ uint64_t record_checksum(const char* header, std::string_view payload) {
   return XXH64(payload.data(), payload.size(), XXH64(header + 4, 20, 0));
 }
 
-Status io_error(std::string_view what) {
-  return Status::storage(StorageFault::io_error,
-                         fmt::format("journal: {}: {}", what, std::strerror(errno)));
+Status io_error(int error, std::string_view what) {
+  return FileIo::status(error, fmt::format("journal: {}", what));
 }
 
 }  // namespace
 
-Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
+Result<std::unique_ptr<Journal>> Journal::open(const std::string& path, const FileIo& io) {
   // O_DIRECT|O_DSYNC makes an append one device write; file systems without O_DIRECT
   // (tmpfs) get O_DSYNC alone.
   int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_DSYNC;
   bool direct = true;
-  int fd = ::open(path.c_str(), flags | O_DIRECT, 0644);
+  int fd = io.open(IoPoint::journal_open, path, flags | O_DIRECT, 0600);
   if (fd < 0 && errno == EINVAL) {
     direct = false;
-    fd = ::open(path.c_str(), flags, 0644);
+    fd = io.open(IoPoint::journal_open, path, flags, 0600);
   }
-  if (fd < 0) return io_error(fmt::format("open {}", path));
-  std::unique_ptr<Journal> journal(new Journal(fd, direct));
+  if (fd < 0) return io_error(errno, fmt::format("open {}", path));
+  std::unique_ptr<Journal> journal(new Journal(fd, direct, io));
   if (Status s = journal->read_existing(); !s) return s;
   return journal;
 }
@@ -68,7 +67,7 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
 // The buffers are mapped, not allocated: page-aligned as O_DIRECT needs, costing memory
 // only for the pages a record touches, and without nudging malloc into keeping big blocks
 // (freeing a large malloc block raises glibc's mmap threshold for everything after it).
-Journal::Journal(int fd, bool direct) : fd_(fd), direct_(direct) {
+Journal::Journal(int fd, bool direct, const FileIo& io) : fd_(fd), direct_(direct), io_(io) {
   buffer_size_ = padded(kMaxRecordBytes + kRecordHeader);
   void* buffer = mmap(nullptr, buffer_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   void* zeros = mmap(nullptr, kGrowStep, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -85,14 +84,12 @@ Journal::~Journal() {
 
 Status Journal::read_existing() {
   struct stat st;
-  if (fstat(fd_, &st) != 0) return io_error("stat");
+  if (fstat(fd_, &st) != 0) return io_error(errno, "stat");
   file_size_ = uint64_t(st.st_size) / kBlock * kBlock;
-  auto read_block = [&](uint64_t offset, size_t bytes) {
-    return offset + bytes <= file_size_ &&
-           pread(fd_, buffer_, bytes, off_t(offset)) == ssize_t(bytes);
-  };
   for (uint64_t slot = 0; slot < 2; ++slot) {
-    if (!read_block(slot * kBlock, kBlock)) continue;
+    if ((slot + 1) * kBlock > file_size_) continue;
+    if (int e = io_.read_exact(IoPoint::journal_read, fd_, buffer_, kBlock, slot * kBlock))
+      return io_error(e, "read checkpoint header");
     const char* p = buffer_;
     if (std::string_view(p, 4) != kHeaderMagic || get_be32(p + 4) != kFormatVersion) continue;
     uint32_t meta_len = get_be32(p + 28);
@@ -107,22 +104,45 @@ Status Journal::read_existing() {
   }
   next_offset_ = kRecordsStart;
   if (checkpoint_.generation == 0) return {};
-  for (uint64_t expected = checkpoint_.txnid + 1;; ++expected) {
-    if (!read_block(next_offset_, kBlock)) break;
+  auto end = read_records(file_size_, pending_);
+  if (!end.ok()) return end.status();
+  next_offset_ = *end;
+  madvise(buffer_, buffer_size_, MADV_DONTNEED);
+  return {};
+}
+
+Result<uint64_t> Journal::read_records(uint64_t end, std::vector<Record>& out) {
+  uint64_t at = kRecordsStart;
+  for (uint64_t expected = checkpoint_.txnid + 1; at + kBlock <= end; ++expected) {
+    if (int e = io_.read_exact(IoPoint::journal_read, fd_, buffer_, kBlock, at))
+      return io_error(e, "read record");
     const char* p = buffer_;
     uint32_t length = get_be32(p + 4);
     if (std::string_view(p, 4) != kRecordMagic || length > kMaxRecordBytes ||
         get_be64(p + 8) != checkpoint_.generation || get_be64(p + 16) != expected)
       break;
     size_t total = padded(kRecordHeader + length);
-    if (total > kBlock && !read_block(next_offset_, total)) break;
+    if (at + total > end) break;
+    if (total > kBlock)
+      if (int e = io_.read_exact(IoPoint::journal_read, fd_, buffer_, total, at))
+        return io_error(e, "read record");
     std::string_view payload(p + kRecordHeader, length);
     if (get_be64(p + 24) != record_checksum(p, payload)) break;
-    pending_.push_back({expected, std::string(payload)});
-    next_offset_ += total;
+    out.push_back({expected, std::string(payload)});
+    at += total;
   }
-  madvise(buffer_, buffer_size_, MADV_DONTNEED);
-  return {};
+  return at;
+}
+
+Result<std::vector<Journal::Record>> Journal::records() {
+  std::vector<Record> out;
+  if (checkpoint_.generation == 0) return out;
+  auto end = read_records(next_offset_, out);
+  if (!end.ok()) return end.status();
+  if (*end != next_offset_)
+    return Status::storage(StorageFault::corruption,
+                           fmt::format("journal: a record written at {} no longer reads back", *end));
+  return out;
 }
 
 bool Journal::has_room(size_t payload_size) const {
@@ -130,20 +150,15 @@ bool Journal::has_room(size_t payload_size) const {
          next_offset_ + padded(kRecordHeader + payload_size) <= kRecordsStart + kGenerationBytes;
 }
 
-Status Journal::write_at(uint64_t offset, size_t bytes) {
-  for (size_t done = 0; done < bytes;) {
-    ssize_t n = pwrite(fd_, buffer_ + done, bytes - done, off_t(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EINVAL && direct_) {
-      // Some file systems accept O_DIRECT at open and refuse it on write.
-      direct_ = false;
-      if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_DIRECT) != 0) return io_error("fcntl");
-      continue;
-    }
-    if (n <= 0) return io_error("write");
-    done += size_t(n);
+Status Journal::write_at(IoPoint point, uint64_t offset, size_t bytes) {
+  int e = io_.write_all(point, fd_, buffer_, bytes, offset);
+  if (e == EINVAL && direct_) {
+    // Some file systems accept O_DIRECT at open and refuse it on write.
+    direct_ = false;
+    if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_DIRECT) != 0) return io_error(errno, "fcntl");
+    e = io_.write_all(point, fd_, buffer_, bytes, offset);
   }
-  return {};
+  return e ? io_error(e, io_point_name(point)) : Status{};
 }
 
 // Appends overwrite blocks that already hold data, so a synced write needs no metadata
@@ -153,7 +168,10 @@ Status Journal::extend_to(uint64_t end) {
   uint64_t target = (end + kGrowStep - 1) / kGrowStep * kGrowStep;
   for (uint64_t at = file_size_; at < target; at += kGrowStep) {
     uint64_t n = std::min(kGrowStep, target - at);
-    if (pwrite(fd_, zeros_, n, off_t(at)) != ssize_t(n)) return io_error("grow");
+    if (int e = io_.write_all(IoPoint::journal_extend, fd_, zeros_, n, at)) {
+      file_size_ = at;  // what was written so far stays usable
+      return io_error(e, "grow");
+    }
   }
   file_size_ = target;
   return {};
@@ -172,9 +190,14 @@ Status Journal::append(uint64_t txnid, size_t size, const std::function<void(cha
   fill(p + kRecordHeader);
   put_be64(p + 24, record_checksum(p, {p + kRecordHeader, size}));
   std::memset(p + kRecordHeader + size, 0, total - kRecordHeader - size);
-  if (Status s = write_at(next_offset_, total); !s) return s;
+  if (Status s = write_at(IoPoint::journal_append, next_offset_, total); !s) return s;
+  last_offset_ = next_offset_;
   next_offset_ += total;
   return {};
+}
+
+void Journal::forget_last() {
+  if (last_offset_ >= kRecordsStart && last_offset_ < next_offset_) next_offset_ = last_offset_;
 }
 
 Status Journal::begin_generation(uint64_t txnid, uint32_t page_size, std::string_view meta) {
@@ -195,9 +218,10 @@ Status Journal::begin_generation(uint64_t txnid, uint32_t page_size, std::string
   // The slot of the generation before the current one: the current checkpoint stays
   // readable until this one is written whole.
   if (Status s = extend_to(kRecordsStart); !s) return s;
-  if (Status s = write_at((generation % 2) * kBlock, kBlock); !s) return s;
+  if (Status s = write_at(IoPoint::journal_rotate, (generation % 2) * kBlock, kBlock); !s) return s;
   checkpoint_ = {generation, txnid, page_size, std::string(meta)};
   next_offset_ = kRecordsStart;
+  last_offset_ = 0;
   pending_.clear();
   return {};
 }

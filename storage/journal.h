@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "storage/file_io.h"
 
 namespace warren::storage {
 
@@ -35,8 +36,9 @@ class Journal {
   };
 
   // Opens or creates the file and reads the newest checkpoint and the records that follow
-  // it: each valid, of that generation, and numbered one after the previous.
-  static Result<std::unique_ptr<Journal>> open(const std::string& path);
+  // it: each valid, of that generation, and numbered one after the previous. Every system
+  // call goes through `io`.
+  static Result<std::unique_ptr<Journal>> open(const std::string& path, const FileIo& io);
   ~Journal();
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
@@ -44,12 +46,20 @@ class Journal {
   const Checkpoint& checkpoint() const { return checkpoint_; }
   // The records found at open; released with take_pending.
   std::vector<Record> take_pending() { return std::move(pending_); }
+  // The records of the current generation, read back from the file: what must be replayed
+  // onto the checkpoint's snapshot to get the state of the last commit.
+  Result<std::vector<Record>> records();
 
+  // Whether a record with a payload of `size` bytes may be appended to this generation.
+  bool has_room(size_t size) const;
   // Appends the record of transaction txnid, whose payload of `size` bytes `fill` writes,
-  // and returns once it is on stable storage. Fails if the record is too big or the
-  // generation has no room for it (then a checkpoint is due), or on I/O error.
+  // and returns once it is on stable storage. On failure nothing counts as appended.
   Status append(uint64_t txnid, size_t size, const std::function<void(char*)>& fill);
-  // Starts a new generation at a checkpoint; earlier records are void from then on.
+  // The last appended record is void (its transaction did not commit): the next append
+  // takes its place, and records() no longer returns it.
+  void forget_last();
+  // Starts a new generation at a checkpoint; earlier records are void from then on. On
+  // failure the current generation stays.
   Status begin_generation(uint64_t txnid, uint32_t page_size, std::string_view meta);
 
   static constexpr size_t kBlock = 4096;              // O_DIRECT alignment
@@ -59,16 +69,20 @@ class Journal {
   static constexpr uint64_t kGenerationBytes = uint64_t{16} << 20;
 
  private:
-  Journal(int fd, bool direct);
+  Journal(int fd, bool direct, const FileIo& io);
   Status read_existing();
-  bool has_room(size_t payload_size) const;
-  Status write_at(uint64_t offset, size_t bytes);  // from buffer_
+  // Reads the records of the current generation from kRecordsStart, stopping at the first
+  // that is not valid or at `end`; returns where it stopped.
+  Result<uint64_t> read_records(uint64_t end, std::vector<Record>& out);
+  Status write_at(IoPoint point, uint64_t offset, size_t bytes);  // from buffer_
   Status extend_to(uint64_t end);
 
   int fd_;
   bool direct_;
+  const FileIo& io_;
   uint64_t file_size_ = 0;
   uint64_t next_offset_ = 0;  // where the next record goes
+  uint64_t last_offset_ = 0;  // where the last appended record starts
   Checkpoint checkpoint_;
   std::vector<Record> pending_;
   char* buffer_ = nullptr;  // one record, page-aligned for O_DIRECT

@@ -27,18 +27,13 @@ T load(const char* p) {
   return v;
 }
 
-Status fault(std::string what) {
-  return Status::storage(StorageFault::io_error, std::move(what));
-}
-
 }  // namespace
 
-Result<std::string> read_lmdb_meta(int fd, uint32_t page_size, uint64_t txnid) {
+Result<std::string> read_lmdb_meta(const FileIo& io, int fd, uint32_t page_size, uint64_t txnid) {
   static_assert(sizeof(void*) == 8, "the meta layout below is LMDB's on 64-bit machines");
   char page[kPageHeader + kMetaBytes];
-  off_t at = off_t((txnid % 2) * page_size);
-  if (pread(fd, page, sizeof page, at) != ssize_t(sizeof page))
-    return fault(fmt::format("read LMDB meta page: {}", std::strerror(errno)));
+  if (int e = io.read_exact(IoPoint::meta_read, fd, page, sizeof page, (txnid % 2) * page_size))
+    return FileIo::status(e, "read LMDB meta page");
   const char* meta = page + kPageHeader;
   if (load<uint32_t>(meta) != kMagic || load<uint32_t>(meta + 4) != kDataVersion ||
       load<uint64_t>(meta + kTxnidOffset) != txnid)
@@ -47,21 +42,22 @@ Result<std::string> read_lmdb_meta(int fd, uint32_t page_size, uint64_t txnid) {
   return std::string(meta, kMetaBytes);
 }
 
-Status restore_lmdb_meta(const std::string& path, uint32_t page_size, std::string_view meta) {
+Status restore_lmdb_meta(const FileIo& io, const std::string& path, uint32_t page_size,
+                         std::string_view meta) {
   if (meta.size() != kMetaBytes || load<uint32_t>(meta.data()) != kMagic)
     return Status::storage(StorageFault::corruption, "journal holds no valid LMDB meta");
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0)
-    return errno == ENOENT ? Status{} : fault(fmt::format("open {}: {}", path, std::strerror(errno)));
+    return errno == ENOENT ? Status{} : FileIo::status(errno, fmt::format("open {}", path));
   struct stat st;
   Status s;
   if (fstat(fd, &st) != 0 || uint64_t(st.st_size) < 2 * uint64_t(page_size))
     s = Status::storage(StorageFault::corruption, fmt::format("{} is shorter than its meta pages", path));
   for (uint64_t slot = 0; slot < 2 && s; ++slot)
-    if (pwrite(fd, meta.data(), meta.size(), off_t(slot * page_size + kPageHeader)) !=
-        ssize_t(meta.size()))
-      s = fault(fmt::format("restore LMDB meta: {}", std::strerror(errno)));
-  if (s && fdatasync(fd) != 0) s = fault(fmt::format("sync {}: {}", path, std::strerror(errno)));
+    if (int e = io.write_all(IoPoint::meta_write, fd, meta.data(), meta.size(), slot * page_size + kPageHeader))
+      s = FileIo::status(e, "restore LMDB meta");
+  if (s)
+    if (int e = io.sync(IoPoint::meta_sync, fd)) s = FileIo::status(e, fmt::format("sync {}", path));
   close(fd);
   return s;
 }

@@ -13,15 +13,17 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "storage/file_io.h"
 
 namespace warren::storage {
 
 // The meta of transaction txnid (which must be the last committed and synced one), read
 // from the data file open as fd.
-Result<std::string> read_lmdb_meta(int fd, uint32_t page_size, uint64_t txnid);
+Result<std::string> read_lmdb_meta(const FileIo& io, int fd, uint32_t page_size, uint64_t txnid);
 
 // Writes meta into both meta pages of the data file at path and syncs it. Does nothing
 // when the file does not exist yet.
-Status restore_lmdb_meta(const std::string& path, uint32_t page_size, std::string_view meta);
+Status restore_lmdb_meta(const FileIo& io, const std::string& path, uint32_t page_size,
+                         std::string_view meta);
 
 }  // namespace warren::storage

@@ -1,6 +1,10 @@
 // The LMDB store: one environment per data directory, with a named database per kind of
 // record. The writer thread owns every write transaction (storage/writer.h); the event
 // loop reads through short ReadViews. Nothing here knows about AMQP.
+//
+// The parts: storage/op_apply.cpp applies ops to a transaction; storage/store.cpp opens,
+// recovers, commits, checkpoints and recovers in place after a failure; read_view.cpp
+// reads. Every system call on the store's own files goes through storage/file_io.h.
 #pragma once
 
 #include <lmdb.h>
@@ -17,6 +21,8 @@
 #include <vector>
 
 #include "common/result.h"
+#include "storage/file_io.h"
+#include "storage/journal.h"
 #include "storage/records.h"
 #include "warren/options.h"
 
@@ -45,11 +51,17 @@ class FaultInjector {
  public:
   virtual ~FaultInjector() = default;
   // Called just before a write transaction commits. A failure aborts the transaction, as a
-  // failed write or fsync would: nothing of it is stored.
+  // failed write of LMDB's pages would: nothing of it is stored.
   virtual Status before_commit(const CommitInfo&) { return {}; }
   // Called before the map grows; a failure stands for a disk with no room left.
   virtual Status before_grow(uint64_t /*new_size*/) { return {}; }
+  // Called before each system call on the store's own files (storage/file_io.h).
+  virtual IoFault on_io(IoPoint /*point*/, size_t /*bytes*/) { return {}; }
 };
+
+// Which ops of a batch a transaction applies: Store::write may commit a batch in parts
+// (the rest without its new messages when the store is full, then the messages alone).
+enum class Subset : uint8_t { all, without_messages, only_messages };
 
 struct StoreOptions {
   std::string path;
@@ -60,7 +72,6 @@ struct StoreOptions {
 };
 
 class Store;
-class Journal;
 
 // One write operation. The writer applies a batch of them in one transaction.
 struct Op {
@@ -104,8 +115,13 @@ struct Op {
 
 // A read-only snapshot, to be kept briefly: a long-lived reader pins old pages. Views
 // returned by its methods are valid until the ReadView ends.
+// Lock order: a thread may hold a ReadView (the store's resize lock, shared) and then
+// submit to the writer, but must never wait for a commit while it holds one: the writer may
+// need that lock exclusively to grow the map or to recover. views_open_here() lets callers
+// check it.
 class ReadView {
  public:
+  static int views_open_here();
   explicit ReadView(Store& store);
   ~ReadView();
   ReadView(const ReadView&) = delete;
@@ -139,12 +155,13 @@ class Store {
   ~Store();
 
   // Applies ops in one transaction and commits it; in Durability::fsync it is on stable
-  // storage when this returns (storage/journal.h).
+  // storage when this returns (storage/journal.h), or, if it is not, it is undone.
   // Grows the map when it fills. If the map cannot grow, or the disk is full, the ops are
   // applied again without their message puts (which may borrow a reserve beyond the cap,
   // so that acks can always free space), then the puts are tried once more on their own;
   // if they still do not fit the result is a no_space Status: the puts failed, everything
-  // else was stored.
+  // else was stored. After a failure that leaves LMDB unusable (a failed meta write, a
+  // commit that could not be made durable) the store recovers in place, from its journal.
   Status write(const std::vector<Op>& ops);
 
   uint64_t map_size() const { return map_size_.load(); }
@@ -153,48 +170,48 @@ class Store {
  private:
   friend class ReadView;
   explicit Store(StoreOptions options);
+
+  // --- opening and recovery ---------------------------------------------------------
   Status open_env();
+  Status open_lmdb(uint64_t map_size);
   Status open_journal();
+  Status restore_checkpoint();
   Status drop_journal();
   bool at_checkpoint();
   std::string journal_path() const { return path_ + "/journal"; }
-  Status replay_journal();
+  std::string data_path() const { return path_ + "/data.mdb"; }
+  Status open_dbis(unsigned flags);
+  Status replay(const std::vector<Journal::Record>& records);
   Status prepare_schema();
-  enum class Subset : uint8_t { all, without_messages, only_messages };
-  // Commits txn, which applied `subset` of ops, and makes it durable as the mode asks.
-  Status commit(MDB_txn* txn, const std::vector<Op>& ops, Subset subset);
-  Status make_durable(uint64_t txnid, const std::vector<Op>& ops, Subset subset);
+  // Undoes whatever LMDB holds beyond the journal (a commit that could not be made
+  // durable, or pages a failed sync may have dropped) and rewrites the journal's commits
+  // onto the checkpoint's snapshot, without closing the store. In nosync mode, reopens LMDB.
+  Status recover_in_place(std::string_view why);
+  void close_lmdb();
+
+  // --- writing ----------------------------------------------------------------------
+  // *map_full: LMDB's map is full (growing it may help; a full disk is no_space without it).
+  Status try_write(const std::vector<Op>& ops, Subset subset, bool* map_full);
+  // Commits txn, which applied `subset` of ops; in fsync mode makes it durable first.
+  Status commit(MDB_txn* txn, bool changed, const std::vector<Op>& ops, Subset subset, bool* map_full);
+  Status commit_journaled(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, bool* map_full);
   bool checkpoint_due() const;
   // Syncs LMDB and starts a new journal generation from its state.
   Status checkpoint();
-  // After a failure that left a commit neither durable nor undone, nothing more is written.
-  Status stop_writing(Status why);
-  Status apply(MDB_txn* txn, const std::vector<Op>& ops, Subset subset, int* mdb_rc);
-  int put_record(MDB_txn* txn, const Op& op, unsigned flags);
-  int schedule(MDB_txn* txn, const Op& op);
-  int unschedule(MDB_txn* txn, uint64_t queue_id, uint64_t seq, const RecordTimers& timers);
-  // A queue's dedup window within one transaction: appended per op, trimmed once.
-  struct DedupWindowState {
-    bool loaded = false;
-    uint64_t next_order = 0, entries = 0, now = 0, max_entries = 0, ttl = 0;
-  };
-  int dedup_append(MDB_txn* txn, const Op& op, DedupWindowState& w);
-  int dedup_trim(MDB_txn* txn, uint64_t queue_id, DedupWindowState& w);
-  int drop_window(MDB_txn* txn, uint64_t queue_id);
-  Status try_write(const std::vector<Op>& ops, Subset subset, bool* map_full);
   Status grow_map();
   Status set_map_size(uint64_t size);
   Status write_without_messages(const std::vector<Op>& ops);
 
   StoreOptions options_;
+  FileIo io_;
   std::string path_;
   bool remove_on_close_ = false;
   int lock_fd_ = -1;
   MDB_env* env_ = nullptr;
   MDB_dbi dbis_[kDbCount] = {};
   std::atomic<uint64_t> map_size_{0};
-  // Readers hold it shared for the life of a ReadView; growing the map takes it
-  // exclusively, as LMDB requires that no transaction is active during mdb_env_set_mapsize.
+  // Readers hold it shared for the life of a ReadView; growing the map or reopening LMDB
+  // takes it exclusively, as LMDB requires that no transaction is active then.
   std::shared_mutex resize_mutex_;
   MDB_txn* cached_read_txn_ = nullptr;
   std::atomic<bool> cached_read_busy_{false};
@@ -206,7 +223,11 @@ class Store {
   bool restored_checkpoint_ = false;  // LMDB was set back to the journal's checkpoint
   uint32_t commits_since_checkpoint_ = 0;
   uint64_t last_page_at_checkpoint_ = 0;
-  Status writable_;  // ok while writes are allowed
+  // A checkpoint failed: pages LMDB wrote since the last good one may not be on the disk
+  // even if a later sync succeeds, so the next checkpoint rewrites them first.
+  bool rewrite_before_checkpoint_ = false;
+  Status checkpoint_failure_;  // why the last checkpoint failed, while rewrite_before_checkpoint_
+  Status broken_;  // LMDB is closed after a failed recovery; the next write retries it
 };
 
 Status mdb_status(int rc, std::string_view what);

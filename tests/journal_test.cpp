@@ -240,8 +240,9 @@ TEST(Journal, ACleanCloseLeavesNothingToReplay) {
     for (uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(write_commit(*store, i));
   }
   uint64_t generation;
+  FileIo io;
   {
-    auto journal = Journal::open(dir.sub("journal"));
+    auto journal = Journal::open(dir.sub("journal"), io);
     ASSERT_TRUE(journal.ok());
     generation = (*journal)->checkpoint().generation;
     EXPECT_NE(generation, 0u);
@@ -249,7 +250,7 @@ TEST(Journal, ACleanCloseLeavesNothingToReplay) {
   }
   // Reopening finds LMDB at the checkpoint: it writes nothing, not even a new checkpoint.
   ASSERT_TRUE(open_store(dir.path(), Durability::fsync));
-  auto journal = Journal::open(dir.sub("journal"));
+  auto journal = Journal::open(dir.sub("journal"), io);
   ASSERT_TRUE(journal.ok());
   EXPECT_EQ((*journal)->checkpoint().generation, generation);
   auto store = open_store(dir.path(), Durability::fsync);

@@ -223,7 +223,20 @@ auto declare(api::ChannelHandle& h, F&& fn) {
 
 Channel::Channel(std::shared_ptr<api::ChannelHandle> handle) : handle_(std::move(handle)) {}
 Channel::Channel(Channel&&) noexcept = default;
-Channel& Channel::operator=(Channel&&) noexcept = default;
+// The channel being replaced closes as its destructor would have closed it: on the broker's
+// thread, which the core channel's teardown needs.
+Channel& Channel::operator=(Channel&& other) noexcept {
+  if (this == &other) return *this;
+  if (handle_) {
+    try {
+      close();
+    } catch (const std::exception&) {
+      // closing a channel of a closed broker: nothing left to release
+    }
+  }
+  handle_ = std::move(other.handle_);
+  return *this;
+}
 
 Channel::~Channel() {
   if (!handle_) return;

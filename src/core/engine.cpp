@@ -44,7 +44,10 @@ Vhost& Engine::add_vhost(std::string_view name) {
   return *vhosts_.emplace(std::string(name), std::move(vhost)).first->second;
 }
 
-Engine::~Engine() { shutdown(); }
+Engine::~Engine() {
+  std::lock_guard hold(*token_);  // re-entrant: usually the destroying thread holds it already
+  shutdown();
+}
 
 Vhost* Engine::find_vhost(std::string_view name) {
   auto it = vhosts_.find(name);
@@ -292,6 +295,12 @@ Status Engine::wait_durable(uint64_t id, std::chrono::steady_clock::time_point d
                             bool* timed_out) const {
   *timed_out = false;
   if (id == 0) return {};
+#if defined(WARREN_CHECK_THREADS) || !defined(NDEBUG)
+  if (storage::ReadView::views_open_here() > 0) {
+    std::fprintf(stderr, "warren: waiting for a commit while holding a read view (lock order)\n");
+    std::abort();
+  }
+#endif
   return writer_->wait_for(id, deadline, timed_out);
 }
 
@@ -377,6 +386,7 @@ std::string Engine::random_name(std::string_view prefix) {
 
 std::shared_ptr<Connection> Engine::connect(std::string name, std::string user,
                                             std::string_view vhost) {
+  WARREN_REQUIRE_LOOP(*token_);
   Vhost* v = find_vhost(vhost);
   if (!v) return nullptr;
   auto c = std::make_shared<Connection>();
@@ -402,6 +412,7 @@ void Engine::disconnect(Connection& conn) {
 }
 
 std::shared_ptr<Channel> Engine::open_channel(Connection& conn, uint16_t id, ChannelSink* sink) {
+  WARREN_REQUIRE_LOOP(*token_);
   auto ch = std::make_shared<Channel>(*this, conn, id, sink);
   std::erase_if(conn.channels, [](auto& w) { return w.expired(); });
   conn.channels.push_back(ch);
@@ -409,6 +420,7 @@ std::shared_ptr<Channel> Engine::open_channel(Connection& conn, uint16_t id, Cha
 }
 
 std::vector<QueueInfo> Engine::list_queues() const {
+  WARREN_REQUIRE_LOOP(*token_);
   std::vector<QueueInfo> out;
   for (const auto& [vname, vhost] : vhosts_)
     for (const auto& [qname, q] : vhost->queues)
@@ -419,6 +431,7 @@ std::vector<QueueInfo> Engine::list_queues() const {
 
 void Engine::shutdown() {
   if (shut_down_) return;
+  WARREN_REQUIRE_LOOP(*token_);
   shut_down_ = true;
   timer_at_ = 0;  // no timer from now on: what it would start needs the writer
   timer_.cancel();

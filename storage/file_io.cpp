@@ -1,0 +1,83 @@
+#include "storage/file_io.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "storage/store.h"
+
+namespace warren::storage {
+
+std::string_view io_point_name(IoPoint point) {
+  switch (point) {
+    case IoPoint::journal_open: return "journal open";
+    case IoPoint::journal_read: return "journal read";
+    case IoPoint::journal_append: return "journal append";
+    case IoPoint::journal_extend: return "journal extend";
+    case IoPoint::journal_rotate: return "journal rotation";
+    case IoPoint::checkpoint_sync: return "checkpoint sync";
+    case IoPoint::meta_read: return "LMDB meta read";
+    case IoPoint::meta_write: return "LMDB meta write";
+    case IoPoint::meta_sync: return "LMDB meta sync";
+  }
+  return "?";
+}
+
+IoFault FileIo::fault(IoPoint point, size_t bytes) const {
+  return faults_ ? faults_->on_io(point, bytes) : IoFault{};
+}
+
+int FileIo::open(IoPoint point, const std::string& path, int flags, mode_t mode) const {
+  if (IoFault f = fault(point, 0); f.error) {
+    errno = f.error;
+    return -1;
+  }
+  return ::open(path.c_str(), flags, mode);
+}
+
+int FileIo::write_all(IoPoint point, int fd, const char* data, size_t size, uint64_t offset) const {
+  IoFault f = fault(point, size);
+  size_t limit = f.error ? std::min(f.written, size) : size;
+  for (size_t done = 0; done < size;) {
+    if (done >= limit) return f.error;
+    ssize_t n = pwrite(fd, data + done, limit - done, off_t(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
+    done += size_t(n);
+  }
+  return 0;
+}
+
+int FileIo::read_exact(IoPoint point, int fd, char* data, size_t size, uint64_t offset) const {
+  if (IoFault f = fault(point, size); f.error) return f.error;
+  for (size_t done = 0; done < size;) {
+    ssize_t n = pread(fd, data + done, size - done, off_t(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;  // the file ends early
+    done += size_t(n);
+  }
+  return 0;
+}
+
+int FileIo::sync(IoPoint point, int fd) const {
+  if (IoFault f = fault(point, 0); f.error) return f.error;
+  return fdatasync(fd) == 0 ? 0 : errno;
+}
+
+int FileIo::sync_env(MDB_env* env) const {
+  if (IoFault f = fault(IoPoint::checkpoint_sync, 0); f.error) return f.error;
+  return mdb_env_sync(env, 1);
+}
+
+Status FileIo::status(int error, std::string_view what) {
+  auto detail = fmt::format("{}: {}", what, error == MDB_PANIC ? mdb_strerror(error) : std::strerror(error));
+  bool full = error == ENOSPC || error == EDQUOT;
+  return Status::storage(full ? StorageFault::no_space : StorageFault::io_error, detail);
+}
+
+}  // namespace warren::storage
