@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Builds everything and runs every test: a release build, then the same tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then a bounded fuzzing run. Installs what is
-# missing first.
+# Builds everything and runs every test: a Release build (what users and packagers build),
+# then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (which also check
+# the threading rules and the queues' invariants), then a bounded fuzzing run. Installs what
+# is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 jobs=$(nproc)
 
-build() {  # build DIR [cmake options...]
-  local dir=$1
-  shift
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+build() {  # build DIR BUILD_TYPE [cmake options...]
+  local dir=$1 type=$2
+  shift 2
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
 }
 
-build build
+build build Release
 ctest --test-dir build --output-on-failure -j "$jobs"
 
-build build-asan -DWARREN_SANITIZE=ON -DWARREN_BUILD_BENCH=OFF -DWARREN_BUILD_EXAMPLES=OFF
+build build-asan RelWithDebInfo -DWARREN_SANITIZE=ON -DWARREN_BUILD_BENCH=OFF -DWARREN_BUILD_EXAMPLES=OFF
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
