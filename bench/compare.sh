@@ -28,8 +28,10 @@ run_case() {
     if [ "$mode" = consume ]; then
       "$load" --port "$p" --queue-type "$type" --queue "$q" --mode publish --window 256 "$@" >/dev/null
     fi
-    rates+=("$("$load" --port "$p" --queue-type "$type" --queue "$q" --mode "$mode" "$@" |
-               sed 's/.*rate=\([0-9]*\).*/\1/')")
+    local out
+    out=$("$load" --port "$p" --queue-type "$type" --queue "$q" --mode "$mode" "$@") ||
+      { echo "$name: failed against port $p ($type): $out" >&2; exit 1; }
+    rates+=("$(sed 's/.*rate=\([0-9]*\).*/\1/' <<<"$out")")
   done
   awk -v n="$name" -v w="${rates[0]}" -v c="${rates[1]}" -v q="${rates[2]}" \
     'BEGIN { printf "%-44s %9d %9d %9d %7.1fx %7.1fx\n", n, w, c, q, w / c, w / q }'

@@ -18,6 +18,7 @@ uint64_t Writer::submit(std::vector<Op>&& ops) {
   uint64_t id;
   {
     std::lock_guard lock(mutex_);
+    bool wake = pending_.empty();
     for (auto& op : ops) {
       uint64_t bytes = op.kind == Op::Kind::put_message ? op.bytes : 0;
       pending_bytes_ += bytes;
@@ -26,13 +27,15 @@ uint64_t Writer::submit(std::vector<Op>&& ops) {
     }
     id = submitted_.load(std::memory_order_relaxed) + 1;
     submitted_.store(id, std::memory_order_release);
+    if (wake) work_cv_.notify_one();
   }
   ops.clear();
-  work_cv_.notify_one();
   return id;
 }
 
 Status Writer::outcome(uint64_t id) const {
+  // finished() first: a failure is held before its commit counts as finished.
+  if (id <= finished() && failures_held_.load(std::memory_order_acquire) == 0) return {};
   std::lock_guard lock(mutex_);
   for (const Failure& f : failures_)
     if (id >= f.first && id <= f.last) return f.status;
@@ -43,21 +46,26 @@ Status Writer::outcome(uint64_t id) const {
 }
 
 CommitOutcomes Writer::outcomes_after(uint64_t from) const {
-  std::lock_guard lock(mutex_);
   CommitOutcomes out;
+  // finished_ is stored after a failure is held (both under the mutex): seeing the commit
+  // finished means seeing its failure counted too.
   out.through = finished();
+  if (failures_held_.load(std::memory_order_acquire) == 0) return out;
+  std::lock_guard lock(mutex_);
   for (const Failure& f : failures_)
     if (f.last > from && f.first <= out.through) out.failed.push_back(f);
   return out;
 }
 
 void Writer::consumed(uint64_t id) {
+  if (failures_held_.load(std::memory_order_acquire) <= kRememberedFailures) return;
   std::lock_guard lock(mutex_);
   consumed_ = std::max(consumed_, id);
   while (failures_.size() > kRememberedFailures && failures_.front().last <= consumed_) {
     forgotten_upto_ = failures_.front().last;
     failures_.pop_front();
   }
+  failures_held_.store(failures_.size(), std::memory_order_release);
 }
 
 Status Writer::wait_for(uint64_t id, std::chrono::steady_clock::time_point deadline,
@@ -99,7 +107,10 @@ void Writer::stop() {
 void Writer::record_outcome(uint64_t first, uint64_t last, const Status& status, uint64_t bytes) {
   {
     std::lock_guard lock(mutex_);
-    if (!status) failures_.push_back({first, last, status});
+    if (!status) {
+      failures_.push_back({first, last, status});
+      failures_held_.store(failures_.size(), std::memory_order_release);
+    }
     backlog_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
     finished_.store(last, std::memory_order_release);
   }

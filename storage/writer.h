@@ -95,6 +95,9 @@ class Writer {
   std::atomic<uint64_t> finished_{0};
   std::atomic<uint64_t> backlog_bytes_{0};
   std::deque<Failure> failures_;
+  // failures_.size(), readable without the mutex: the common path (no failure held) then
+  // needs no lock at all, so the loop never waits for the writer thread's mutex.
+  std::atomic<size_t> failures_held_{0};
   uint64_t consumed_ = 0;
   uint64_t forgotten_upto_ = 0;  // failures up to here are no longer known
   bool stopping_ = false;
