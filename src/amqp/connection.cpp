@@ -457,6 +457,8 @@ void Connection::on_output_drained() {
 
 void Connection::feed(std::string& in) {
   if (awaiting_commits_ > 0) return;  // resumed once the replies waiting for commits are out
+  // Whatever the frames of one read write goes to the writer as one submit.
+  core::WriteBatch batch(engine_);
   size_t used = 0;
   if (state_ == State::awaiting_header) {
     if (in.size() < kProtocolHeader.size()) return;

@@ -58,6 +58,7 @@ void ChannelHandle::drain_outbox() {
   uint64_t reserved = 0;
   for (auto& op : draining_)
     if (op.kind == AsyncOp::Kind::publish) reserved += op.publish.body.size();
+  core::WriteBatch batch(broker_->engine());  // one submit for the whole burst
   for (auto& op : draining_) {
     // A failure closes the channel; the next call on it reports the reason.
     if (!core_ || !core_->is_open()) break;

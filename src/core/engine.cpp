@@ -296,6 +296,11 @@ Status Engine::wait_durable(uint64_t id, std::chrono::steady_clock::time_point d
   *timed_out = false;
   if (id == 0) return {};
 #if defined(WARREN_CHECK_THREADS) || !defined(NDEBUG)
+  if (token_->held_here() && open_batch_.id != 0 && id >= open_batch_.id) {
+    std::fprintf(stderr, "warren: waiting for commit %llu, which an open batch has yet to submit\n",
+                 static_cast<unsigned long long>(id));
+    std::abort();
+  }
   if (storage::ReadView::views_open_here() > 0) {
     std::fprintf(stderr, "warren: waiting for a commit while holding a read view (lock order)\n");
     std::abort();
