@@ -23,6 +23,13 @@ class IoFault : public DurableBrokerTest {
     BrokerOptions o{.data_dir = dir.path(), .durability = Durability::fsync};
     return std::make_unique<Broker>(api::BrokerHandle::open(o, faults));
   }
+  // A channel in confirm mode on the durable queue "q".
+  static Channel confirming(Broker& broker) {
+    auto ch = broker.channel();
+    ch.queue_declare("q", {.durable = true});
+    ch.confirm_select();
+    return ch;
+  }
   // Publishes one persistent message with confirms; whether it was acked.
   static bool publish(Channel& ch, std::string body) {
     ch.basic_publish("", "q", persistent(std::move(body)));
@@ -75,9 +82,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST_F(IoFault, AJournalThatCannotGrowFallsBackToCheckpoints) {
   {
     auto broker = open_faulty();
-    auto ch = broker->channel();
-    ch.queue_declare("q", {.durable = true});
-    ch.confirm_select();
+    auto ch = confirming(*broker);
     faults->fail(IoPoint::journal_extend, ENOSPC, 1, 4096);
     for (int i = 0; i < 100; ++i) ASSERT_TRUE(publish(ch, std::to_string(i)));  // > one step of records
     EXPECT_EQ(faults->failed(IoPoint::journal_extend), 1);
@@ -90,9 +95,7 @@ TEST_F(IoFault, AJournalThatCannotGrowFallsBackToCheckpoints) {
 TEST_F(IoFault, ACommitThatCannotBeMadeDurableIsUndoneAndNacked) {
   {
     auto broker = open_faulty();
-    auto ch = broker->channel();
-    ch.queue_declare("q", {.durable = true});
-    ch.confirm_select();
+    auto ch = confirming(*broker);
     ASSERT_TRUE(publish(ch, "kept"));
     faults->fail(IoPoint::journal_append, EIO);
     faults->fail(IoPoint::checkpoint_sync, EIO);
@@ -110,9 +113,7 @@ TEST_F(IoFault, ACommitThatCannotBeMadeDurableIsUndoneAndNacked) {
 
 TEST_F(IoFault, AFullDiskAtJournalAndCheckpointRaisesTheDiskAlarm) {
   auto broker = open_faulty();
-  auto ch = broker->channel();
-  ch.queue_declare("q", {.durable = true});
-  ch.confirm_select();
+  auto ch = confirming(*broker);
   faults->fail(IoPoint::journal_append, ENOSPC);
   faults->fail(IoPoint::checkpoint_sync, ENOSPC);
   EXPECT_FALSE(publish(ch, "no room"));
@@ -171,9 +172,7 @@ INSTANTIATE_TEST_SUITE_P(Faults, CheckpointFails,
 TEST_F(IoFault, ACheckpointThatFailedOnceSucceedsLaterAndTheStoreReopensClean) {
   {
     auto broker = open_faulty();
-    auto ch = broker->channel();
-    ch.queue_declare("q", {.durable = true});
-    ch.confirm_select();
+    auto ch = confirming(*broker);
     faults->fail(IoPoint::checkpoint_sync, EIO, 1);
     for (int i = 0; i < 400; ++i) ASSERT_TRUE(publish(ch, std::to_string(i)));
     EXPECT_EQ(faults->failed(IoPoint::checkpoint_sync), 1);
@@ -192,9 +191,7 @@ class OpenFails : public IoFault, public ::testing::WithParamInterface<OpenFault
 TEST_P(OpenFails, TheStoreRefusesToOpenThenOpensIntact) {
   {
     auto broker = open();
-    auto ch = broker->channel();
-    ch.queue_declare("q", {.durable = true});
-    ch.confirm_select();
+    auto ch = confirming(*broker);
     ASSERT_TRUE(publish(ch, "m"));
   }
   faults->fail(GetParam().point, EIO);
@@ -217,9 +214,7 @@ INSTANTIATE_TEST_SUITE_P(Faults, OpenFails,
 TEST_F(IoFault, AStoreThatCannotRecoverStopsWritingUntilTheDiskWorksAgain) {
   {
     auto broker = open_faulty();
-    auto ch = broker->channel();
-    ch.queue_declare("q", {.durable = true});
-    ch.confirm_select();
+    auto ch = confirming(*broker);
     ASSERT_TRUE(publish(ch, "kept"));
     faults->fail(IoPoint::journal_append, EIO);
     faults->fail(IoPoint::checkpoint_sync, EIO);
@@ -238,9 +233,7 @@ TEST_F(IoFault, AStoreThatCannotRecoverStopsWritingUntilTheDiskWorksAgain) {
 TEST_F(IoFault, AFailedLmdbCommitIsNackedAndTheNextOneLands) {
   {
     auto broker = open_faulty();
-    auto ch = broker->channel();
-    ch.queue_declare("q", {.durable = true});
-    ch.confirm_select();
+    auto ch = confirming(*broker);
     faults->fail_commits(true);
     EXPECT_FALSE(publish(ch, "lost"));
     faults->fail_commits(false);
