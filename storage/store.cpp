@@ -388,7 +388,12 @@ Status Store::commit_journaled(MDB_txn* txn, const std::vector<Op>& ops, Subset 
     Status appended = journal_->append(txnid, size, encode);
     journaled = appended.ok();
     // A failed append is not the commit's failure: a checkpoint makes it durable instead.
-    if (!appended) log::warning("store {}: {}; a checkpoint makes the commit durable", path_, appended.text());
+    if (!appended && !journal_failing_)
+      log::warning("store {}: {}; checkpoints make commits durable until it works again", path_,
+                   appended.text());
+    else if (appended && journal_failing_)
+      log::info("store {}: the journal takes commits again", path_);
+    journal_failing_ = !appended;
   }
   if (!journaled && rewrite_before_checkpoint_) {
     // Only a checkpoint could make this commit durable, and after a failed one LMDB must

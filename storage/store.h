@@ -227,6 +227,7 @@ class Store {
   // even if a later sync succeeds, so the next checkpoint rewrites them first.
   bool rewrite_before_checkpoint_ = false;
   Status checkpoint_failure_;  // why the last checkpoint failed, while rewrite_before_checkpoint_
+  bool journal_failing_ = false;  // the last append failed (logged once, not per commit)
   Status broken_;  // LMDB is closed after a failed recovery; the next write retries it
 };
 

@@ -245,16 +245,17 @@ void Server::shutdown(std::chrono::steady_clock::duration deadline, std::functio
   close_acceptors();
   on_all_gone_ = std::move(done);
   for (auto& s : sessions_) s->stop_reading();
-  settle_then([this, deadline] {
+  // A disk that hangs, or clients that never answer, do not hold the stop up for ever.
+  shutdown_deadline_ = std::make_unique<asio::steady_timer>(io_, deadline);
+  shutdown_deadline_->async_wait([this](std::error_code ec) {
+    if (ec || !on_all_gone_) return;
+    log::warning("stopping with {} connection(s) still open", sessions_.size());
+    std::exchange(on_all_gone_, nullptr)();
+  });
+  settle_then([this] {
     log::info("everything read is settled; closing {} connection(s)", sessions_.size());
     auto sessions = sessions_;
     for (auto& s : sessions) s->shut_down();
-    shutdown_deadline_ = std::make_unique<asio::steady_timer>(io_, deadline);
-    shutdown_deadline_->async_wait([this](std::error_code ec) {
-      if (ec || !on_all_gone_) return;
-      log::warning("{} client(s) did not answer connection.close", sessions_.size());
-      std::exchange(on_all_gone_, nullptr)();
-    });
     session_gone();  // perhaps there were none
   });
 }

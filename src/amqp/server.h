@@ -35,7 +35,8 @@ class Server {
   // A graceful stop: stops accepting and reading, waits until everything the clients sent
   // is committed and settled (every publish read is confirmed or nacked), then closes each
   // connection with connection.close 320. Calls `done` once every connection is gone, or
-  // at `deadline` if some client never answers.
+  // `deadline` after it began if that takes longer (a hung disk, a client that never
+  // answers).
   void shutdown(std::chrono::steady_clock::duration deadline, std::function<void()> done);
   // Drops every connection at once, releasing their broker state. For when the loop has
   // stopped: must run before the engine shuts down.

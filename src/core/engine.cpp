@@ -239,7 +239,7 @@ uint64_t Engine::run_schedule() {
     if (d.entry.kind == storage::Timer::expiry)
       q->expiry_due(d.entry.seq, d.db, now, d.key, batch);
     else
-      q->retry_due(d.entry.seq, d.db, d.key, batch);
+      q->retry_due(d.entry.seq, d.key, batch);
   }
   return next;
 }

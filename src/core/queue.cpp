@@ -440,11 +440,10 @@ void Queue::expiry_due(uint64_t seq, Db db, uint64_t now, std::string_view key, 
   discard(seq, db, m, "expired", batch);
 }
 
-void Queue::retry_due(uint64_t seq, Db db, std::string_view key, WriteBatch& batch) {
+void Queue::retry_due(uint64_t seq, std::string_view key, WriteBatch& batch) {
   batch.add(Op::del(Db::schedule, std::string(key)));
   auto held = positions_.end_delay(seq);
   if (deleted || !held) return;
-  (void)db;
   positions_.give_back(seq, *held);
   drop_head_over_limit(batch);
   schedule_dispatch();

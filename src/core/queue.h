@@ -120,7 +120,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
 
   // Timers from the schedule database (Engine::run_schedule), `key` being the entry's key.
   void expiry_due(uint64_t seq, storage::Db db, uint64_t now, std::string_view key, WriteBatch& batch);
-  void retry_due(uint64_t seq, storage::Db db, std::string_view key, WriteBatch& batch);
+  void retry_due(uint64_t seq, std::string_view key, WriteBatch& batch);
 
   // x-expires: the queue was used (declared, consumed from, got from).
   void touch();
