@@ -113,10 +113,15 @@ Status Store::open_env() {
   }
   // LMDB would let a second process write concurrently; the broker's in-memory state
   // assumes it is the only one, so it takes the directory for itself.
-  lock_fd_ = ::open((path_ + "/LOCK").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd_ < 0 || flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
-    return Status::storage(StorageFault::io_error,
-                           fmt::format("data directory {} is in use by another process", path_));
+  std::string lock_path = path_ + "/LOCK";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0)
+    return FileIo::status(errno, fmt::format("cannot open the lock file {}", lock_path));
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    return errno == EWOULDBLOCK
+               ? Status::storage(StorageFault::io_error,
+                                 fmt::format("data directory {} is in use by another process", path_))
+               : FileIo::status(errno, fmt::format("cannot lock {}", lock_path));
   // A journal left by an fsync-mode run is recovered whatever the mode now.
   if (options_.durability == Durability::fsync || fs::exists(journal_path()))
     if (Status s = open_journal(); !s) return s;

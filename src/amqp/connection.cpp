@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/log.h"
 #include "core/errors.h"
 #include "wire/properties_codec.h"
 
@@ -54,6 +55,7 @@ class Connection::ChannelState : public core::ChannelSink {
   ChannelState(Connection& conn, uint16_t id) : conn_(conn), id_(id) {}
   ~ChannelState() override {
     if (core_) core_->close();
+    conn_.note_partial_body(-int64_t(content_.body.size()));  // a body that never completed
   }
   void attach(std::shared_ptr<core::Channel> c) { core_ = std::move(c); }
   core::Channel& core() { return *core_; }
@@ -172,6 +174,8 @@ void Connection::ChannelState::start_content(const BasicPublish& p) {
   }
   publish_ = p;
   have_header_ = false;
+  conn_.published_ = true;
+  conn_.note_partial_body(-int64_t(content_.body.size()));
   content_ = core::PublishInput{};
   content_.exchange = p.exchange;
   content_.routing_key = p.routing_key;
@@ -202,7 +206,8 @@ void Connection::ChannelState::handle_header(std::string_view payload) {
   have_header_ = true;
   content_.properties = std::move(*decoded);
   content_.properties_wire = std::string(properties);
-  content_.body.reserve(body_size_);
+  // The body grows as its bytes arrive: a header alone reserves nothing beyond one frame.
+  content_.body.reserve(std::min<uint64_t>(body_size_, conn_.frame_max_));
   if (body_size_ == 0) finish_content();
 }
 
@@ -212,10 +217,12 @@ void Connection::ChannelState::handle_body(std::string_view payload) {
     return;
   }
   content_.body.append(payload);
+  conn_.note_partial_body(int64_t(payload.size()));
   if (content_.body.size() == body_size_) finish_content();
 }
 
 void Connection::ChannelState::finish_content() {
+  conn_.note_partial_body(-int64_t(content_.body.size()));
   publish_.reset();
   have_header_ = false;
   core_->basic_publish(std::move(content_));  // a failure arrives through on_closed
@@ -336,8 +343,57 @@ void Connection::ChannelState::handle_method(AnyMethod& method) {
 
 // ---- the connection -----------------------------------------------------------------------
 
+void BodyBudget::release(uint64_t bytes) {
+  bool was_over = over();
+  in_flight -= std::min(in_flight, bytes);
+  if (was_over && !over())
+    for (auto& waiter : std::exchange(waiters, {})) waiter();
+}
+
 Connection::Connection(core::Engine& engine, const ServerConfig& config, std::string peer, bool peer_is_loopback)
-    : engine_(engine), config_(config), peer_(std::move(peer)), peer_is_loopback_(peer_is_loopback) {}
+    : engine_(engine), config_(config), peer_(std::move(peer)), peer_is_loopback_(peer_is_loopback) {
+  parser_.set_frame_max(kFrameMinSize);
+}
+
+void Connection::note_partial_body(int64_t bytes) {
+  if (bytes == 0) return;
+  if (bytes < 0) {
+    uint64_t gone = std::min<uint64_t>(partial_body_bytes_, uint64_t(-bytes));
+    partial_body_bytes_ -= gone;
+    config_.bodies->release(gone);
+    return;
+  }
+  partial_body_bytes_ += uint64_t(bytes);
+  config_.bodies->add(uint64_t(bytes));
+  if (config_.bodies->over())
+    config_.bodies->waiters.push_back([this, alive = std::weak_ptr<bool>(alive_)] {
+      if (!alive.expired()) resume_later();
+    });
+}
+
+void Connection::resume_later() {
+  if (resume_listener_) resume_listener_();
+}
+
+// A publisher whose messages wait for the writer beyond the backlog limit is not read until
+// they are written: its memory stays bounded, whatever the disk's speed.
+void Connection::hold_back_publisher() {
+  bool published = std::exchange(published_, false);
+  if (!published || waiting_for_backlog_ || !engine_.publish_backlog_full()) return;
+  waiting_for_backlog_ = true;
+  engine_.when_backlog_drains([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    waiting_for_backlog_ = false;
+    resume_later();
+  });
+}
+
+void Connection::answer_refusal() {
+  if (!refusal_) return;
+  Status answer = *std::exchange(refusal_, std::nullopt);
+  if (!answer.ok()) connection_error(answer);
+  close_socket_now();
+}
 
 Connection::~Connection() {
   alive_.reset();
@@ -413,9 +469,9 @@ void Connection::retire_channel(uint16_t id) {
 
 void Connection::block_if_alarmed() {
   // RabbitMQ blocks a connection only when it publishes during an alarm.
-  if (blocked_ || !engine_.disk_alarm()) return;
+  if (blocked_ || !engine_.any_alarm()) return;
   blocked_ = true;
-  if (client_wants_blocked_) send(0, ConnectionBlocked{"low on disk"});
+  if (client_wants_blocked_) send(0, ConnectionBlocked{engine_.alarm_reason()});
 }
 
 void Connection::on_alarm(bool raised) {
@@ -457,6 +513,10 @@ void Connection::on_output_drained() {
 
 void Connection::feed(std::string& in) {
   if (awaiting_commits_ > 0) return;  // resumed once the replies waiting for commits are out
+  if (refusal_) {                     // nothing counts after a refused login
+    in.clear();
+    return;
+  }
   // Whatever the frames of one read write goes to the writer as one submit.
   core::WriteBatch batch(engine_);
   size_t used = 0;
@@ -494,6 +554,7 @@ void Connection::feed(std::string& in) {
   }
   in.erase(0, used);
   retired_.clear();
+  hold_back_publisher();
 }
 
 void Connection::handle_frame(const Frame& f) {
@@ -637,16 +698,19 @@ void Connection::handle_start_ok(const ConnectionStartOk& m) {
   client_wants_cancel_notify_ = capability(m.client_properties, "consumer_cancel_notify");
   client_wants_blocked_ = capability(m.client_properties, "connection.blocked");
   if (m.mechanism != "PLAIN" && m.mechanism != "AMQPLAIN") {
-    close_socket_now();
+    log::warning("{}: login refused: unknown authentication mechanism '{}'", peer_, m.mechanism);
+    refusal_ = Status{};  // RabbitMQ closes without a word
     return;
   }
   if (!authenticate(m, &user_)) {
-    if (client_wants_auth_failure_close_)
-      connection_error(hard_error(ReplyCode::access_refused,
-                                  fmt::format("Login was refused using authentication mechanism {}. For details see "
-                                              "the broker logfile.",
-                                              m.mechanism)));
-    close_socket_now();
+    // The user's name is logged, never what was sent as its password.
+    log::warning("{}: login refused for user '{}' (mechanism {})", peer_, user_, m.mechanism);
+    refusal_ = client_wants_auth_failure_close_
+                   ? hard_error(ReplyCode::access_refused,
+                                fmt::format("Login was refused using authentication mechanism {}. For details "
+                                            "see the broker logfile.",
+                                            m.mechanism))
+                   : Status{};
     return;
   }
   send(0, ConnectionTune{config_.channel_max, config_.frame_max, config_.heartbeat});

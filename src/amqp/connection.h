@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <vector>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -18,6 +19,17 @@
 
 namespace warren::amqp {
 
+// Message bodies still arriving, over every connection of a server. Above the limit, the
+// connections that hold a partial body are not read until the total falls again.
+struct BodyBudget {
+  uint64_t in_flight = 0;
+  uint64_t limit = uint64_t{256} << 20;
+  std::vector<std::function<void()>> waiters;  // run once the total is under the limit
+  bool over() const { return in_flight > limit; }
+  void add(uint64_t bytes) { in_flight += bytes; }
+  void release(uint64_t bytes);
+};
+
 struct ServerConfig {
   std::map<std::string, std::string> users{{"guest", "guest"}};  // user -> password
   std::set<std::string> loopback_users{"guest"};  // may only log in from loopback
@@ -26,7 +38,19 @@ struct ServerConfig {
   uint16_t heartbeat = 60;
   // Deliveries wait while this many bytes are queued for a client.
   size_t output_high_water = 1 << 20;
+  // A client that has not opened its connection this long after connecting is dropped
+  // (RabbitMQ's handshake_timeout).
+  std::chrono::milliseconds handshake_timeout{10000};
+  // A refused login is answered this much later, so that guessing passwords is slow; no
+  // other connection waits for it.
+  std::chrono::milliseconds auth_failure_delay{1000};
+  // Shared by every connection of the server (copies of the config share it too).
+  std::shared_ptr<BodyBudget> bodies = std::make_shared<BodyBudget>();
 };
+
+// Before connection.tune-ok the frame size is not negotiated: only frames of up to the
+// AMQP minimum are legal (AMQP 0-9-1 §4.2.3).
+inline constexpr uint32_t kFrameMinSize = 4096;
 
 class Connection {
  public:
@@ -42,11 +66,24 @@ class Connection {
   bool should_close() const { return state_ == State::closed; }
   // ...and abruptly (a reset), as RabbitMQ does after a wrong protocol header.
   bool should_reset() const { return reset_; }
-  // Stop reading the client: it is blocked by the disk alarm, it does not read what it is
-  // sent, or a reply waits for its commit (its later frames wait their turn).
+  // Stop reading the client: it is blocked by an alarm, it does not read what it is sent, a
+  // reply waits for its commit (its later frames wait their turn), it publishes faster
+  // than the store writes, it holds a partial body while bodies in flight are over their
+  // budget, or its refused login waits to be answered.
   bool reading_paused() const {
-    return blocked_ || awaiting_commits_ > 0 || out_.size() > 4 * config_.output_high_water;
+    return blocked_ || awaiting_commits_ > 0 || out_.size() > 4 * config_.output_high_water ||
+           waiting_for_backlog_ || (partial_body_bytes_ > 0 && config_.bodies->over()) ||
+           refusal_.has_value();
   }
+  // The handshake (up to connection.open-ok) took longer than the config allows.
+  bool handshake_overdue(std::chrono::steady_clock::time_point now) const {
+    return state_ < State::open && now - created_ > config_.handshake_timeout;
+  }
+  // A refused login waits to be answered; the session sends the answer once the delay has
+  // passed (answer_refusal).
+  bool refusing() const { return refusal_.has_value(); }
+  std::chrono::milliseconds refusal_delay() const { return config_.auth_failure_delay; }
+  void answer_refusal();
   // A reply waits for its commit; the input after it waits too.
   bool awaiting_commits() const { return awaiting_commits_ > 0; }
   // Output drained below the high-water mark: deliveries may flow again.
@@ -102,6 +139,14 @@ class Connection {
   std::function<void()> output_listener_;
   std::function<void()> resume_listener_;
   int awaiting_commits_ = 0;
+  const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
+  bool waiting_for_backlog_ = false;
+  bool published_ = false;  // since the last check of the write backlog
+  uint64_t partial_body_bytes_ = 0;
+  std::optional<Status> refusal_;  // a refused login's answer (empty status: a silent close)
+  void note_partial_body(int64_t bytes);
+  void hold_back_publisher();
+  void resume_later();
   // Handlers the engine runs later check it: the connection may be gone by then.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   FrameParser parser_;

@@ -15,6 +15,7 @@ namespace warren::amqp {
 
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kAcceptRetry{200};
 
 class Server::Session : public std::enable_shared_from_this<Session> {
  public:
@@ -71,6 +72,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
       self->last_input_ = Clock::now();
       self->in_.append(self->buffer_.data(), n);
       self->conn_.feed(self->in_);
+      if (self->conn_.refusing()) self->answer_refusal_later();
       self->flush();
       if (!self->conn_.should_close()) self->read();
     });
@@ -109,14 +111,30 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // A refused login is answered after a delay; nobody else waits for it.
+  void answer_refusal_later() {
+    if (refusal_timer_) return;
+    refusal_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor(), conn_.refusal_delay());
+    refusal_timer_->async_wait([self = shared_from_this()](std::error_code ec) {
+      if (ec || self->closed_) return;
+      self->conn_.answer_refusal();
+      self->flush();
+    });
+  }
+
   // Heartbeats: send one when nothing went out for half the interval; drop a client silent
-  // for two intervals.
+  // for two intervals. A client that has not finished its handshake in time is dropped.
   void tick() {
     timer_.expires_after(std::chrono::milliseconds(500));
     timer_.async_wait([self = shared_from_this()](std::error_code ec) {
       if (ec || self->closed_) return;
       uint16_t hb = self->conn_.heartbeat_seconds();
       auto now = Clock::now();
+      if (self->conn_.handshake_overdue(now) && !self->conn_.refusing()) {
+        log::warning("{}: handshake timed out, closing", self->peer_);
+        self->close();
+        return;
+      }
       if (hb && self->conn_.open()) {
         if (now - self->last_output_ >= std::chrono::milliseconds(hb * 500)) {
           self->conn_.send_heartbeat();
@@ -137,6 +155,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     closed_ = true;
     std::error_code ignored;
     timer_.cancel();
+    if (refusal_timer_) refusal_timer_->cancel();
     if (conn_.should_reset()) socket_.set_option(asio::socket_base::linger(true, 0), ignored);
     else socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
@@ -158,6 +177,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   bool flush_scheduled_ = false;
   bool closed_ = false;
   bool draining_ = false;
+  std::unique_ptr<asio::steady_timer> refusal_timer_;
   Clock::time_point last_input_, last_output_;
 };
 
@@ -209,6 +229,22 @@ Status Server::listen(const ListenOptions& options) {
 void Server::accept(tcp::acceptor& acceptor) {
   acceptor.async_accept([this, &acceptor](std::error_code ec, tcp::socket socket) {
     if (stopping_) return;
+    if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+      // Out of file descriptors: accepting again at once would spin. Wait, then retry.
+      if (!out_of_descriptors_)
+        log::warning("cannot accept connections: {} ({} open); retrying every {} ms", ec.message(),
+                     sessions_.size(), kAcceptRetry.count());
+      out_of_descriptors_ = true;
+      auto timer = std::make_shared<asio::steady_timer>(io_, kAcceptRetry);
+      timer->async_wait([this, &acceptor, timer](std::error_code) {
+        if (!stopping_) accept(acceptor);
+      });
+      return;
+    }
+    if (!ec && out_of_descriptors_) {
+      log::info("accepting connections again ({} open)", sessions_.size() + 1);
+      out_of_descriptors_ = false;
+    }
     if (!ec) {
       std::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);

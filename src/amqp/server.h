@@ -59,6 +59,7 @@ class Server {
   uint16_t port_ = 0;
   bool stopping_ = false;
   std::function<void()> on_all_gone_;
+  bool out_of_descriptors_ = false;  // accept failed with EMFILE; logged once
   std::unique_ptr<asio::steady_timer> shutdown_deadline_;
 };
 

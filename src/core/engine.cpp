@@ -1,12 +1,16 @@
 #include "core/engine.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <fstream>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
 #include "core/args.h"
+#include "common/log.h"
 #include "core/dead_letter.h"
 #include "storage/keys.h"
 #include "wire/field_codec.h"
@@ -25,6 +29,7 @@ Result<std::unique_ptr<Engine>> Engine::open(asio::io_context& io, const EngineO
   if (!store.ok()) return store.status();
   std::unique_ptr<Engine> engine(new Engine(io, options, std::move(store.value())));
   if (Status s = engine->recover(); !s) return s;
+  if (options.memory_high_watermark) engine->watch_memory();
   return engine;
 }
 
@@ -33,6 +38,7 @@ Engine::Engine(asio::io_context& io, EngineOptions options, std::unique_ptr<stor
       options_(std::move(options)),
       store_(std::move(store)),
       timer_(io),
+      memory_timer_(io),
       rng_(uint64_t(std::chrono::steady_clock::now().time_since_epoch().count())) {
   add_vhost("/");
 }
@@ -147,6 +153,34 @@ void Engine::recover_delayed() {
               return true;
             });
   wake_at(0);  // one round at start: whatever fell due while the broker was down
+}
+
+uint64_t resident_memory() {
+  // Resident minus file-backed: LMDB's map pages are the page cache, not the heap.
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0, resident = 0, shared = 0;
+  if (!(statm >> pages >> resident >> shared)) return 0;
+  return (resident - std::min(resident, shared)) * uint64_t(sysconf(_SC_PAGESIZE));
+}
+
+// Sampled a few times a second, as RabbitMQ's memory monitor does; above the watermark
+// publishers are blocked until memory falls under it again.
+void Engine::watch_memory() {
+  memory_timer_.expires_after(std::chrono::milliseconds(250));
+  memory_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const asio::error_code& ec) {
+    if (ec || alive.expired()) return;
+    post([this] {
+      if (shut_down_) return;
+      uint64_t rss = resident_memory(), limit = options_.memory_high_watermark;
+      if (rss > limit && !memory_alarm_)
+        log::warning("memory alarm: {} MB resident, above the {} MB watermark; publishers are blocked",
+                     rss >> 20, limit >> 20);
+      else if (rss <= limit && memory_alarm_)
+        log::info("memory alarm cleared: {} MB resident", rss >> 20);
+      set_memory_alarm(rss > limit);
+      watch_memory();
+    });
+  });
 }
 
 std::shared_ptr<Queue> Engine::find_queue(uint64_t id) const {
@@ -276,6 +310,8 @@ void Engine::apply_outcomes(const storage::CommitOutcomes& outcomes) {
   std::erase_if(pending_done_, [&](const auto& entry) { return entry.second <= outcomes.through; });
   for (Channel* c : channels_) c->on_commits(outcomes);
   writer_->consumed(outcomes.through);
+  if (!backlog_waiters_.empty() && !publish_backlog_full())
+    for (auto& waiter : std::exchange(backlog_waiters_, {})) waiter();
   while (!durable_waiters_.empty() && durable_waiters_.begin()->first <= outcomes.through) {
     auto node = durable_waiters_.extract(durable_waiters_.begin());
     node.mapped()(writer_->outcome(node.key()));
@@ -340,8 +376,33 @@ void Engine::remove_alarm_listener(uint64_t id) { alarm_listeners_.erase(id); }
 void Engine::set_disk_alarm(bool raised) {
   if (disk_alarm_ == raised) return;
   disk_alarm_ = raised;
+  notify_alarm_listeners();
+}
+
+void Engine::set_memory_alarm(bool raised) {
+  WARREN_REQUIRE_LOOP(*token_);
+  if (memory_alarm_ == raised) return;
+  memory_alarm_ = raised;
+  notify_alarm_listeners();
+}
+
+void Engine::notify_alarm_listeners() {
   auto listeners = alarm_listeners_;  // a listener may remove itself
-  for (auto& [id, listener] : listeners) listener(raised);
+  for (auto& [id, listener] : listeners) listener(any_alarm());
+}
+
+std::string Engine::alarm_reason() const {
+  if (disk_alarm_ && memory_alarm_) return "low on memory & low on disk";
+  return memory_alarm_ ? "low on memory" : "low on disk";
+}
+
+bool Engine::publish_backlog_full() const {
+  return writer_->backlog_bytes() > options_.broker.publish_backlog_limit;
+}
+
+void Engine::when_backlog_drains(std::function<void()> waiter) {
+  if (!publish_backlog_full()) return waiter();
+  backlog_waiters_.push_back(std::move(waiter));
 }
 
 namespace {
@@ -440,6 +501,7 @@ void Engine::shutdown() {
   shut_down_ = true;
   timer_at_ = 0;  // no timer from now on: what it would start needs the writer
   timer_.cancel();
+  memory_timer_.cancel();
   auto connections = connections_;
   for (auto& c : connections) disconnect(*c);
   if (!writer_) return;

@@ -44,7 +44,13 @@ struct EngineOptions {
   BrokerOptions broker;
   std::shared_ptr<storage::FaultInjector> faults = {};  // tests only
   std::vector<std::string> vhosts = {};            // besides "/"
+  // Above this resident memory the memory alarm is raised (RabbitMQ's
+  // vm_memory_high_watermark); 0: memory is not watched.
+  uint64_t memory_high_watermark = 0;
 };
+
+// The process's anonymous resident memory (heap and stacks), in bytes; 0 if unknown.
+uint64_t resident_memory();
 
 class Engine {
  public:
@@ -123,12 +129,26 @@ class Engine {
   OpenBatch& open_batch() { return open_batch_; }
   void submit_open_batch();
 
-  // The disk alarm: raised when a commit had to refuse messages for lack of space, cleared
-  // by a later commit once acknowledgements have freed some. Listeners hear each change.
+  // Alarms, as RabbitMQ's: publishing connections are blocked while one is raised.
+  // The disk alarm is raised when a commit had to refuse messages for lack of space and
+  // cleared by a later commit once acknowledgements have freed some; the memory alarm by
+  // whoever watches the process's memory (the server samples it). Listeners hear whether
+  // any alarm is raised after each change.
   bool disk_alarm() const { return disk_alarm_; }
+  bool memory_alarm() const { return memory_alarm_; }
+  bool any_alarm() const { return disk_alarm_ || memory_alarm_; }
+  // What connection.blocked says: "low on disk", "low on memory", or both joined by " & ".
+  std::string alarm_reason() const;
+  void set_memory_alarm(bool raised);
   uint64_t add_alarm_listener(std::function<void(bool raised)> listener);
   void remove_alarm_listener(uint64_t id);
   void note_space_freed() { space_freed_ = true; }
+
+  // Publisher flow control: while the bytes waiting for the writer exceed the publish
+  // backlog limit, the server reads nothing more from publishing connections (RabbitMQ's
+  // credit flow does the same). The waiter runs once the backlog is under the limit again.
+  bool publish_backlog_full() const;
+  void when_backlog_drains(std::function<void()> waiter);
 
   // --- for queues and channels -----------------------------------------------------
   // Routes the dead-lettered copy of `original`, a message leaving q for `reason`, through
@@ -139,6 +159,7 @@ class Engine {
   void wake_at(uint64_t ms);
   std::shared_ptr<Queue> find_queue(uint64_t id) const;
   void register_queue(const std::shared_ptr<Queue>& q) { queues_by_id_[q->id] = q; }
+  void unregister_queue(uint64_t id) { queues_by_id_.erase(id); }
   uint64_t allocate_queue_id() { return next_queue_id_++; }
   std::string random_name(std::string_view prefix);
   void track_inflight(std::shared_ptr<Queue> queue) { inflight_.insert(std::move(queue)); }
@@ -155,6 +176,7 @@ class Engine {
   // the next entry is due (UINT64_MAX: none).
   uint64_t run_schedule();
   uint64_t expire_unused_queues(uint64_t now);
+  void watch_memory();
 
   asio::io_context& io_;
   EngineOptions options_;
@@ -166,6 +188,7 @@ class Engine {
   std::set<std::shared_ptr<Queue>> inflight_;  // queues with uncommitted messages
   std::unordered_map<uint64_t, std::weak_ptr<Queue>> queues_by_id_;
   asio::steady_timer timer_;
+  asio::steady_timer memory_timer_;
   uint64_t timer_at_ = UINT64_MAX;  // when timer_ fires (wall-clock ms)
   bool schedule_running_ = false;
   uint64_t committed_ = 0;
@@ -174,6 +197,9 @@ class Engine {
   std::mt19937_64 rng_;
   bool shut_down_ = false;
   bool disk_alarm_ = false;
+  bool memory_alarm_ = false;
+  std::vector<std::function<void()>> backlog_waiters_;
+  void notify_alarm_listeners();
   bool space_freed_ = false;
   std::map<uint64_t, std::function<void(bool)>> alarm_listeners_;
   uint64_t next_listener_id_ = 1;

@@ -158,6 +158,7 @@ void Vhost::remove_queue(const std::shared_ptr<Queue>& q, WriteBatch& batch) {
   for (auto& c : consumers) c->channel->consumer_cancelled_by_broker(*c);
   if (q->durable && !q->exclusive) batch.add(Op::del(Db::queues, storage::name_key(name, q->name)));
   q->drop_storage(batch);
+  engine_.unregister_queue(q->id);
 }
 
 void Vhost::consumer_left(const std::shared_ptr<Queue>& q, WriteBatch& batch) {

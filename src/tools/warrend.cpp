@@ -33,7 +33,18 @@ struct Settings {
   bool users_given = false;
   std::vector<std::string> vhosts;
   log::Level level = log::Level::info;
+  // Bytes, or a fraction of the machine's memory (RabbitMQ's default is 0.4).
+  double memory_high_watermark = 0.4;
 };
+
+uint64_t total_memory() {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && size > 0 ? uint64_t(pages) * uint64_t(size) : 0;
+}
+
+uint64_t watermark_bytes(double setting) {
+  return setting <= 1.0 ? uint64_t(setting * double(total_memory())) : uint64_t(setting);
+}
 
 std::string default_data_dir() {
   if (geteuid() == 0) return "/var/lib/warren";
@@ -48,7 +59,10 @@ std::string default_data_dir() {
                "               [--durability fsync|nosync|memory] [--user NAME:PASSWORD]...\n"
                "               [--vhost NAME]... [--max-map-size BYTES] [--max-message-size BYTES]\n"
                "               [--heartbeat SECONDS] [--frame-max BYTES]\n"
-               "               [--channel-max N] [--config FILE] [--log-level LEVEL]\n",
+               "               [--channel-max N] [--handshake-timeout MS]\n"
+               "               [--memory-high-watermark BYTES|FRACTION] [--publish-backlog-limit BYTES]\n"
+               "               [--max-bodies-in-flight BYTES]\n"
+               "               [--config FILE] [--log-level LEVEL]\n",
                problem.c_str());
   std::exit(2);
 }
@@ -97,6 +111,20 @@ void apply(Settings& s, const std::string& key, const std::string& value) {
     s.amqp.frame_max = uint32_t(std::max<uint64_t>(4096, number(key, value)));
   } else if (key == "channel-max") {
     s.amqp.channel_max = uint16_t(std::clamp<uint64_t>(number(key, value), 1, 65535));
+  } else if (key == "handshake-timeout") {
+    s.amqp.handshake_timeout = std::chrono::milliseconds(number(key, value));
+  } else if (key == "memory-high-watermark") {
+    try {
+      size_t used = 0;
+      s.memory_high_watermark = std::stod(value, &used);
+      if (used != value.size() || s.memory_high_watermark < 0) throw std::invalid_argument(value);
+    } catch (const std::exception&) {
+      usage("memory-high-watermark wants bytes, or a fraction of memory such as 0.4");
+    }
+  } else if (key == "max-bodies-in-flight") {
+    s.amqp.bodies->limit = number(key, value);
+  } else if (key == "publish-backlog-limit") {
+    s.broker.publish_backlog_limit = number(key, value);
   } else if (key == "log-level") {
     if (!log::parse_level(value, &s.level)) usage("log-level is debug, info, warning, error or none");
   } else {
@@ -108,7 +136,7 @@ void read_config(Settings& s, const std::string& path) {
   std::ifstream in(path);
   if (!in) usage("cannot read config file " + path);
   std::string line;
-  while (std::getline(in, line)) {
+  for (int number = 1; std::getline(in, line); ++number) {
     auto hash = line.find('#');
     if (hash != std::string::npos) line.erase(hash);
     auto eq = line.find('=');
@@ -118,7 +146,8 @@ void read_config(Settings& s, const std::string& path) {
       return t;
     };
     if (trim(line).empty()) continue;
-    if (eq == std::string::npos) usage("config line without '=': " + line);
+    // The line itself is not repeated: it may hold a password.
+    if (eq == std::string::npos) usage(fmt::format("{} line {}: expected 'key = value'", path, number));
     apply(s, trim(line.substr(0, eq)), trim(line.substr(eq + 1)));
   }
 }
@@ -155,7 +184,9 @@ int main(int argc, char** argv) {
   Settings settings = parse(argc, argv);
   log::threshold() = settings.level;
   asio::io_context io;
-  auto engine = core::Engine::open(io, core::EngineOptions{settings.broker, nullptr, settings.vhosts});
+  auto engine = core::Engine::open(
+      io, core::EngineOptions{settings.broker, nullptr, settings.vhosts,
+                              watermark_bytes(settings.memory_high_watermark)});
   if (!engine.ok()) {
     log::error("cannot open {}: {}", settings.broker.data_dir, engine.status().text());
     return 1;

@@ -17,8 +17,8 @@ import uuid
 
 def start_warrend(*args, **popen):
     """Starts warrend with --port 0 and returns (process, port) once it listens."""
-    proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", *args], stdout=subprocess.PIPE,
-                            text=True, **popen)
+    popen.setdefault("text", True)
+    proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", *args], stdout=subprocess.PIPE, **popen)
     line = proc.stdout.readline()
     if not line.startswith("port "):
         proc.kill()
