@@ -31,6 +31,9 @@ def method(channel, class_id, method_id, args=b""):
 class Raw:
     def __init__(self, port, timeout=5):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        # Small writes go out at once, as real clients send them (Nagle would hold a write
+        # back until the previous one is acknowledged, and acks are delayed).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 
     def send(self, data):
