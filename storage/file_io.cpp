@@ -1,6 +1,7 @@
 #include "storage/file_io.h"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ std::string_view io_point_name(IoPoint point) {
     case IoPoint::meta_read: return "LMDB meta read";
     case IoPoint::meta_write: return "LMDB meta write";
     case IoPoint::meta_sync: return "LMDB meta sync";
+    case IoPoint::data_allocate: return "data file allocation";
   }
   return "?";
 }
@@ -72,6 +74,11 @@ int FileIo::sync(IoPoint point, int fd) const {
 int FileIo::sync_env(MDB_env* env) const {
   if (IoFault f = fault(IoPoint::checkpoint_sync, 0); f.error) return f.error;
   return mdb_env_sync(env, 1);
+}
+
+int FileIo::allocate(int fd, uint64_t offset, uint64_t length) const {
+  if (IoFault f = fault(IoPoint::data_allocate, length); f.error) return f.error;
+  return fallocate(fd, FALLOC_FL_KEEP_SIZE, off_t(offset), off_t(length)) == 0 ? 0 : errno;
 }
 
 Status FileIo::status(int error, std::string_view what) {

@@ -28,6 +28,7 @@ enum class IoPoint : uint8_t {
   meta_read,        // reading LMDB's meta page at a checkpoint
   meta_write,       // writing a checkpoint's meta back into LMDB before replay
   meta_sync,        // syncing that write
+  data_allocate,    // reserving disk blocks for LMDB's data file ahead of use
 };
 std::string_view io_point_name(IoPoint point);
 
@@ -54,6 +55,9 @@ class FileIo {
   int sync(IoPoint point, int fd) const;
   // mdb_env_sync(env, force); 0 or LMDB's error code.
   int sync_env(MDB_env* env) const;
+  // Reserves disk blocks for [offset, offset + length) without changing the file's size;
+  // 0 or the errno (EOPNOTSUPP where the file system cannot).
+  int allocate(int fd, uint64_t offset, uint64_t length) const;
 
   // A failure as the store reports it: no_space for ENOSPC/EDQUOT, else io_error.
   static Status status(int error, std::string_view what);

@@ -93,6 +93,7 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     if (Status s = store->checkpoint(); !s) return s;
   if (store->journal_ && options.durability != Durability::fsync)
     if (Status s = store->drop_journal(); !s) return s;
+  store->ensure_allocated();
   return store;
 }
 
@@ -481,10 +482,13 @@ Status Store::set_map_size(uint64_t size) {
 
 Status Store::grow_map() {
   uint64_t current = map_size_.load();
-  if (current >= options_.max_map_size)
-    return Status::storage(StorageFault::no_space,
-                           fmt::format("store is full: map size {} reached its cap", current));
-  uint64_t next = std::min(current * 2, options_.max_map_size);
+  if (current >= map_cap())
+    return Status::storage(
+        StorageFault::no_space,
+        disk_cap_ != UINT64_MAX
+            ? fmt::format("the disk is full: {} bytes of the store are in use", current)
+            : fmt::format("store is full: map size {} reached its cap", current));
+  uint64_t next = std::min(current * 2, map_cap());
   if (options_.faults)
     if (Status f = options_.faults->before_grow(next); !f) return f;
   return set_map_size(next);
@@ -496,9 +500,13 @@ Status Store::write_without_messages(const std::vector<Op>& ops) {
   if (s || !map_full) return s;
   // Deleting takes fresh pages too (LMDB copies on write), so a store full to its cap could
   // never free itself. Acks and deletions may borrow a reserve beyond the cap; the map
-  // shrinks back afterwards, and new messages never use the reserve.
-  uint64_t reserve = std::max<uint64_t>(options_.max_map_size / 16, uint64_t{1} << 20);
+  // shrinks back afterwards, and new messages never use the reserve. On a full disk the
+  // reserve is the space allocated ahead beyond the cap.
   uint64_t before = map_size_.load();
+  uint64_t reserve = disk_cap_ != UINT64_MAX
+                         ? (allocated_ > before ? allocated_ - before : 0)
+                         : std::max<uint64_t>(options_.max_map_size / 16, uint64_t{1} << 20);
+  if (reserve == 0) return s;
   if (Status grown = set_map_size(before + reserve); !grown) return grown;
   s = try_write(ops, Subset::without_messages, &map_full);
   MDB_envinfo info;
@@ -511,6 +519,12 @@ Status Store::write_without_messages(const std::vector<Op>& ops) {
 }
 
 Status Store::write(const std::vector<Op>& ops) {
+  Status s = write_with_retries(ops);
+  if (env_) ensure_allocated();
+  return s;
+}
+
+Status Store::write_with_retries(const std::vector<Op>& ops) {
   bool map_full = false;
   Status s = try_write(ops, Subset::all, &map_full);
   if (!s && map_full && journal_ && env_ && commits_since_checkpoint_ > 0) {
@@ -538,6 +552,55 @@ Status Store::write(const std::vector<Op>& ops) {
     if (Status c = checkpoint(); !c) return s;  // lets LMDB reuse what `rest` freed
   Status retry = try_write(ops, Subset::only_messages, &map_full);
   return retry.ok() ? retry : s;
+}
+
+// ---- disk space --------------------------------------------------------------------------
+
+uint64_t Store::used_bytes() const {
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  return (uint64_t(info.me_last_pgno) + 1) * page_size_;
+}
+
+uint64_t Store::disk_reserve() const {
+  return std::clamp<uint64_t>(used_bytes() / 16, uint64_t{2} << 20, uint64_t{64} << 20);
+}
+
+// After opening and after each write: keeps a step of disk space allocated beyond what
+// LMDB uses, plus the reserve for acks. When the disk has no room for that, new pages stop
+// at what is allocated minus the reserve, and allocation is tried again now and then.
+void Store::ensure_allocated() {
+  if (allocation_unsupported_ || options_.durability == Durability::in_memory) return;
+  const uint64_t used = used_bytes(), reserve = disk_reserve();
+  const uint64_t step = std::clamp<uint64_t>(used / 8, uint64_t{4} << 20, uint64_t{64} << 20);
+  const bool capped = disk_cap_ != UINT64_MAX;
+  if (!capped && allocated_ >= used + reserve + step / 2) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (capped && now < next_allocation_try_) return;
+  int fd = -1;
+  mdb_env_get_fd(env_, &fd);
+  const uint64_t target = used + reserve + step;
+  int e = target > allocated_ ? io_.allocate(fd, allocated_, target - allocated_) : 0;
+  if (e == 0) {
+    allocated_ = std::max(allocated_, target);
+    if (capped) {
+      disk_cap_ = UINT64_MAX;
+      log::info("store {}: the disk has room again", path_);
+    }
+    return;
+  }
+  if (e == EOPNOTSUPP) {
+    allocation_unsupported_ = true;
+    log::warning("store {}: the file system cannot allocate ahead; a full disk shows as failed writes",
+                 path_);
+    return;
+  }
+  next_allocation_try_ = now + std::chrono::seconds(1);
+  if (capped) return;
+  disk_cap_ = std::max(used, allocated_ > reserve ? allocated_ - reserve : used);
+  log::error("store {}: the disk is full ({}); new messages are refused until space is freed",
+             path_, std::strerror(e));
+  if (map_size_.load() > disk_cap_) (void)set_map_size(disk_cap_);
 }
 
 }  // namespace warren::storage

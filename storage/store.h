@@ -10,6 +10,7 @@
 #include <lmdb.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -201,6 +202,16 @@ class Store {
   Status grow_map();
   Status set_map_size(uint64_t size);
   Status write_without_messages(const std::vector<Op>& ops);
+  Status write_with_retries(const std::vector<Op>& ops);
+
+  // --- disk space -------------------------------------------------------------------
+  // LMDB's data file is allocated on the disk ahead of use, with a reserve for acks: a full
+  // file system then shows up as a cap on the map (MDB_MAP_FULL), which the writer handles
+  // as it handles max_map_size, instead of as failed writes halfway through a commit.
+  void ensure_allocated();
+  uint64_t used_bytes() const;
+  uint64_t disk_reserve() const;
+  uint64_t map_cap() const { return std::min(options_.max_map_size, disk_cap_); }
 
   StoreOptions options_;
   FileIo io_;
@@ -229,6 +240,10 @@ class Store {
   Status checkpoint_failure_;  // why the last checkpoint failed, while rewrite_before_checkpoint_
   bool journal_failing_ = false;  // the last append failed (logged once, not per commit)
   Status broken_;  // LMDB is closed after a failed recovery; the next write retries it
+  uint64_t allocated_ = 0;          // bytes of data.mdb backed by disk blocks
+  uint64_t disk_cap_ = UINT64_MAX;  // while the disk is full: where new pages must stop
+  bool allocation_unsupported_ = false;
+  std::chrono::steady_clock::time_point next_allocation_try_{};
 };
 
 Status mdb_status(int rc, std::string_view what);

@@ -229,6 +229,37 @@ TEST_F(IoFault, AStoreThatCannotRecoverStopsWritingUntilTheDiskWorksAgain) {
   EXPECT_EQ(bodies_after_reopen(), (Bodies{"kept", "later"}));
 }
 
+// A full file system is what the map cap is: publishers are refused and blocked, acks still
+// land (in the space reserved ahead), the space they free is reused, and publishing resumes
+// by itself once there is room.
+TEST_F(IoFault, AFullDiskRefusesPublishesLetsAcksLandAndRecovers) {
+  const std::string body(16 << 10, 'x');
+  size_t accepted = 0, taken = 0;
+  {
+    auto broker = open_faulty();
+    auto ch = confirming(*broker);
+    faults->fail(IoPoint::data_allocate, ENOSPC);  // from now on the disk has no more room
+    while (publish(ch, body)) {
+      ++accepted;
+      ASSERT_LT(accepted, 100'000u) << "the store never filled";
+    }
+    EXPECT_GE(faults->failed(IoPoint::data_allocate), 1);
+    EXPECT_TRUE(broker->handle()->run([&] { return broker->handle()->engine().disk_alarm(); }));
+    auto reader = broker->channel();
+    for (; taken < accepted / 2; ++taken) {
+      auto d = reader.basic_get("q");
+      ASSERT_TRUE(d);
+      reader.basic_ack(d->delivery_tag);
+    }
+    reader.flush();  // the acks landed
+    ch = confirming(*broker);
+    EXPECT_TRUE(publish(ch, "after the acks")) << "space freed by acks is used again";
+    EXPECT_FALSE(broker->handle()->run([&] { return broker->handle()->engine().disk_alarm(); }));
+    faults->clear();
+  }
+  EXPECT_EQ(bodies_after_reopen().size(), accepted - taken + 1) << "every ack landed";
+}
+
 // A commit LMDB itself fails to write stores nothing; the next one works.
 TEST_F(IoFault, AFailedLmdbCommitIsNackedAndTheNextOneLands) {
   {
