@@ -24,6 +24,9 @@ std::string_view io_point_name(IoPoint point) {
     case IoPoint::meta_write: return "LMDB meta write";
     case IoPoint::meta_sync: return "LMDB meta sync";
     case IoPoint::data_allocate: return "data file allocation";
+    case IoPoint::create_sync: return "new store sync";
+    case IoPoint::create_rename: return "new store rename";
+    case IoPoint::create_dir_sync: return "new store directory sync";
   }
   return "?";
 }
@@ -71,9 +74,23 @@ int FileIo::sync(IoPoint point, int fd) const {
   return fdatasync(fd) == 0 ? 0 : errno;
 }
 
-int FileIo::sync_env(MDB_env* env) const {
-  if (IoFault f = fault(IoPoint::checkpoint_sync, 0); f.error) return f.error;
+int FileIo::sync_env(MDB_env* env, IoPoint point) const {
+  if (IoFault f = fault(point, 0); f.error) return f.error;
   return mdb_env_sync(env, 1);
+}
+
+int FileIo::rename(IoPoint point, const std::string& from, const std::string& to) const {
+  if (IoFault f = fault(point, 0); f.error) return f.error;
+  return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+}
+
+int FileIo::sync_dir(IoPoint point, const std::string& path) const {
+  if (IoFault f = fault(point, 0); f.error) return f.error;
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int e = fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return e;
 }
 
 int FileIo::allocate(int fd, uint64_t offset, uint64_t length) const {

@@ -29,6 +29,9 @@ enum class IoPoint : uint8_t {
   meta_write,       // writing a checkpoint's meta back into LMDB before replay
   meta_sync,        // syncing that write
   data_allocate,    // reserving disk blocks for LMDB's data file ahead of use
+  create_sync,      // a new store: syncing its data file in the staging directory
+  create_rename,    // a new store: moving its data file into place
+  create_dir_sync,  // a new store: syncing the directory that now holds it
 };
 std::string_view io_point_name(IoPoint point);
 
@@ -53,8 +56,12 @@ class FileIo {
   int read_exact(IoPoint point, int fd, char* data, size_t size, uint64_t offset) const;
   // fdatasync; 0 or the errno.
   int sync(IoPoint point, int fd) const;
-  // mdb_env_sync(env, force); 0 or LMDB's error code.
-  int sync_env(MDB_env* env) const;
+  // mdb_env_sync(env, force) at `point`; 0 or LMDB's error code.
+  int sync_env(MDB_env* env, IoPoint point = IoPoint::checkpoint_sync) const;
+  // rename(2); 0 or the errno.
+  int rename(IoPoint point, const std::string& from, const std::string& to) const;
+  // Syncs a directory, so that a rename or a new file in it survives a power loss.
+  int sync_dir(IoPoint point, const std::string& path) const;
   // Reserves disk blocks for [offset, offset + length) without changing the file's size;
   // 0 or the errno (EOPNOTSUPP where the file system cannot).
   int allocate(int fd, uint64_t offset, uint64_t length) const;

@@ -123,10 +123,51 @@ Status Store::open_env() {
                ? Status::storage(StorageFault::io_error,
                                  fmt::format("data directory {} is in use by another process", path_))
                : FileIo::status(errno, fmt::format("cannot lock {}", lock_path));
+  if (options_.durability != Durability::in_memory) {
+    if (!fs::exists(data_path())) {
+      if (Status s = create_store(); !s) return s;
+    } else if (std::error_code ec; fs::exists(path_ + "/creating", ec)) {
+      fs::remove_all(path_ + "/creating", ec);  // the store was moved into place, not cleaned up
+    }
+  }
   // A journal left by an fsync-mode run is recovered whatever the mode now.
   if (options_.durability == Durability::fsync || fs::exists(journal_path()))
     if (Status s = open_journal(); !s) return s;
   return open_lmdb(options_.initial_map_size);
+}
+
+Status Store::create_store() {
+  const std::string staging = path_ + "/creating";
+  std::error_code ec;
+  fs::remove_all(staging, ec);  // what an interrupted creation left
+  fs::create_directory(staging, ec);
+  if (ec) return Status::storage(StorageFault::io_error, fmt::format("create {}: {}", staging, ec.message()));
+  MDB_env* env = nullptr;
+  int rc = mdb_env_create(&env);
+  if (rc == MDB_SUCCESS) rc = mdb_env_set_maxdbs(env, kDbCount + 1);
+  if (rc == MDB_SUCCESS) rc = mdb_env_open(env, staging.c_str(), MDB_NOTLS | MDB_NOSYNC, 0600);
+  Status s = mdb_status(rc, fmt::format("create a store in {}", staging));
+  if (s) {
+    std::swap(env_, env);  // the schema is written by the same code as on every open
+    s = prepare_schema();
+    if (s)
+      if (int e = io_.sync_env(env_, IoPoint::create_sync); e) s = FileIo::status(e, "sync the new store");
+    std::swap(env_, env);
+  }
+  if (env) mdb_env_close(env);
+  // A journal of another store must never be replayed onto this one.
+  if (s && fs::exists(journal_path())) {
+    fs::remove(journal_path(), ec);
+    if (ec) s = Status::storage(StorageFault::io_error, fmt::format("remove {}: {}", journal_path(), ec.message()));
+  }
+  if (s)
+    if (int e = io_.rename(IoPoint::create_rename, staging + "/data.mdb", data_path()); e)
+      s = FileIo::status(e, "move the new store into place");
+  if (s)
+    if (int e = io_.sync_dir(IoPoint::create_dir_sync, path_); e)
+      s = FileIo::status(e, fmt::format("sync {}", path_));
+  if (s) fs::remove_all(staging, ec);
+  return s;
 }
 
 Status Store::open_journal() {

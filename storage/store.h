@@ -174,6 +174,9 @@ class Store {
 
   // --- opening and recovery ---------------------------------------------------------
   Status open_env();
+  // A new store is built and synced in a staging directory, then moved into place: a
+  // crash at any point leaves no store (built again) or a complete one.
+  Status create_store();
   Status open_lmdb(uint64_t map_size);
   Status open_journal();
   Status restore_checkpoint();

@@ -319,5 +319,92 @@ TEST(OpCodec, EveryKindRoundTripsAndTruncationIsRefused) {
   EXPECT_FALSE(decode_ops(bytes + "x"));
 }
 
+
+namespace creation {
+
+// Ends the process right before one of the new store's steps: what a crash there leaves.
+class CrashAt : public FaultInjector {
+ public:
+  explicit CrashAt(IoPoint point) : point_(point) {}
+  IoFault on_io(IoPoint point, size_t) override {
+    if (point == point_) _exit(0);
+    return {};
+  }
+
+ private:
+  IoPoint point_;
+};
+
+}  // namespace creation
+
+// Creating a store is interrupted at each step; the next open finds no store (and builds
+// one) or a complete one, never one it cannot open.
+TEST(Journal, ACrashWhileCreatingAStoreLeavesNoneOrAWholeOne) {
+  for (IoPoint point : {IoPoint::create_sync, IoPoint::create_rename, IoPoint::create_dir_sync,
+                        IoPoint::checkpoint_sync}) {
+    SCOPED_TRACE(std::string(io_point_name(point)));
+    TempDir dir;
+    crash_after([&](auto&& ready) {
+      StoreOptions o;
+      o.faults = std::make_shared<creation::CrashAt>(point);
+      ready();
+      open_store(dir.path(), Durability::fsync, o);  // ends at the step
+      ADD_FAILURE() << "the step was never reached";
+    });
+    auto store = open_store(dir.path(), Durability::fsync);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(write_commit(*store, 1));
+    store.reset();
+    store = open_store(dir.path(), Durability::fsync);
+    ASSERT_TRUE(store);
+    expect_commits(*store, 1);
+    EXPECT_FALSE(fs::exists(dir.sub("creating"))) << "the staging directory is cleaned up";
+  }
+}
+
+// A staging directory holding a half-written data file (a power loss while it was built)
+// is not a store: the next open builds a new one.
+TEST(Journal, AHalfBuiltStoreIsBuiltAgain) {
+  TempDir dir;
+  fs::create_directory(dir.sub("creating"));
+  write_file(dir.sub("creating/data.mdb"), std::string(8192, '\0'));
+  auto store = open_store(dir.path(), Durability::fsync);
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(write_commit(*store, 1));
+  expect_commits(*store, 1);
+}
+
+// A crashed run's map had grown far past the size opening asks for; its journal's commits
+// need that room again when they are replayed (at apply time and at commit time alike).
+TEST(Journal, ReplayGrowsTheMapAsTheCrashedRunHad) {
+  TempDir dir;
+  StoreOptions small;
+  small.initial_map_size = 1 << 20;
+  uint64_t commits = 0;
+  crash_after([&](auto&& ready) {
+    auto store = open_store(dir.path(), Durability::fsync, small);
+    ASSERT_TRUE(store);
+    // Big records, all kept: the map doubles several times, and the commits after the last
+    // checkpoint (at most 255) alone need more than the initial map.
+    for (uint64_t i = 1; store->map_size() < (uint64_t{16} << 20); ++i) {
+      auto m = std::make_shared<MessageData>(*message(i));
+      m->body = std::string(40000, char('a' + i % 26));
+      ASSERT_TRUE(store->write({Op::put_message(Db::messages, kQueue, i, m)}));
+      commits = i;
+    }
+    write_file(dir.sub("commits"), std::to_string(commits));
+    ready();
+    store.release();
+  });
+  commits = std::stoull(read_file(dir.sub("commits")));
+  auto store = open_store(dir.path(), Durability::fsync, small);
+  ASSERT_TRUE(store) << "replay must grow the map as the crashed run did";
+  ReadView view(*store);
+  for (uint64_t i = 1; i <= commits; ++i) {
+    auto key = message_key(kQueue, i);
+    ASSERT_TRUE(view.get(Db::messages, {key.data(), key.size()})) << "message " << i << " of " << commits;
+  }
+}
+
 }  // namespace
 }  // namespace warren::storage
