@@ -117,6 +117,9 @@ class Limits(unittest.TestCase):
         fine.close()
         self.assertIn("handshake timed out", self.stop_and_read_log(proc))
 
+    # UBSan validates a vtable by writing it into a pipe: out of descriptors, it cannot, and
+    # reports the first virtual call it checks as an error.
+    @unittest.skipIf(sanitized, "UBSan's vptr check needs descriptors to check memory")
     def test_at_the_descriptor_limit_accept_backs_off_and_recovers(self):
         limit = 48
 
