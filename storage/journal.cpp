@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <string>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -103,51 +104,105 @@ Status Journal::read_existing() {
     checkpoint_ = {generation, get_be64(p + 16), page_size, std::string(p + 32, meta_len)};
   }
   next_offset_ = kRecordsStart;
+  end_txnid_ = checkpoint_.txnid;
   if (checkpoint_.generation == 0) return {};
-  auto end = read_records(file_size_, pending_);
+  auto end = read_records(file_size_, pending_, &damage_);
   if (!end.ok()) return end.status();
   next_offset_ = *end;
+  end_txnid_ = checkpoint_.txnid + pending_.size();
   madvise(buffer_, buffer_size_, MADV_DONTNEED);
   return {};
 }
 
-Result<uint64_t> Journal::read_records(uint64_t end, std::vector<Record>& out) {
+Result<uint64_t> Journal::read_records(uint64_t end, std::vector<Record>& out, std::string* damage) {
   uint64_t at = kRecordsStart;
-  for (uint64_t expected = checkpoint_.txnid + 1; at + kBlock <= end; ++expected) {
+  uint64_t expected = checkpoint_.txnid + 1;
+  bool suspicious = false;
+  for (; at + kBlock <= end; ++expected) {
     if (int e = io_.read_exact(IoPoint::journal_read, fd_, buffer_, kBlock, at))
       return io_error(e, "read record");
     const char* p = buffer_;
-    uint32_t length = get_be32(p + 4);
-    if (std::string_view(p, 4) != kRecordMagic || length > kMaxRecordBytes ||
-        get_be64(p + 8) != checkpoint_.generation || get_be64(p + 16) != expected)
+    bool record = std::string_view(p, 4) == kRecordMagic;
+    uint64_t generation = get_be64(p + 8);
+    if (record && generation > checkpoint_.generation) {
+      *damage = fmt::format("records of generation {} follow the newest readable checkpoint ({}): a newer "
+                            "checkpoint's header is damaged",
+                            generation, checkpoint_.generation);
+      return at;
+    }
+    // A clean end: a block never written in this generation (zeros, as a checkpoint leaves
+    // it, or a record of an older generation).
+    if (!record ? std::all_of(p, p + kBlock, [](char c) { return c == 0; }) : generation < checkpoint_.generation)
       break;
+    uint32_t length = get_be32(p + 4);
     size_t total = padded(kRecordHeader + length);
-    if (at + total > end) break;
+    if (!record || length > kMaxRecordBytes || get_be64(p + 16) != expected || at + total > end) {
+      suspicious = true;
+      break;
+    }
     if (total > kBlock)
       if (int e = io_.read_exact(IoPoint::journal_read, fd_, buffer_, total, at))
         return io_error(e, "read record");
     std::string_view payload(p + kRecordHeader, length);
-    if (get_be64(p + 24) != record_checksum(p, payload)) break;
+    if (get_be64(p + 24) != record_checksum(p, payload)) {
+      suspicious = true;  // torn by a crash, if nothing valid follows it; damaged if something does
+      break;
+    }
     out.push_back({expected, std::string(payload)});
     at += total;
   }
+  if (suspicious) {
+    auto later = valid_record_after(at, expected);
+    if (!later.ok()) return later.status();
+    if (*later)
+      *damage = fmt::format("the record of transaction {} is damaged and valid records follow it: replay "
+                            "would lose them",
+                            expected);
+  }
   return at;
+}
+
+// Looks at every block boundary after `from` for a whole, valid record of this generation
+// numbered after `expected`. Only runs when reading stopped at a bad record.
+Result<bool> Journal::valid_record_after(uint64_t from, uint64_t expected) {
+  // Reads through buffer_, which O_DIRECT needs aligned and which holds any whole record: a
+  // record that does not fit in what was read is read again from its own start.
+  for (uint64_t at = from + kBlock; at + kBlock <= file_size_;) {
+    size_t n = size_t(std::min<uint64_t>(buffer_size_, file_size_ - at)) / kBlock * kBlock;
+    if (int e = io_.read_exact(IoPoint::journal_read, fd_, buffer_, n, at)) return io_error(e, "scan records");
+    size_t off = 0;
+    for (; off + kBlock <= n; off += kBlock) {
+      const char* p = buffer_ + off;
+      uint32_t length = get_be32(p + 4);
+      size_t total = padded(kRecordHeader + length);
+      if (std::string_view(p, 4) != kRecordMagic || get_be64(p + 8) != checkpoint_.generation ||
+          get_be64(p + 16) <= expected || length > kMaxRecordBytes || at + off + total > file_size_)
+        continue;
+      if (off + total > n) break;  // read again from here
+      if (get_be64(p + 24) == record_checksum(p, std::string_view(p + kRecordHeader, length))) return true;
+    }
+    at += off;
+  }
+  return false;
 }
 
 Result<std::vector<Journal::Record>> Journal::records() {
   std::vector<Record> out;
   if (checkpoint_.generation == 0) return out;
-  auto end = read_records(next_offset_, out);
+  std::string damage;
+  auto end = read_records(next_offset_, out, &damage);
   if (!end.ok()) return end.status();
-  if (*end != next_offset_)
+  if (*end != next_offset_ || !damage.empty())
     return Status::storage(StorageFault::corruption,
                            fmt::format("journal: a record written at {} no longer reads back", *end));
   return out;
 }
 
 bool Journal::has_room(size_t payload_size) const {
+  // A full record always leaves a block free: the marker of a commit the journal cannot take.
+  const uint64_t marker = payload_size == kUnjournaled.size() ? 0 : kBlock;
   return checkpoint_.generation != 0 && payload_size <= kMaxRecordBytes &&
-         next_offset_ + padded(kRecordHeader + payload_size) <= kRecordsStart + kGenerationBytes;
+         next_offset_ + padded(kRecordHeader + payload_size) + marker <= kRecordsStart + kGenerationBytes;
 }
 
 Status Journal::write_at(IoPoint point, uint64_t offset, size_t bytes) {
@@ -196,6 +251,10 @@ Status Journal::append(uint64_t txnid, size_t size, const std::function<void(cha
   return {};
 }
 
+Status Journal::append_unjournaled(uint64_t txnid) {
+  return append(txnid, kUnjournaled.size(), [](char* out) { std::memcpy(out, kUnjournaled.data(), kUnjournaled.size()); });
+}
+
 void Journal::forget_last() {
   if (last_offset_ >= kRecordsStart && last_offset_ < next_offset_) next_offset_ = last_offset_;
 }
@@ -217,8 +276,13 @@ Status Journal::begin_generation(uint64_t txnid, uint32_t page_size, std::string
   put_be64(p + hashed, XXH64(p, hashed, 0));
   // The slot of the generation before the current one: the current checkpoint stays
   // readable until this one is written whole.
-  if (Status s = extend_to(kRecordsStart); !s) return s;
+  if (Status s = extend_to(kRecordsStart + kBlock); !s) return s;
   if (Status s = write_at(IoPoint::journal_rotate, (generation % 2) * kBlock, kBlock); !s) return s;
+  // The new generation's records start with a zero block: reading stops there cleanly, and
+  // a record of an older generation can never pass for the start of this one. (Written
+  // after the header: until then the older generation's first record must stay.)
+  std::memset(p, 0, kBlock);
+  (void)write_at(IoPoint::journal_rotate, kRecordsStart, kBlock);  // a stale record is clean too
   checkpoint_ = {generation, txnid, page_size, std::string(meta)};
   next_offset_ = kRecordsStart;
   last_offset_ = 0;

@@ -33,7 +33,11 @@ class Journal {
   struct Record {
     uint64_t txnid;
     std::string payload;
+    // Transaction txnid was about to commit without a record of its ops (too big for the
+    // journal): whatever it did is not known here. Always the generation's last record.
+    bool unjournaled() const { return payload == kUnjournaled; }
   };
+  static constexpr std::string_view kUnjournaled{"\xff", 1};
 
   // Opens or creates the file and reads the newest checkpoint and the records that follow
   // it: each valid, of that generation, and numbered one after the previous. Every system
@@ -46,6 +50,12 @@ class Journal {
   const Checkpoint& checkpoint() const { return checkpoint_; }
   // The records found at open; released with take_pending.
   std::vector<Record> take_pending() { return std::move(pending_); }
+  // The transaction of the last valid record found at open (the checkpoint's if none).
+  uint64_t end_txnid() const { return end_txnid_; }
+  // What opening found wrong, if anything: valid records after one that is damaged (so
+  // replay would lose them), or records of a newer generation than the newest readable
+  // checkpoint (whose header is then damaged). Empty when the journal ends cleanly.
+  const std::string& damage() const { return damage_; }
   // The records of the current generation, read back from the file: what must be replayed
   // onto the checkpoint's snapshot to get the state of the last commit.
   Result<std::vector<Record>> records();
@@ -55,6 +65,8 @@ class Journal {
   // Appends the record of transaction txnid, whose payload of `size` bytes `fill` writes,
   // and returns once it is on stable storage. On failure nothing counts as appended.
   Status append(uint64_t txnid, size_t size, const std::function<void(char*)>& fill);
+  // Appends the record saying transaction txnid commits without a record (kUnjournaled).
+  Status append_unjournaled(uint64_t txnid);
   // The last appended record is void (its transaction did not commit): the next append
   // takes its place, and records() no longer returns it.
   void forget_last();
@@ -72,8 +84,11 @@ class Journal {
   Journal(int fd, bool direct, const FileIo& io);
   Status read_existing();
   // Reads the records of the current generation from kRecordsStart, stopping at the first
-  // that is not valid or at `end`; returns where it stopped.
-  Result<uint64_t> read_records(uint64_t end, std::vector<Record>& out);
+  // that is not valid or at `end`; returns where it stopped. *damage says what was wrong
+  // when the stop was not a clean end (see damage()).
+  Result<uint64_t> read_records(uint64_t end, std::vector<Record>& out, std::string* damage);
+  // Whether a valid record of this generation numbered after `expected` follows `from`.
+  Result<bool> valid_record_after(uint64_t from, uint64_t expected);
   Status write_at(IoPoint point, uint64_t offset, size_t bytes);  // from buffer_
   Status extend_to(uint64_t end);
 
@@ -85,6 +100,8 @@ class Journal {
   uint64_t last_offset_ = 0;  // where the last appended record starts
   Checkpoint checkpoint_;
   std::vector<Record> pending_;
+  uint64_t end_txnid_ = 0;
+  std::string damage_;
   char* buffer_ = nullptr;  // one record, page-aligned for O_DIRECT
   size_t buffer_size_ = 0;
   const char* zeros_ = nullptr;

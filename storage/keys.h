@@ -101,6 +101,18 @@ inline std::string done_key(std::string_view digest) {
   return k;
 }
 
+// Whether a key of database `db` (named as in storage/store.h) has a shape that database
+// stores; a key of any other shape is damage.
+inline bool key_has_shape(std::string_view db, std::string_view key) {
+  if (db == "messages" || db == "transient" || db == "bindings") return key.size() == 16;
+  if (db == "queue_stats") return key.size() == 8;
+  if (db == "schedule") return key.size() == 25 && (key[0] == char(Timer::expiry) || key[0] == char(Timer::retry));
+  if (db == "keys")
+    return (key.size() == 17 && (key[0] == 'O' || key[0] == 'D')) || (key.size() == 9 && key[0] == 'C');
+  if (db == "exchanges" || db == "queues") return key.find('\0') != std::string_view::npos;
+  return true;
+}
+
 inline std::string be64_string(uint64_t v) {
   std::string s(8, '\0');
   put_be64(s.data(), v);

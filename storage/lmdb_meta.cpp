@@ -42,6 +42,50 @@ Result<std::string> read_lmdb_meta(const FileIo& io, int fd, uint32_t page_size,
   return std::string(meta, kMetaBytes);
 }
 
+Result<LmdbFile> inspect_lmdb_file(const FileIo& io, const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return FileIo::status(errno, fmt::format("open {}", path));
+  struct stat st;
+  LmdbFile out;
+  if (fstat(fd, &st) == 0) out.file_size = uint64_t(st.st_size);
+  // Meta 0 starts the file; its free database's md_pad holds the page size, which places
+  // meta 1. A meta is valid with LMDB's magic, version and a plausible page size.
+  constexpr size_t kPageSizeOffset = 24;  // mm_dbs[0].md_pad
+  constexpr size_t kLastPageOffset = 120;
+  bool found = false;
+  uint32_t page_size = 0;
+  for (int slot = 0; slot < 2; ++slot) {
+    char page[kPageHeader + kMetaBytes];
+    // With meta 0 unreadable, meta 1 is looked for where the system's page size puts it.
+    if (slot == 1 && page_size == 0) page_size = uint32_t(sysconf(_SC_PAGESIZE));
+    uint64_t at = slot == 0 ? 0 : page_size;
+    if (io.read_exact(IoPoint::meta_read, fd, page, sizeof page, at) != 0) continue;
+    const char* meta = page + kPageHeader;
+    uint32_t size = load<uint32_t>(meta + kPageSizeOffset);
+    bool plausible = size >= 512 && size <= 65536 && (size & (size - 1)) == 0;
+    if (load<uint32_t>(meta) != kMagic || load<uint32_t>(meta + 4) != kDataVersion || !plausible) continue;
+    if (slot == 0) page_size = size;
+    uint64_t txnid = load<uint64_t>(meta + kTxnidOffset);
+    if (found && txnid <= out.txnid) continue;
+    found = true;
+    out.txnid = txnid;
+    out.last_page = load<uint64_t>(meta + kLastPageOffset);
+    out.page_size = size;
+    out.meta.assign(meta, kMetaBytes);
+  }
+  close(fd);
+  if (!found)
+    return Status::storage(StorageFault::corruption,
+                           fmt::format("{} has no valid LMDB meta page: it is damaged or not a store", path));
+  // Compared in pages: a damaged last page number times the page size could overflow.
+  if (out.last_page >= out.file_size / out.page_size)
+    return Status::storage(StorageFault::corruption,
+                           fmt::format("{} is truncated or its meta is damaged: {} bytes, but its meta says "
+                                       "page {} is in use",
+                                       path, out.file_size, out.last_page));
+  return out;
+}
+
 Status restore_lmdb_meta(const FileIo& io, const std::string& path, uint32_t page_size,
                          std::string_view meta) {
   if (meta.size() != kMetaBytes || load<uint32_t>(meta.data()) != kMagic)

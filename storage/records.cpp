@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "storage/keys.h"
 #include "wire/buffer.h"
 
 namespace warren::storage {
@@ -14,23 +15,50 @@ using wire::Writer;
 
 bool finish(Reader& r) { return !r.failed() && r.at_end(); }
 
+constexpr uint8_t kUnsealed = 1;     // the first format: no checksum
+constexpr size_t kSealHeader = 1 + 8;  // format octet, XXH3-64 of what follows
+
+uint64_t checksum(std::string_view payload) { return XXH3_64bits(payload.data(), payload.size()); }
+
+// Starts a record: its format octet and room for its checksum.
+void begin(Writer& w) {
+  w.u8(kRecordFormat);
+  w.u64(0);
+}
+
+// Ends a record begun with begin(): its checksum covers everything after the header.
+std::string seal(std::string out) {
+  put_be64(out.data() + 1, checksum(std::string_view(out).substr(kSealHeader)));
+  return out;
+}
+
 }  // namespace
+
+std::optional<std::string_view> record_payload(std::string_view record) {
+  if (record.empty()) return std::nullopt;
+  if (uint8_t(record[0]) == kUnsealed) return record.substr(1);
+  if (uint8_t(record[0]) != kRecordFormat || record.size() < kSealHeader) return std::nullopt;
+  std::string_view payload = record.substr(kSealHeader);
+  if (get_be64(record.data() + 1) != checksum(payload)) return std::nullopt;
+  return payload;
+}
 
 std::string encode(const QueueRecord& q) {
   std::string out;
   Writer w(out);
-  w.u8(kRecordFormat);
+  begin(w);
   w.u64(q.id);
   w.longstr(q.vhost);
   w.longstr(q.name);
   w.u8(q.auto_delete);
   w.longstr(q.arguments);
-  return out;
+  return seal(std::move(out));
 }
 
 std::optional<QueueRecord> decode_queue(std::string_view bytes) {
-  Reader r(bytes);
-  if (r.u8() != kRecordFormat) return std::nullopt;
+  auto payload = record_payload(bytes);
+  if (!payload) return std::nullopt;
+  Reader r(*payload);
   QueueRecord q;
   q.id = r.u64();
   q.vhost = r.longstr();
@@ -44,18 +72,19 @@ std::optional<QueueRecord> decode_queue(std::string_view bytes) {
 std::string encode(const ExchangeRecord& e) {
   std::string out;
   Writer w(out);
-  w.u8(kRecordFormat);
+  begin(w);
   w.longstr(e.vhost);
   w.longstr(e.name);
   w.longstr(e.type);
   w.u8(uint8_t(e.auto_delete) | uint8_t(e.internal << 1));
   w.longstr(e.arguments);
-  return out;
+  return seal(std::move(out));
 }
 
 std::optional<ExchangeRecord> decode_exchange(std::string_view bytes) {
-  Reader r(bytes);
-  if (r.u8() != kRecordFormat) return std::nullopt;
+  auto payload = record_payload(bytes);
+  if (!payload) return std::nullopt;
+  Reader r(*payload);
   ExchangeRecord e;
   e.vhost = r.longstr();
   e.name = r.longstr();
@@ -71,16 +100,17 @@ std::optional<ExchangeRecord> decode_exchange(std::string_view bytes) {
 std::string encode(const QueueStats& s) {
   std::string out;
   Writer w(out);
-  w.u8(kRecordFormat);
+  begin(w);
   w.u64(s.count);
   w.u64(s.bytes);
   w.u64(s.delivered_mark);
-  return out;
+  return seal(std::move(out));
 }
 
 std::optional<QueueStats> decode_stats(std::string_view bytes) {
-  Reader r(bytes);
-  if (r.u8() != kRecordFormat) return std::nullopt;
+  auto payload = record_payload(bytes);
+  if (!payload) return std::nullopt;
+  Reader r(*payload);
   QueueStats s;
   s.count = r.u64();
   s.bytes = r.u64();
@@ -92,14 +122,14 @@ std::optional<QueueStats> decode_stats(std::string_view bytes) {
 std::string encode(const BindingRecord& b) {
   std::string out;
   Writer w(out);
-  w.u8(kRecordFormat);
+  begin(w);
   w.longstr(b.vhost);
   w.longstr(b.source);
   w.u8(b.to_queue);
   w.longstr(b.destination);
   w.longstr(b.routing_key);
   w.longstr(b.arguments);
-  return out;
+  return seal(std::move(out));
 }
 
 std::string digest128(std::string_view bytes) {
@@ -119,8 +149,9 @@ std::string binding_key(const BindingRecord& b) {
 }
 
 std::optional<BindingRecord> decode_binding(std::string_view bytes) {
-  Reader r(bytes);
-  if (r.u8() != kRecordFormat) return std::nullopt;
+  auto payload = record_payload(bytes);
+  if (!payload) return std::nullopt;
+  Reader r(*payload);
   BindingRecord b;
   b.vhost = r.longstr();
   b.source = r.longstr();
@@ -152,7 +183,7 @@ uint8_t read_optional_fields(Reader& r, uint8_t flags, uint64_t* expires_at, uin
 }  // namespace
 
 size_t encoded_size(const MessageData& m) {
-  return 1 + 1 + (m.expires_at ? 8 : 0) + (m.delivery_count ? 4 : 0) + (m.ready_at ? 8 : 0) + 1 +
+  return kSealHeader + 1 + (m.expires_at ? 8 : 0) + (m.delivery_count ? 4 : 0) + (m.ready_at ? 8 : 0) + 1 +
          m.exchange.size() + 1 + m.routing_key.size() + 4 + m.properties.size() + m.body.size();
 }
 
@@ -164,7 +195,10 @@ void encode_into(const MessageData& m, char* out) {
   auto put_int = [&](uint64_t v, int bytes) {
     for (int i = 0; i < bytes; ++i) *out++ = char(v >> (8 * (bytes - 1 - i)));
   };
+  char* record = out;
   *out++ = char(kRecordFormat);
+  out += 8;  // the checksum, once the rest is written
+  char* payload = out;
   *out++ = char(stored_flags(m));
   if (m.expires_at) put_int(m.expires_at, 8);
   if (m.delivery_count) put_int(m.delivery_count, 4);
@@ -176,11 +210,13 @@ void encode_into(const MessageData& m, char* out) {
   put_int(m.properties.size(), 4);
   put(m.properties);
   put(m.body);
+  put_be64(record + 1, checksum(std::string_view(payload, size_t(out - payload))));
 }
 
 std::optional<MessageData> decode_message(std::string_view bytes) {
-  Reader r(bytes);
-  if (r.u8() != kRecordFormat) return std::nullopt;
+  auto payload = record_payload(bytes);
+  if (!payload) return std::nullopt;
+  Reader r(*payload);
   MessageData m;
   m.flags = read_optional_fields(r, r.u8(), &m.expires_at, &m.delivery_count, &m.ready_at);
   m.exchange = r.shortstr();
@@ -192,8 +228,9 @@ std::optional<MessageData> decode_message(std::string_view bytes) {
 }
 
 std::optional<RecordTimers> peek_timers(std::string_view bytes) {
-  Reader r(bytes);
-  if (r.u8() != kRecordFormat) return std::nullopt;
+  auto payload = record_payload(bytes);
+  if (!payload) return std::nullopt;
+  Reader r(*payload);
   RecordTimers t;
   uint32_t count = 0;
   read_optional_fields(r, r.u8(), &t.expires_at, &count, &t.ready_at);

@@ -9,8 +9,10 @@
 
 namespace warren::storage {
 
-inline constexpr uint32_t kSchemaVersion = 1;
-inline constexpr uint8_t kRecordFormat = 1;
+// Version 2: records carry a checksum (format 2). A version-1 store is read and upgraded:
+// its format-1 records stay readable.
+inline constexpr uint32_t kSchemaVersion = 2;
+inline constexpr uint8_t kRecordFormat = 2;
 
 struct QueueRecord {
   uint64_t id = 0;
@@ -70,6 +72,10 @@ struct RecordTimers {
   uint64_t body_bytes = 0;
 };
 std::optional<RecordTimers> peek_timers(std::string_view record);
+
+// What a record holds after its format octet (and checksum); nullopt if its format is
+// unknown or its checksum does not match: a damaged record is never read as data.
+std::optional<std::string_view> record_payload(std::string_view record);
 
 std::string encode(const QueueRecord& r);
 std::string encode(const ExchangeRecord& r);

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "storage/keys.h"
 #include "storage/lmdb_meta.h"
+#include "storage/lmdb_pages.h"
 #include "storage/op_apply.h"
 #include "storage/op_codec.h"
 
@@ -24,9 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kDbNames[kDbCount] = {"meta",     "exchanges", "queues",
-                                            "bindings", "queue_stats", "messages",
-                                            "transient", "schedule", "keys"};
 constexpr std::string_view kSchemaKey = "schema_version";
 // Checkpoints come at least this often: between them LMDB cannot reuse the pages the
 // commits free, so the file grows by what they write.
@@ -133,6 +131,10 @@ Status Store::open_env() {
   // A journal left by an fsync-mode run is recovered whatever the mode now.
   if (options_.durability == Durability::fsync || fs::exists(journal_path()))
     if (Status s = open_journal(); !s) return s;
+  // A file shorter than its own meta says, without a valid meta, or with a damaged page,
+  // would make LMDB fault, assert or overwrite pages in use.
+  if (fs::exists(data_path()))
+    if (Status s = audit_lmdb_file(io_, data_path(), key_has_shape); !s) return s;
   return open_lmdb(options_.initial_map_size);
 }
 
@@ -176,6 +178,23 @@ Status Store::open_journal() {
   journal_ = std::move(journal.value());
   if (journal_->checkpoint().generation == 0 || !fs::exists(data_path())) {
     (void)journal_->take_pending();  // a store created afresh: nothing to replay onto
+    return {};
+  }
+  // Every LMDB commit is journaled (or marked) before it happens, so LMDB can never be
+  // ahead of its journal: if it is, or if the journal is damaged where records follow,
+  // restoring the checkpoint and replaying would silently undo confirmed commits.
+  std::string loss = journal_->damage();
+  if (auto lmdb = inspect_lmdb_file(io_, data_path()); lmdb.ok() && lmdb->txnid > journal_->end_txnid() && loss.empty())
+    loss = fmt::format("LMDB holds transaction {}, but the journal ends at {}", lmdb->txnid, journal_->end_txnid());
+  if (!loss.empty()) {
+    if (!options_.accept_data_loss)
+      return Status::storage(
+          StorageFault::corruption,
+          fmt::format("store {}: {}; it was not opened. Accepting the loss (warrend --accept-data-loss) opens "
+                      "it as LMDB holds it, without what the journal cannot vouch for",
+                      path_, loss));
+    log::error("store {}: {}; opening it as LMDB holds it, as accepting data loss allows", path_, loss);
+    (void)journal_->take_pending();
     return {};
   }
   // After a power loss, whatever LMDB wrote since the checkpoint may have reached the disk
@@ -233,7 +252,7 @@ Status Store::open_dbis(unsigned flags) {
   MDB_txn* txn;
   int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   for (int i = 0; i < kDbCount && rc == MDB_SUCCESS; ++i)
-    rc = mdb_dbi_open(txn, kDbNames[i], flags, &dbis_[i]);
+    rc = mdb_dbi_open(txn, kDbNames[i].data(), flags, &dbis_[i]);
   if (rc == MDB_SUCCESS) return mdb_status(mdb_txn_commit(txn), "open databases");
   mdb_txn_abort(txn);
   return mdb_status(rc, "open databases");
@@ -254,6 +273,11 @@ Status Store::replay(const std::vector<Journal::Record>& records) {
   // Creating nothing, so that a store whose databases do not exist yet is not altered.
   if (Status s = open_dbis(0); !s) return s;
   for (const Journal::Record& record : records) {
+    if (record.unjournaled()) {
+      // Its commit was not made durable before the crash, so it was never confirmed.
+      log::info("store {}: transaction {} was not journaled and is not replayed", path_, record.txnid);
+      break;
+    }
     auto batch = decode_ops(record.payload);
     if (!batch)
       return Status::storage(StorageFault::corruption,
@@ -298,17 +322,20 @@ Status Store::prepare_schema() {
   if (rc != MDB_SUCCESS) return mdb_status(rc, "begin schema transaction");
   MDB_val k = val(kSchemaKey), v;
   rc = mdb_get(txn, dbis_[int(Db::meta)], &k, &v);
+  uint32_t found = 0;
   if (rc == MDB_SUCCESS) {
-    uint32_t found = 0;
     for (char c : view(v)) found = (found << 8) | uint8_t(c);
-    if (v.mv_size != 4 || found != kSchemaVersion) {
+    if (v.mv_size != 4 || found < 1 || found > kSchemaVersion) {
       mdb_txn_abort(txn);
       return Status::storage(
           StorageFault::corruption,
-          fmt::format("store {} has schema version {}; this build reads version {}", path_, found,
-                      kSchemaVersion));
+          fmt::format("store {} has schema version {}; this build reads versions 1 to {}", path_,
+                      found, kSchemaVersion));
     }
-  } else {
+  }
+  if (found != kSchemaVersion) {
+    // A new store, or one of version 1, whose records are read as they are: it is marked as
+    // this version, so that a build that cannot read checksummed records refuses it.
     std::string version(4, '\0');
     for (int i = 0; i < 4; ++i) version[i] = char(kSchemaVersion >> (24 - 8 * i));
     MDB_val nv = val(version);
@@ -442,10 +469,14 @@ Status Store::commit_journaled(MDB_txn* txn, const std::vector<Op>& ops, Subset 
       log::info("store {}: the journal takes commits again", path_);
     journal_failing_ = !appended;
   }
+  // A commit the journal cannot take is marked first, so that recovery knows LMDB may hold
+  // it (and drops it: it is confirmed only once the checkpoint below has made it durable).
+  bool marked = !journaled && journal_->append_unjournaled(txnid).ok();
   if (!journaled && rewrite_before_checkpoint_) {
     // Only a checkpoint could make this commit durable, and after a failed one LMDB must
     // first be rewritten from the journal, which this commit is not in: refuse it.
     mdb_txn_abort(txn);
+    if (marked) journal_->forget_last();
     Status refused = Status::storage(
         checkpoint_failure_.storage_fault(),
         fmt::format("the journal cannot take the commit and the last checkpoint failed ({})",
@@ -454,14 +485,14 @@ Status Store::commit_journaled(MDB_txn* txn, const std::vector<Op>& ops, Subset 
     return refused;
   }
   if (int rc = mdb_txn_commit(txn); rc != MDB_SUCCESS) {
-    if (journaled) journal_->forget_last();
+    if (journaled || marked) journal_->forget_last();
     *map_full = rc == MDB_MAP_FULL;
     return mdb_status(rc, "commit");
   }
   MDB_envinfo info;
   mdb_env_info(env_, &info);
   if (info.me_last_txnid != txnid) {  // LMDB took no id after all: the record must not stay
-    if (journaled) journal_->forget_last();
+    if (journaled || marked) journal_->forget_last();
     return {};
   }
   ++commits_since_checkpoint_;
@@ -475,7 +506,9 @@ Status Store::commit_journaled(MDB_txn* txn, const std::vector<Op>& ops, Subset 
   // Too big for the journal, or the append failed: only a synced LMDB makes it durable.
   Status synced = checkpoint();
   if (synced) return {};
-  // The commit is in LMDB but not on the disk, and its batch is reported failed: undo it.
+  // The commit is in LMDB but not on the disk, and its batch is reported failed: undo it
+  // (its marker goes first: the transaction id is used again).
+  if (marked) journal_->forget_last();
   (void)recover_in_place(fmt::format("a commit could not be made durable ({})", synced.text()));
   return synced;
 }

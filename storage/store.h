@@ -41,6 +41,16 @@ enum class Db : uint8_t {
   keys,      // deduplication windows and idempotency keys (storage/keys.h)
 };
 inline constexpr int kDbCount = 9;
+// The databases' names in the LMDB file.
+inline constexpr std::string_view kDbNames[kDbCount] = {"meta",        "exchanges", "queues",
+                                                        "bindings",    "queue_stats", "messages",
+                                                        "transient",   "schedule",  "keys"};
+inline std::string_view db_name(Db db) { return kDbNames[int(db)]; }
+inline std::optional<Db> db_named(std::string_view name) {
+  for (int i = 0; i < kDbCount; ++i)
+    if (kDbNames[i] == name) return Db(i);
+  return std::nullopt;
+}
 
 struct CommitInfo {
   size_t ops = 0;
@@ -67,6 +77,9 @@ enum class Subset : uint8_t { all, without_messages, only_messages };
 struct StoreOptions {
   std::string path;
   Durability durability = Durability::fsync;
+  // Damage that would lose commits (a damaged journal; LMDB ahead of it) refuses the store
+  // unless this is set: then it opens as LMDB holds it, and says what was lost.
+  bool accept_data_loss = false;
   uint64_t initial_map_size = uint64_t{64} << 20;
   uint64_t max_map_size = uint64_t{1} << 40;
   std::shared_ptr<FaultInjector> faults;

@@ -217,19 +217,28 @@ TEST(Journal, ANosyncOpenRecoversAnFsyncJournalAndDropsIt) {
   expect_commits(*store, 40);
 }
 
-TEST(Journal, ReplayStopsAtADamagedRecord) {
+TEST(Journal, ADamagedRecordWithRecordsAfterItIsRefusedUnlessTheLossIsAccepted) {
   TempDir dir;
   crash_after_commits(dir.path(), 20);
   // Each of these small records takes one block after the two checkpoint slots: damage the
-  // 11th (a torn write would look the same).
+  // 11th. Replaying up to it would silently drop the nine confirmed commits after it.
   std::string journal = read_file(dir.sub("journal"));
   size_t eleventh = (2 + 10) * Journal::kBlock;
   ASSERT_GT(journal.size(), eleventh + 100);
   journal[eleventh + 100] ^= 0x55;
   write_file(dir.sub("journal"), journal);
-  auto store = open_store(dir.path(), Durability::fsync);
+  StoreOptions o;
+  o.path = dir.path();
+  auto refused = Store::open(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().storage_fault(), StorageFault::corruption);
+  EXPECT_NE(refused.status().text().find("is damaged and valid records follow it"), std::string::npos)
+      << refused.status().text();
+  // Accepted, the store opens as LMDB holds it: here every commit had reached it.
+  o.accept_data_loss = true;
+  auto store = open_store(dir.path(), Durability::fsync, o);
   ASSERT_TRUE(store);
-  expect_commits(*store, 10);
+  expect_commits(*store, 20);
 }
 
 TEST(Journal, ACleanCloseLeavesNothingToReplay) {

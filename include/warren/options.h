@@ -35,8 +35,13 @@ struct BrokerOptions {
   // Largest accepted message body, as RabbitMQ's max_message_size (128 MiB).
   uint64_t max_message_size = 134217728;
   // Bytes of published messages waiting for the writer before in-process publishers are
-  // held back. Bounds the heap when publishers outrun the disk.
+  // held back (and warrend stops reading publishing connections). Bounds the heap when
+  // publishers outrun the disk.
   uint64_t publish_backlog_limit = uint64_t{64} << 20;
+  // Damage found at open that would lose confirmed commits (a damaged journal, LMDB ahead
+  // of its journal) makes open() fail with a corruption error saying what it found. Set
+  // this to open such a store anyway, as LMDB holds it: what was lost is logged.
+  bool accept_data_loss = false;
 };
 
 }  // namespace warren

@@ -22,9 +22,13 @@ using storage::Db;
 using storage::Op;
 
 Result<std::unique_ptr<Engine>> Engine::open(asio::io_context& io, const EngineOptions& options) {
-  storage::StoreOptions so{options.broker.data_dir, options.broker.durability,
-                           options.broker.initial_map_size, options.broker.max_map_size,
-                           options.faults};
+  storage::StoreOptions so;
+  so.path = options.broker.data_dir;
+  so.durability = options.broker.durability;
+  so.accept_data_loss = options.broker.accept_data_loss;
+  so.initial_map_size = options.broker.initial_map_size;
+  so.max_map_size = options.broker.max_map_size;
+  so.faults = options.faults;
   auto store = storage::Store::open(so);
   if (!store.ok()) return store.status();
   std::unique_ptr<Engine> engine(new Engine(io, options, std::move(store.value())));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "common/log.h"
 #include "core/channel.h"
 #include "core/engine.h"
 #include "storage/keys.h"
@@ -246,7 +247,11 @@ std::optional<Taken> Queue::take_head(WriteBatch& batch) {
       continue;  // nothing stored below the tail: read on in the tail
     }
     if (!taken->message) {
-      // An undecodable record is dropped rather than wedging the queue.
+      // A damaged record (its checksum or format is wrong) is never delivered; it is dropped
+      // rather than wedging the queue, and the loss is reported.
+      log::error("queue '{}' in vhost '{}': message {} is damaged and is dropped (warrend --check lists "
+                 "every damaged record)",
+                 name, vhost, taken->seq);
       positions_.take_unreadable(taken->seq);
       batch.add(Op::del_message_range(taken->db, id, taken->seq, taken->seq + 1));
       continue;

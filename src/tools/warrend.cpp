@@ -1,192 +1,77 @@
 // warrend: the AMQP 0-9-1 server. Unmodified RabbitMQ clients connect to it.
 //
-//   warrend [--port N] [--bind ADDR]... [--data-dir DIR] [--durability fsync|nosync|memory]
-//           [--user NAME:PASSWORD]... [--vhost NAME]... [--config FILE] [--log-level LEVEL]
+//   warrend [--port N] [--data-dir DIR] [--config FILE] ...      (warrend --help lists all)
 //
 // --port 0 picks a free port and prints "port N" on stdout (for test fixtures). A config
-// file holds the same settings as "key = value" lines ("user" may repeat); flags win.
+// file holds the same settings as "key = value" lines (repeatable keys may repeat); flags
+// win. Settings are parsed in tools/warrend_options.cpp.
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
-#include <asio/steady_timer.hpp>
-#include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <string>
-#include <vector>
 
 #include "amqp/server.h"
 #include "common/log.h"
 #include "core/engine.h"
+#include "storage/check.h"
+#include "tools/warrend_options.h"
 
 namespace {
 
 using namespace warren;
 
-struct Settings {
-  amqp::ListenOptions listen;
-  bool addresses_given = false;
-  BrokerOptions broker;
-  amqp::ServerConfig amqp;
-  bool users_given = false;
-  std::vector<std::string> vhosts;
-  log::Level level = log::Level::info;
-  // Bytes, or a fraction of the machine's memory (RabbitMQ's default is 0.4).
-  double memory_high_watermark = 0.4;
-};
-
-uint64_t total_memory() {
-  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-  return pages > 0 && size > 0 ? uint64_t(pages) * uint64_t(size) : 0;
+storage::StoreOptions store_options(const BrokerOptions& broker, const std::string& dir) {
+  storage::StoreOptions o;
+  o.path = dir;
+  o.durability = broker.durability == Durability::in_memory ? Durability::fsync : broker.durability;
+  o.accept_data_loss = broker.accept_data_loss;
+  o.max_map_size = broker.max_map_size;
+  return o;
 }
 
-uint64_t watermark_bytes(double setting) {
-  return setting <= 1.0 ? uint64_t(setting * double(total_memory())) : uint64_t(setting);
-}
-
-std::string default_data_dir() {
-  if (geteuid() == 0) return "/var/lib/warren";
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.local/share/warren";
-}
-
-[[noreturn]] void usage(const std::string& problem) {
-  std::fprintf(stderr,
-               "warrend: %s\n"
-               "usage: warrend [--port N] [--bind ADDR]... [--data-dir DIR]\n"
-               "               [--durability fsync|nosync|memory] [--user NAME:PASSWORD]...\n"
-               "               [--vhost NAME]... [--max-map-size BYTES] [--max-message-size BYTES]\n"
-               "               [--heartbeat SECONDS] [--frame-max BYTES]\n"
-               "               [--channel-max N] [--handshake-timeout MS]\n"
-               "               [--memory-high-watermark BYTES|FRACTION] [--publish-backlog-limit BYTES]\n"
-               "               [--max-bodies-in-flight BYTES]\n"
-               "               [--config FILE] [--log-level LEVEL]\n",
-               problem.c_str());
-  std::exit(2);
-}
-
-uint64_t number(const std::string& key, const std::string& value) {
-  try {
-    size_t used = 0;
-    uint64_t n = std::stoull(value, &used);
-    if (used == value.size()) return n;
-  } catch (const std::exception&) {
+// --check: every page and record read; each problem reported on stdout.
+int check(const tools::Settings& settings) {
+  const std::string& dir = settings.broker.data_dir;
+  auto report = storage::check_store(store_options(settings.broker, dir));
+  if (!report.ok()) {
+    std::printf("%s: not checked: %s\n", dir.c_str(), report.status().text().c_str());
+    return 2;
   }
-  usage(fmt::format("{} wants a number, not '{}'", key, value));
+  for (const auto& note : report->notes) std::printf("note: %s\n", note.c_str());
+  for (const auto& problem : report->problems) std::printf("%s\n", problem.c_str());
+  std::printf("%s: %llu records read, %zu problem(s)\n", dir.c_str(),
+              static_cast<unsigned long long>(report->records), report->problems.size());
+  return report->clean() ? 0 : 1;
 }
 
-void apply(Settings& s, const std::string& key, const std::string& value) {
-  if (key == "port") {
-    uint64_t port = number(key, value);
-    if (port > 65535) usage("port out of range");
-    s.listen.port = uint16_t(port);
-  } else if (key == "bind") {
-    if (!s.addresses_given) s.listen.addresses.clear();
-    s.addresses_given = true;
-    s.listen.addresses.push_back(value);
-  } else if (key == "data-dir") {
-    s.broker.data_dir = value;
-  } else if (key == "durability") {
-    if (value == "fsync") s.broker.durability = Durability::fsync;
-    else if (value == "nosync") s.broker.durability = Durability::nosync;
-    else if (value == "memory") s.broker.durability = Durability::in_memory;
-    else usage("durability is fsync, nosync or memory");
-  } else if (key == "user") {
-    auto colon = value.find(':');
-    if (colon == std::string::npos || colon == 0) usage("user wants NAME:PASSWORD");
-    if (!s.users_given) s.amqp.users.clear();
-    s.users_given = true;
-    s.amqp.users[value.substr(0, colon)] = value.substr(colon + 1);
-  } else if (key == "vhost") {
-    s.vhosts.push_back(value);
-  } else if (key == "max-message-size") {
-    s.broker.max_message_size = number(key, value);
-  } else if (key == "max-map-size") {
-    s.broker.max_map_size = number(key, value);
-  } else if (key == "heartbeat") {
-    s.amqp.heartbeat = uint16_t(number(key, value));
-  } else if (key == "frame-max") {
-    s.amqp.frame_max = uint32_t(std::max<uint64_t>(4096, number(key, value)));
-  } else if (key == "channel-max") {
-    s.amqp.channel_max = uint16_t(std::clamp<uint64_t>(number(key, value), 1, 65535));
-  } else if (key == "handshake-timeout") {
-    s.amqp.handshake_timeout = std::chrono::milliseconds(number(key, value));
-  } else if (key == "memory-high-watermark") {
-    try {
-      size_t used = 0;
-      s.memory_high_watermark = std::stod(value, &used);
-      if (used != value.size() || s.memory_high_watermark < 0) throw std::invalid_argument(value);
-    } catch (const std::exception&) {
-      usage("memory-high-watermark wants bytes, or a fraction of memory such as 0.4");
-    }
-  } else if (key == "max-bodies-in-flight") {
-    s.amqp.bodies->limit = number(key, value);
-  } else if (key == "publish-backlog-limit") {
-    s.broker.publish_backlog_limit = number(key, value);
-  } else if (key == "log-level") {
-    if (!log::parse_level(value, &s.level)) usage("log-level is debug, info, warning, error or none");
-  } else {
-    usage("unknown setting '" + key + "'");
+// --salvage-from DIR: whatever is readable there goes into a new store in --data-dir.
+int salvage(const tools::Settings& settings) {
+  auto report = storage::salvage_store(store_options(settings.broker, settings.salvage_from),
+                                       store_options(settings.broker, settings.broker.data_dir));
+  if (!report.ok()) {
+    std::printf("salvage failed: %s\n", report.status().text().c_str());
+    return 1;
   }
-}
-
-void read_config(Settings& s, const std::string& path) {
-  std::ifstream in(path);
-  if (!in) usage("cannot read config file " + path);
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    auto hash = line.find('#');
-    if (hash != std::string::npos) line.erase(hash);
-    auto eq = line.find('=');
-    auto trim = [](std::string t) {
-      t.erase(0, t.find_first_not_of(" \t"));
-      t.erase(t.find_last_not_of(" \t\r") + 1);
-      return t;
-    };
-    if (trim(line).empty()) continue;
-    // The line itself is not repeated: it may hold a password.
-    if (eq == std::string::npos) usage(fmt::format("{} line {}: expected 'key = value'", path, number));
-    apply(s, trim(line.substr(0, eq)), trim(line.substr(eq + 1)));
-  }
-}
-
-Settings parse(int argc, char** argv) {
-  Settings s;
-  s.broker.data_dir = default_data_dir();
-  std::vector<std::pair<std::string, std::string>> flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") usage("help");
-    if (!arg.starts_with("--")) usage("unexpected argument " + arg);
-    std::string key = arg.substr(2), value;
-    auto eq = key.find('=');
-    if (eq != std::string::npos) {
-      value = key.substr(eq + 1);
-      key.erase(eq);
-    } else {
-      if (i + 1 >= argc) usage("--" + key + " wants a value");
-      value = argv[++i];
-    }
-    flags.emplace_back(key, value);
-  }
-  for (auto& [k, v] : flags)
-    if (k == "config") read_config(s, v);
-  for (auto& [k, v] : flags)
-    if (k != "config") apply(s, k, v);
-  return s;
+  for (const auto& lost : report->lost) std::printf("lost: %s\n", lost.c_str());
+  std::printf("salvaged %llu definitions and %llu messages into %s; %zu loss(es)\n",
+              static_cast<unsigned long long>(report->definitions),
+              static_cast<unsigned long long>(report->messages), settings.broker.data_dir.c_str(),
+              report->lost.size());
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  Settings settings = parse(argc, argv);
+  using namespace warren;
+  tools::Settings settings = tools::parse_settings(argc, argv);
   log::threshold() = settings.level;
+  if (settings.check) return check(settings);
+  if (!settings.salvage_from.empty()) return salvage(settings);
   asio::io_context io;
   auto engine = core::Engine::open(
-      io, core::EngineOptions{settings.broker, nullptr, settings.vhosts,
-                              watermark_bytes(settings.memory_high_watermark)});
+      io, core::EngineOptions{settings.broker, nullptr, settings.vhosts, settings.memory_high_watermark});
   if (!engine.ok()) {
     log::error("cannot open {}: {}", settings.broker.data_dir, engine.status().text());
     return 1;

@@ -228,7 +228,15 @@ class Server(unittest.TestCase):
         for args in (["--port", "notanumber"], ["--durability", "sometimes"], ["--frobnicate", "1"]):
             result = subprocess.run([os.environ["WARREND"], *args], capture_output=True, text=True, timeout=10)
             self.assertEqual(result.returncode, 2, args)
-            self.assertIn("usage:", result.stderr)
+            self.assertIn(args[0].lstrip("-"), result.stderr, "it says which flag is wrong")
+            self.assertIn("--help", result.stderr)
+
+    def test_help_lists_every_setting(self):
+        result = subprocess.run([os.environ["WARREND"], "--help"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(result.returncode, 0)
+        for flag in ("--port", "--data-dir", "--durability", "--user", "--config", "--accept-data-loss",
+                     "--memory-high-watermark", "--handshake-timeout", "--check", "--salvage-from"):
+            self.assertIn(flag, result.stdout)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+#include "tools/warrend_options.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+namespace warren::tools {
+namespace {
+
+std::string default_data_dir() {
+  if (geteuid() == 0) return "/var/lib/warren";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.local/share/warren";
+}
+
+uint64_t total_memory() {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && size > 0 ? uint64_t(pages) * uint64_t(size) : 0;
+}
+
+[[noreturn]] void refuse(const std::string& problem) {
+  std::fprintf(stderr, "warrend: %s\nRun with --help for the options.\n", problem.c_str());
+  std::exit(2);
+}
+
+// CLI11 reads the file; this only checks that every line has the "key = value" shape, so
+// that a mistake is reported by line number instead of by its text (which may be a
+// password).
+void check_config_shape(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) refuse("cannot read config file " + path);
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#' || line[first] == ';') continue;
+    if (line.find('=') == std::string::npos)
+      refuse(fmt::format("{} line {}: expected 'key = value'", path, number));
+  }
+}
+
+}  // namespace
+
+Settings parse_settings(int argc, char** argv) {
+  Settings s;
+  s.broker.data_dir = default_data_dir();
+  CLI::App app{"warrend: a durable single-node AMQP 0-9-1 broker (unmodified RabbitMQ clients connect to it)",
+               "warrend"};
+  app.set_config("--config", "", "Read settings from a file of 'key = value' lines (keys are the long "
+                                 "flags without dashes; flags given on the command line win)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.get_formatter()->column_width(34);
+
+  uint16_t port = 5672;
+  std::vector<std::string> binds, users;
+  std::string durability = "fsync", level = "info";
+  double watermark = 0.4;
+  app.add_option("--port", port, "AMQP port; 0 picks a free one and prints 'port N' on stdout")
+      ->capture_default_str();
+  app.add_option("--bind", binds, "Address to listen on (repeatable; default 127.0.0.1 and ::1)");
+  app.add_option("--data-dir", s.broker.data_dir, "Data directory")->capture_default_str();
+  app.add_option("--durability", durability, "fsync (a confirm means on disk), nosync, or memory")
+      ->check(CLI::IsMember({"fsync", "nosync", "memory"}))
+      ->capture_default_str();
+  app.add_option("--user", users, "NAME:PASSWORD (repeatable; replaces the default guest:guest)");
+  app.add_option("--vhost", s.vhosts, "Virtual host to create (repeatable; '/' always exists)");
+  app.add_option("--max-map-size", s.broker.max_map_size, "Largest the store may grow, in bytes")
+      ->capture_default_str();
+  app.add_option("--max-message-size", s.broker.max_message_size, "Largest message body, in bytes")
+      ->capture_default_str();
+  app.add_option("--heartbeat", s.amqp.heartbeat, "Heartbeat interval offered to clients, in seconds")
+      ->capture_default_str();
+  app.add_option("--frame-max", s.amqp.frame_max, "Largest frame offered to clients, in bytes")
+      ->check(CLI::Range(4096u, 1u << 30))
+      ->capture_default_str();
+  app.add_option("--channel-max", s.amqp.channel_max, "Most channels per connection")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
+  uint64_t handshake_ms = uint64_t(s.amqp.handshake_timeout.count());
+  app.add_option("--handshake-timeout", handshake_ms, "Milliseconds a client has to open its connection")
+      ->capture_default_str();
+  app.add_option("--memory-high-watermark", watermark,
+                 "Above this anonymous memory publishers are blocked: bytes, or a fraction of RAM")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--publish-backlog-limit", s.broker.publish_backlog_limit,
+                 "Bytes waiting for the disk before publishers are not read")
+      ->capture_default_str();
+  app.add_option("--max-bodies-in-flight", s.amqp.bodies->limit,
+                 "Bytes of message bodies still arriving, over all connections, before those "
+                 "connections are not read")
+      ->capture_default_str();
+  app.add_flag("--accept-data-loss", s.broker.accept_data_loss,
+               "Open a store whose journal is damaged as LMDB holds it, losing what the journal lost");
+  app.add_option("--log-level", level, "debug, info, warning, error or none")
+      ->check(CLI::IsMember({"debug", "info", "warning", "error", "none"}))
+      ->capture_default_str();
+  app.add_flag("--check", s.check, "Report every damaged record of --data-dir, then exit (1 if any)");
+  app.add_option("--salvage-from", s.salvage_from,
+                 "Copy every readable message of this data directory into --data-dir, then exit");
+
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string_view(argv[i]) == "--config") check_config_shape(argv[i + 1]);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    std::exit(0);
+  } catch (const CLI::ParseError& e) {
+    refuse(e.what());
+  }
+
+  s.listen.port = port;
+  if (!binds.empty()) s.listen.addresses = binds;
+  s.broker.durability = durability == "fsync"    ? Durability::fsync
+                        : durability == "nosync" ? Durability::nosync
+                                                 : Durability::in_memory;
+  if (!users.empty()) {
+    s.amqp.users.clear();
+    for (const auto& user : users) {
+      auto colon = user.find(':');
+      if (colon == std::string::npos || colon == 0) refuse("--user wants NAME:PASSWORD");
+      s.amqp.users[user.substr(0, colon)] = user.substr(colon + 1);
+    }
+  }
+  s.amqp.handshake_timeout = std::chrono::milliseconds(handshake_ms);
+  s.memory_high_watermark =
+      watermark <= 1.0 ? uint64_t(watermark * double(total_memory())) : uint64_t(watermark);
+  log::parse_level(level, &s.level);
+  return s;
+}
+
+}  // namespace warren::tools

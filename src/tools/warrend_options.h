@@ -1,0 +1,29 @@
+// warrend's settings: command-line flags and the config file (CLI11), with their defaults.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "amqp/server.h"
+#include "common/log.h"
+#include "warren/options.h"
+
+namespace warren::tools {
+
+struct Settings {
+  amqp::ListenOptions listen;
+  BrokerOptions broker;
+  amqp::ServerConfig amqp;
+  std::vector<std::string> vhosts;
+  log::Level level = log::Level::info;
+  uint64_t memory_high_watermark = 0;  // bytes; 0: not watched
+  // Maintenance modes instead of serving.
+  bool check = false;          // report every damaged record of the data directory
+  std::string salvage_from;    // copy every readable message of that directory into data-dir
+};
+
+// Parses argv (and the config file it names). On --help prints the help and exits 0; on a
+// bad flag or setting prints what is wrong (never a password) and exits 2.
+Settings parse_settings(int argc, char** argv);
+
+}  // namespace warren::tools
