@@ -206,8 +206,6 @@ void Connection::ChannelState::handle_header(std::string_view payload) {
   have_header_ = true;
   content_.properties = std::move(*decoded);
   content_.properties_wire = std::string(properties);
-  // The body grows as its bytes arrive: a header alone reserves nothing beyond one frame.
-  content_.body.reserve(std::min<uint64_t>(body_size_, conn_.frame_max_));
   if (body_size_ == 0) finish_content();
 }
 
@@ -216,6 +214,9 @@ void Connection::ChannelState::handle_body(std::string_view payload) {
     conn_.connection_error(hard_error(ReplyCode::frame_error, "content body larger than its header said", 60, 40));
     return;
   }
+  // The body grows as its bytes arrive: a header alone reserves nothing, and a body whose
+  // frames stop reserves little more than what came.
+  if (content_.body.empty()) content_.body.reserve(std::min<uint64_t>(body_size_, 4 * payload.size()));
   content_.body.append(payload);
   conn_.note_partial_body(int64_t(payload.size()));
   if (content_.body.size() == body_size_) finish_content();

@@ -27,6 +27,8 @@ class Server::Session : public std::enable_shared_from_this<Session> {
         peer_(std::move(peer)) {}
 
   void start() {
+    std::error_code ignored;
+    socket_.non_blocking(true, ignored);  // read() reads only what has arrived
     conn_.set_output_listener([weak = weak_from_this()] {
       if (auto self = weak.lock()) self->schedule_flush();
     });
@@ -58,24 +60,43 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   void abandon() { close(); }
 
  private:
+  bool may_read() const {
+    if (reading_ || closed_ || conn_.should_close()) return false;
+    if (conn_.reading_paused()) return false;  // resumed when the output drains
+    return !(draining_ && conn_.open());       // only a close-ok is read once shutdown began
+  }
+
+  // Waits for input. Reading happens in read_available(), into the server's one buffer: a
+  // read buffer per connection would cost 64 KiB for each idle client.
   void read() {
-    if (reading_ || closed_) return;
-    if (conn_.reading_paused()) return;  // resumed when the output drains
-    if (draining_ && conn_.open()) return;  // only a close-ok is read once shutdown began
+    if (!may_read()) return;
     reading_ = true;
-    socket_.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](std::error_code ec, size_t n) {
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](std::error_code ec) {
       self->reading_ = false;
+      if (ec) self->close();
+      else self->read_available();
+    });
+  }
+
+  // Reads and works off what has arrived, a few buffers' worth (as asio's own reads try
+  // before waiting, so a busy publisher costs no extra wake-up), then waits for more.
+  void read_available() {
+    std::vector<char>& buffer = server_.read_buffer_;
+    for (int round = 0; round < 4 && may_read(); ++round) {
+      std::error_code ec;
+      size_t n = socket_.read_some(asio::buffer(buffer), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
       if (ec) {
-        self->close();
+        close();
         return;
       }
-      self->last_input_ = Clock::now();
-      self->in_.append(self->buffer_.data(), n);
-      self->conn_.feed(self->in_);
-      if (self->conn_.refusing()) self->answer_refusal_later();
-      self->flush();
-      if (!self->conn_.should_close()) self->read();
-    });
+      last_input_ = Clock::now();
+      in_.append(buffer.data(), n);
+      conn_.feed(in_);
+      if (conn_.refusing()) answer_refusal_later();
+      flush();  // which may start waiting for input itself
+    }
+    read();
   }
 
   void schedule_flush() {
@@ -169,7 +190,6 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   Connection conn_;
   asio::steady_timer timer_;
   std::string peer_;
-  std::array<char, 65536> buffer_{};
   std::string in_;
   std::string sending_;
   bool reading_ = false;

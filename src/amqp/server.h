@@ -61,6 +61,9 @@ class Server {
   std::function<void()> on_all_gone_;
   bool out_of_descriptors_ = false;  // accept failed with EMFILE; logged once
   std::unique_ptr<asio::steady_timer> shutdown_deadline_;
+  // Every session reads into this buffer and copies out what it got before the next read:
+  // they all run on the one thread of io_.
+  std::vector<char> read_buffer_ = std::vector<char>(65536);
 };
 
 }  // namespace warren::amqp
