@@ -18,7 +18,8 @@ namespace {
 // and upper offsets (2 + 2) or an overflow run's page count (4); then the node offsets.
 constexpr size_t kPageHeader = 16;
 constexpr uint16_t kBranchPage = 0x01, kLeafPage = 0x02, kOverflowPage = 0x04;
-constexpr uint16_t kInMemoryFlags = 0x10 | 0x4000 | 0x8000;  // dirty, loose, keep: never on disk
+// Dirty (0x10), loose and keep are in-memory flags LMDB clears before it writes a page: on
+// disk they are damage (a page LMDB believes dirty would be written in place, in its map).
 // A node: data size low and high halves (a branch's child page number, with the flags
 // field as its top), flags, key size, then the key and the data.
 constexpr size_t kNodeHeader = 8;
@@ -108,7 +109,7 @@ class Walker {
   void walk_page(Tree& tree, uint64_t pgno, int level, const Bound& lo, const Bound& hi) {
     const char* page = claim(tree, pgno, "page");
     if (!page) return;
-    uint16_t flags = load<uint16_t>(page + 10) & ~kInMemoryFlags;
+    uint16_t flags = load<uint16_t>(page + 10);
     bool leaf = flags == kLeafPage;
     if (flags != kBranchPage && !leaf) return damage(tree, pgno, fmt::format("has page flags {:#x}", flags));
     if (leaf != (level == tree.depth)) return damage(tree, pgno, fmt::format("is at depth {} of {}", level, tree.depth));
@@ -135,6 +136,8 @@ class Walker {
       if (offset + kNodeHeader + key_size > page_size_) return damage(tree, pgno, fmt::format("key {} runs past the page", i));
       node_keys[i] = {nodes[i] + kNodeHeader, key_size};
     }
+    if (!nodes_tile(nodes, scratch.spans, page, leaf, upper))
+      return damage(tree, pgno, "has nodes that overlap or leave gaps (a size was changed)");
     // Keys rise strictly within the page, and its first and last lie in the range its parent
     // gives it; so every key of the tree is in order. A branch's first key is empty: its
     // child holds everything below the second.
@@ -161,6 +164,30 @@ class Walker {
       if (i + kAhead < keys) prefetch_page(child(i + kAhead));
       walk_page(tree, child(i), level + 1, i == 0 ? lo : Bound(node_keys[i]), i + 1 < keys ? Bound(node_keys[i + 1]) : hi);
     }
+  }
+
+  // LMDB packs a page's nodes from its free space's upper bound to its end, each taking an
+  // even number of bytes. A node whose size field was hit overlaps its neighbour or leaves a
+  // gap; deleting it would make LMDB move bytes past the page.
+  bool nodes_tile(const std::vector<const char*>& nodes, std::vector<std::pair<size_t, size_t>>& spans,
+                  const char* page, bool leaf, uint16_t upper) const {
+    spans.clear();
+    for (const char* node : nodes) {
+      uint64_t size = kNodeHeader + load<uint16_t>(node + 6);
+      if (leaf)
+        size += load<uint16_t>(node + 4) == kBigData
+                    ? sizeof(uint64_t)
+                    : (uint64_t(load<uint16_t>(node)) | uint64_t(load<uint16_t>(node + 2)) << 16);
+      size_t from = size_t(node - page);
+      spans.emplace_back(from, from + ((size + 1) & ~uint64_t{1}));
+    }
+    std::sort(spans.begin(), spans.end());
+    size_t at = upper;
+    for (auto [from, to] : spans) {
+      if (from != at) return false;
+      at = to;
+    }
+    return at == page_size_;
   }
 
   void read_leaf_node(Tree& tree, uint64_t pgno, const char* node, std::string_view key) {
@@ -198,7 +225,7 @@ class Walker {
     const char* page = claim(tree, pgno, "overflow page");
     if (!page) return {};
     uint32_t pages = load<uint32_t>(page + 12);
-    uint16_t flags = load<uint16_t>(page + 10) & ~kInMemoryFlags;
+    uint16_t flags = load<uint16_t>(page + 10);
     if (flags != kOverflowPage || pages == 0 || pgno + pages - 1 > last_page_ ||
         uint64_t(pages) * page_size_ - kPageHeader < size) {
       damage(tree, pgno, fmt::format("is not an overflow run that holds {} bytes", size));
@@ -295,6 +322,7 @@ class Walker {
   struct Scratch {
     std::vector<std::string_view> keys;
     std::vector<const char*> nodes;
+    std::vector<std::pair<size_t, size_t>> spans;
   };
   std::vector<Scratch> scratch_ = std::vector<Scratch>(kMaxDepth + 1);
   std::vector<std::string_view> free_lists_;
