@@ -329,6 +329,35 @@ TEST(Salvage, AStoreWithADamagedPageIsRefusedAndSalvagedAroundThePage) {
   EXPECT_TRUE(storage::check_store(store_at(salvaged.path()))->clean());
 }
 
+// A regression: one bit of a value's size made its node overlap the next one; LMDB then
+// copied past the page when the message was deleted (found by FlippedBytesInTheDataFile).
+TEST(PageAudit, AValueSizeThatRunsIntoTheNextNodeIsRefused) {
+  TempDir damaged;
+  build_store(damaged.path(), false);
+  std::string file = damaged.path() + "/data.mdb";
+  std::string bytes = read_file(file);
+  auto u16 = [&](size_t offset) { return uint16_t(uint8_t(bytes[offset]) | uint8_t(bytes[offset + 1]) << 8); };
+  bool hit = false;
+  for (uint64_t at : offsets_of(damaged.path(), 1, 300)) {  // the live copy and any stale ones
+    const size_t page = at / 4096 * 4096;
+    for (size_t slot = page + 16; slot < page + u16(page + 12); slot += 2) {  // the node offsets
+      size_t node = page + u16(slot), data = node + 8 + u16(node + 6);
+      if (data <= at && at < data + u16(node)) {
+        bytes[node] = char(uint8_t(bytes[node]) + 2);  // its size: two more, past an even size
+        hit = true;
+      }
+    }
+  }
+  ASSERT_TRUE(hit) << "no node holds the message";
+  write_file(file, bytes);
+  try {
+    Broker::open({.data_dir = damaged.path(), .durability = Durability::fsync});
+    ADD_FAILURE() << "a page whose nodes overlap was opened";
+  } catch (const Error& e) {
+    EXPECT_NE(e.status().text().find("overlap"), std::string::npos) << e.status().text();
+  }
+}
+
 TEST(Salvage, RefusesToWriteOverAStore) {
   TempDir from, to;
   build_store(from.path(), false);
