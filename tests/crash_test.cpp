@@ -9,6 +9,10 @@
 // The second test does the same with a queue that dead-letters (x-delivery-limit 2 and
 // consumer rejects) and delays retries (x-requeue-delay): after every kill, each confirmed
 // message that was not acknowledged is in exactly one of the two queues.
+//
+// The third uses a priority queue with a single active consumer: after every kill the
+// messages come out highest priority first and in publish order within each priority, all
+// to the first consumer registered even when a later one has a higher x-priority.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -116,6 +120,42 @@ void declare_retrying(Channel& ch) {
     if (i % 64 == 63) publisher.wait_for_confirms(60s);
     if (i % 8 == 7) {
       if (auto d = getter.basic_get(kQueue)) {
+        uint64_t got = std::stoull(d->message.body);
+        say('G', got);
+        getter.basic_ack(d->delivery_tag);
+        getter.flush();
+        say('A', got);
+      }
+    }
+  }
+}
+
+constexpr const char* kPriorityQueue = "crash-priority";
+
+FieldTable priority_queue_args() {
+  FieldTable a;
+  a.set("x-max-priority", FieldValue(int32_t(9)));
+  a.set("x-single-active-consumer", FieldValue(true));
+  return a;
+}
+
+Message prioritized(uint64_t id) {
+  Message m = persistent(std::to_string(id));
+  m.properties.priority = uint8_t(id % 10);
+  return m;
+}
+
+[[noreturn]] void run_priority_child(const std::string& dir, uint64_t start) {
+  auto broker = Broker::open({.data_dir = dir, .durability = Durability::fsync});
+  auto publisher = broker->channel();
+  auto getter = broker->channel();
+  publisher.queue_declare(kPriorityQueue, {.durable = true, .arguments = priority_queue_args()});
+  report_confirms(publisher, start);
+  for (uint64_t i = 0;; ++i) {
+    publisher.basic_publish("", kPriorityQueue, prioritized(start + i));
+    if (i % 64 == 63) publisher.wait_for_confirms(60s);
+    if (i % 8 == 7) {
+      if (auto d = getter.basic_get(kPriorityQueue)) {
         uint64_t got = std::stoull(d->message.body);
         say('G', got);
         getter.basic_ack(d->delivery_tag);
@@ -276,10 +316,38 @@ TEST(Crash, DeadLetterMovesAndDelayedRetriesLeaveEveryMessageInExactlyOnePlace) 
   EXPECT_GT(total_dead, 0u) << "nothing was ever dead-lettered: the test checked nothing";
 }
 
+TEST(Crash, PriorityOrderAndTheSingleActiveConsumerHoldAfterEveryKill) {
+  constexpr int kRounds = 16;
+  size_t confirmed = kill_rounds("--priority-child", kRounds, [](Broker& broker, Channel& ch) {
+    ch.queue_declare(kPriorityQueue, {.durable = true, .arguments = priority_queue_args()});
+    const uint64_t ready = info(broker, kPriorityQueue).messages_ready;
+    Inbox first, second;
+    ch.basic_consume(kPriorityQueue, first.callback(), {.arguments = args({{"x-priority", FieldValue(int32_t(1))}})});
+    ch.basic_consume(kPriorityQueue, second.callback(), {.arguments = args({{"x-priority", FieldValue(int32_t(5))}})});
+    std::multiset<uint64_t> present;
+    std::pair<uint64_t, uint64_t> previous{10, 0};  // (priority, id) of the last one out
+    for (uint64_t n = 0; n < ready; ++n) {
+      auto d = first.next();
+      EXPECT_TRUE(d) << "the active consumer got " << n << " of " << ready;
+      if (!d) break;
+      uint64_t id = std::stoull(d->message.body), priority = id % 10;
+      EXPECT_TRUE(priority < previous.first || (priority == previous.first && id > previous.second))
+          << id << " (priority " << priority << ") came out after " << previous.second;
+      previous = {priority, id};
+      present.insert(id);
+    }
+    EXPECT_EQ(second.size(), 0u) << "the inactive consumer received messages";
+    return present;
+  });
+  EXPECT_GT(confirmed, size_t(kRounds));
+}
+
 }  // namespace
 }  // namespace warren
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "--priority-child")
+    warren::run_priority_child(argv[2], std::stoull(argv[3]));
   if (argc == 4 && std::string(argv[1]) == "--crash-child")
     warren::run_child(argv[2], std::stoull(argv[3]));
   if (argc == 4 && std::string(argv[1]) == "--retry-child")

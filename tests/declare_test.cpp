@@ -87,8 +87,7 @@ TEST_F(Declare, RedeclareComparesKnownArgumentsByValue) {
   });
   EXPECT_EQ(different.text(),
             "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'q' in vhost '/': "
-            "received the value '5' of type 'signedint' but current is the value '10' of type "
-            "'signedint'");
+            "received '5' but current is '10'");
 }
 
 TEST_F(Declare, ExclusiveQueueBelongsToItsConnection) {

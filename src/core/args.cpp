@@ -196,6 +196,24 @@ Status read_requeue_delay(const ArgReader& in, QueueSettings& s) {
   return {};
 }
 
+Status read_priorities(const ArgReader& in, QueueSettings& s) {
+  std::optional<uint64_t> max;
+  WARREN_TRY_ASSIGN(max, in.integer("x-max-priority"));
+  if (max && *max > 255) return in.invalid("x-max-priority", fmt::format("{{max_value_exceeded,{}}}", *max));
+  if (max) s.max_priority = uint8_t(*max);
+  return {};
+}
+
+Status read_single_active_consumer(const ArgReader& in, QueueSettings& s) {
+  const FieldValue* v = in.find("x-single-active-consumer");
+  if (!v) return {};
+  const bool* on = v->as<bool>();
+  if (!on)
+    return in.invalid("x-single-active-consumer", fmt::format("{{unacceptable_type,{}}}", rabbit_type_name(*v)));
+  s.single_active_consumer = *on;
+  return {};
+}
+
 Status read_dedup(const ArgReader& in, QueueSettings& s) {
   const FieldValue* on = in.find("x-message-deduplication");
   if (!on) return {};
@@ -247,7 +265,10 @@ Status apply_queue_arguments(Queue& q, const FieldTable& args) {
   if (Status st = read_overflow(in, s); !st) return st;
   if (Status st = read_requeue_delay(in, s); !st) return st;
   if (Status st = read_dedup(in, s); !st) return st;
+  if (Status st = read_priorities(in, s); !st) return st;
+  if (Status st = read_single_active_consumer(in, s); !st) return st;
   q.settings = s;
+  q.use_priorities(s.max_priority);
   return {};
 }
 
@@ -265,9 +286,12 @@ Status check_queue_args_equivalent(const FieldTable& current, const FieldTable& 
   for (auto key : kClassicQueueArgs) {
     const FieldValue* cur = effective(current, key);
     const FieldValue* rec = effective(received, key);
-    if (!same_arg_value(cur, rec))
-      return inequivalent_arg(key, "queue", queue, vhost, describe_arg(rec), describe_arg(cur),
-                              method::queue_declare);
+    if (same_arg_value(cur, rec)) continue;
+    // RabbitMQ names the types only when one side is missing.
+    auto describe = [&](const FieldValue* v) {
+      return cur && rec ? fmt::format("'{}'", render_value(*v)) : describe_arg(v);
+    };
+    return inequivalent_arg(key, "queue", queue, vhost, describe(rec), describe(cur), method::queue_declare);
   }
   return {};
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/args.h"
 #include "core/engine.h"
 #include "core/errors.h"
 #include "core/vhost.h"
@@ -45,6 +46,7 @@ void Channel::close() {
   tx_publishes_.clear();
   for (auto& s : tx_settles_) unacked_.emplace(s.tag, std::move(s.delivery));
   tx_settles_.clear();
+  stop_consuming_replies();
   WriteBatch batch(engine_);
   requeue_all_unacked(batch);
   cancel_all_consumers(batch);
@@ -91,6 +93,13 @@ auto Channel::declare(F&& method) {
 }
 
 Result<Committed<QueueDeclareOk>> Channel::queue_declare(std::string_view queue, const QueueOptions& o) {
+  if (queue == kReplyTo || queue.starts_with(kReplyToPrefix)) {
+    // The pseudo-queue always exists; a token's name exists while its consumer does.
+    if (Status s = check_open(); !s) return s;
+    if (queue != kReplyTo && !engine_.reply_channel(queue.substr(kReplyToPrefix.size())))
+      return fail(no_queue(vhost().name, queue, method::queue_declare));
+    return Committed<QueueDeclareOk>{QueueDeclareOk{std::string(queue), 0, 1}, 0};
+  }
   return declare([&](WriteBatch& b) { return vhost().declare_queue(connection_, queue, o, b); });
 }
 
@@ -243,6 +252,8 @@ Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>
                  fmt::format("user_id property set to '{}' but authenticated user was '{}'",
                              *in.properties.user_id, connection_.user),
                  m);
+  if (in.properties.reply_to && *in.properties.reply_to == kReplyTo && !reply_consumer_)
+    return error(ReplyCode::precondition_failed, "fast reply consumer does not exist", m);
   *expires_at = 0;
   if (in.properties.expiration) {
     uint64_t ttl = 0;
@@ -300,15 +311,19 @@ Status Channel::publish_now(PublishInput in, WriteBatch& batch) {
   uint64_t seq = confirm_mode_ ? next_publish_seq_++ : 0;
 
   bool has_bcc = false;
-  route(*exchange, in, &has_bcc);
+  Channel* reply_target = this->reply_target(in);
+  if (!reply_target) route(*exchange, in, &has_bcc);
+  // The requester's replies come to this channel's reply consumer under its token.
+  const bool names_reply_consumer = in.properties.reply_to && *in.properties.reply_to == kReplyTo;
+  if (names_reply_consumer) in.properties.reply_to = fmt::format("{}{}", kReplyToPrefix, reply_token_);
 
   auto data = std::make_shared<storage::MessageData>();
   data->flags = in.properties.persistent() ? storage::MessageData::kPersistent : 0;
   data->expires_at = expires_at;
   data->exchange = std::move(in.exchange);
   data->routing_key = std::move(in.routing_key);
-  if (has_bcc) {
-    in.properties.headers->erase("BCC");
+  if (has_bcc || names_reply_consumer) {
+    if (has_bcc) in.properties.headers->erase("BCC");
     data->properties = wire::encode_properties(in.properties);
   } else {
     data->properties = std::move(in.properties_wire);
@@ -323,7 +338,8 @@ Status Channel::publish_now(PublishInput in, WriteBatch& batch) {
     commit = std::max(commit, enqueued.commit);
     refused |= enqueued.refused;
   }
-  bool unroutable = targets_.empty();
+  if (reply_target) reply_target->deliver_reply(message);
+  bool unroutable = targets_.empty() && !reply_target;
   targets_.clear();  // holds no queue alive between publishes
   if (unroutable && in.mandatory && sink_)
     sink_->on_return(ReturnInfo{ReplyCode::no_route, "NO_ROUTE", message});
@@ -465,6 +481,8 @@ Result<std::string> Channel::basic_consume(std::string_view queue, const Consume
   WARREN_REQUIRE_LOOP(*engine_.token());
   const MethodId m = method::basic_consume;
   if (Status s = check_open(); !s) return s;
+  if (queue == kReplyTo)
+    return consume_replies(o.consumer_tag.empty() ? engine_.random_name("amq.ctag-") : o.consumer_tag, o);
   auto q = vhost().usable_queue(connection_, queue, m);
   if (!q.ok()) return fail(q.status());
   std::string tag = o.consumer_tag.empty() ? engine_.random_name("amq.ctag-") : o.consumer_tag;
@@ -476,6 +494,16 @@ Result<std::string> Channel::basic_consume(std::string_view queue, const Consume
   if (locked)
     return fail(error(ReplyCode::access_refused,
                       resource("queue", queue, vhost().name) + " in exclusive use", m));
+  int64_t priority = 0;
+  if (const FieldValue* v = o.arguments.find("x-priority")) {
+    auto n = v->as_integer();
+    if (!n)
+      return fail(error(ReplyCode::precondition_failed,
+                        fmt::format("invalid arg 'x-priority' for {}: \"expected integer, got {}\"",
+                                    resource("queue", queue, vhost().name), rabbit_type_name(*v)),
+                        m));
+    priority = *n;
+  }
   auto c = std::make_shared<Consumer>();
   c->tag = tag;
   c->channel = this;
@@ -483,27 +511,58 @@ Result<std::string> Channel::basic_consume(std::string_view queue, const Consume
   c->no_ack = o.no_ack;
   c->exclusive = o.exclusive;
   c->prefetch = consumer_prefetch_;
+  c->priority = priority;
   consumers_.emplace(tag, c);
-  existing.push_back(c);
-  q.value()->had_consumer = true;
-  q.value()->schedule_dispatch();
+  q.value()->add_consumer(c);
   return tag;
 }
 
 Status Channel::basic_cancel(std::string_view consumer_tag) {
   WARREN_REQUIRE_LOOP(*engine_.token());
   if (Status s = check_open(); !s) return s;
+  if (reply_consumer_ == consumer_tag) {
+    stop_consuming_replies();
+    return {};
+  }
   auto it = consumers_.find(consumer_tag);
   if (it == consumers_.end()) return {};  // RabbitMQ answers cancel-ok for unknown tags
   auto c = it->second;
   consumers_.erase(it);
   c->cancelled = true;
-  auto& list = c->queue->consumers;
-  std::erase(list, c);
+  c->queue->remove_consumer(c);
   WriteBatch batch(engine_);
   vhost().consumer_left(c->queue, batch);
   note_commit(batch.id());
   return {};
+}
+
+Result<std::string> Channel::consume_replies(std::string tag, const ConsumeOptions& o) {
+  const MethodId m = method::basic_consume;
+  if (!o.no_ack) return fail(error(ReplyCode::precondition_failed, "reply consumer cannot acknowledge", m));
+  if (reply_consumer_) return fail(error(ReplyCode::precondition_failed, "reply consumer already set", m));
+  if (consumers_.count(tag))
+    return fail(error(ReplyCode::not_allowed, fmt::format("attempt to reuse consumer tag '{}'", tag), m));
+  reply_consumer_ = tag;
+  reply_token_ = engine_.random_name("");
+  engine_.register_reply_token(reply_token_, this);
+  return tag;
+}
+
+void Channel::stop_consuming_replies() {
+  if (!reply_consumer_) return;
+  engine_.unregister_reply_token(reply_token_);
+  reply_consumer_.reset();
+}
+
+Channel* Channel::reply_target(const PublishInput& in) const {
+  if (!in.exchange.empty() || !in.routing_key.starts_with(kReplyToPrefix)) return nullptr;
+  Channel* target = engine_.reply_channel(std::string_view(in.routing_key).substr(kReplyToPrefix.size()));
+  return target && target->connection_.vhost == connection_.vhost ? target : nullptr;
+}
+
+void Channel::deliver_reply(MessagePtr message) {
+  if (!open_ || !reply_consumer_ || !sink_) return;
+  sink_->on_deliver(DeliveryInfo{next_tag_++, false, *reply_consumer_, 0, std::move(message)});
 }
 
 void Channel::consumer_cancelled_by_broker(Consumer& c) {
@@ -518,7 +577,7 @@ void Channel::cancel_all_consumers(WriteBatch& batch) {
   consumers_.clear();
   for (auto& [tag, c] : consumers) {
     c->cancelled = true;
-    std::erase(c->queue->consumers, c);
+    c->queue->remove_consumer(c);
     vhost().consumer_left(c->queue, batch);
   }
 }

@@ -30,6 +30,11 @@ class Engine;
 class Vhost;
 struct Connection;
 
+// Direct reply-to: the pseudo-queue a requester consumes, and the prefix of the names a
+// publish's reply_to is rewritten to.
+inline constexpr std::string_view kReplyTo = "amq.rabbitmq.reply-to";
+inline constexpr std::string_view kReplyToPrefix = "amq.rabbitmq.reply-to.";
+
 class Channel {
  public:
   Channel(Engine& engine, Connection& connection, uint16_t id, ChannelSink* sink);
@@ -108,6 +113,8 @@ class Channel {
   void on_commits(const storage::CommitOutcomes& outcomes);
   // The sink can take deliveries again.
   void resume_deliveries() { kick_consumers(); }
+  // Direct reply-to: a reply for this channel's reply consumer, delivered as it is.
+  void deliver_reply(MessagePtr message);
 
  private:
   struct Unacked {
@@ -147,6 +154,10 @@ class Channel {
   DeliveryInfo delivery_info(uint64_t tag, const Queue& q, Taken& t, std::string consumer_tag,
                              bool is_get);
   void route(const class Exchange& exchange, const PublishInput& in, bool* strip_bcc);
+  Result<std::string> consume_replies(std::string tag, const ConsumeOptions& o);
+  void stop_consuming_replies();
+  // The channel a publish to "amq.rabbitmq.reply-to.<token>" reaches; null if none.
+  Channel* reply_target(const PublishInput& in) const;
 
   Engine& engine_;
   Connection& connection_;
@@ -171,6 +182,9 @@ class Channel {
   CommitId unconfirmed_commit_ = 0;  // the highest commit an unconfirmed publish waits for
   bool nacked_since_answer_ = false;
   std::vector<std::shared_ptr<Queue>> targets_;  // scratch for routing, reused
+  // Direct reply-to: the pseudo-queue's consumer on this channel and the token that names it.
+  std::optional<std::string> reply_consumer_;
+  std::string reply_token_;
 };
 
 }  // namespace warren::core

@@ -109,17 +109,7 @@ Status Engine::recover() {
     });
     // Positions come from each queue's counters and its first and last keys: no scan.
     for (auto& q : recovered) {
-      storage::QueueStats stats;
-      if (auto bytes = view.get(Db::queue_stats, storage::queue_id_key(q->id)))
-        stats = storage::decode_stats(*bytes).value_or(storage::QueueStats{});
-      auto lo = storage::message_key(q->id, 0), hi = storage::message_key(q->id, UINT64_MAX);
-      std::string_view lo_v(lo.data(), lo.size()), hi_v(hi.data(), hi.size());
-      auto first = view.seek(Db::messages, lo_v, hi_v);
-      auto last = view.last(Db::messages, lo_v, hi_v);
-      uint64_t first_seq =
-          first ? storage::parse_message_key(first->first).seq : stats.delivered_mark;
-      uint64_t next_seq = last ? storage::parse_message_key(last->first).seq + 1 : first_seq;
-      q->recover(first_seq, next_seq, stats.count, stats.bytes, stats.delivered_mark);
+      q->recover(view);
       q->touch();  // x-expires counts from the restart, as in RabbitMQ
     }
   }
@@ -134,7 +124,7 @@ Status Engine::recover() {
   uint64_t marks = 0;
   {
     WriteBatch batch(*this);
-    for (auto& q : recovered) batch.add(Op::set_delivered_mark(q->id, q->delivered_mark_for_open()));
+    for (auto& q : recovered) q->add_delivered_marks_for_open(batch);
     marks = batch.id();
   }
   bool timed_out = false;
@@ -150,10 +140,11 @@ void Engine::recover_delayed() {
   view.scan(Db::schedule, {from.data(), from.size()}, {to.data(), to.size()},
             [&](std::string_view key, std::string_view value) {
               auto e = storage::parse_schedule_key(key);
-              auto q = find_queue(e.queue_id);
+              auto q = find_queue_by_store_id(e.queue_id);
               // Transient messages did not survive; their entries go at the first round.
               if (q && value.size() == 9 && Db(value[0]) == Db::messages)
-                q->recover_delayed(e.seq, Db(value[0]), storage::get_be64(value.data() + 1));
+                q->recover_delayed(Queue::queue_seq(e.queue_id, e.seq), Db(value[0]),
+                                   storage::get_be64(value.data() + 1));
               return true;
             });
   wake_at(0);  // one round at start: whatever fell due while the broker was down
@@ -185,6 +176,11 @@ void Engine::watch_memory() {
       watch_memory();
     });
   });
+}
+
+std::shared_ptr<Queue> Engine::find_queue_by_store_id(uint64_t store_id) const {
+  auto q = find_queue(Queue::queue_id_of(store_id));
+  return q && q->has_lane_of(store_id) ? q : nullptr;
 }
 
 std::shared_ptr<Queue> Engine::find_queue(uint64_t id) const {
@@ -269,15 +265,16 @@ uint64_t Engine::run_schedule() {
   }
   WriteBatch batch(*this);
   for (const Due& d : due) {
-    auto q = find_queue(d.entry.queue_id);
+    auto q = find_queue_by_store_id(d.entry.queue_id);
     if (!q) {
       batch.add(Op::del(Db::schedule, d.key));
       continue;
     }
+    const uint64_t seq = Queue::queue_seq(d.entry.queue_id, d.entry.seq);
     if (d.entry.kind == storage::Timer::expiry)
-      q->expiry_due(d.entry.seq, d.db, now, d.key, batch);
+      q->expiry_due(seq, d.db, now, d.key, batch);
     else
-      q->retry_due(d.entry.seq, d.key, batch);
+      q->retry_due(seq, d.key, batch);
   }
   return next;
 }
@@ -515,7 +512,7 @@ void Engine::shutdown() {
     for (const auto& [vname, vhost] : vhosts_)
       for (const auto& [qname, q] : vhost->queues)
         if (q->durable && !q->exclusive)
-          marks.add(Op::set_delivered_mark(q->id, q->delivered_mark_for_close()));
+          q->add_delivered_marks_for_close(marks);
   }
   writer_->stop();
 }

@@ -158,12 +158,21 @@ class Engine {
   // The timer fires no later than `ms` (wall clock): expiries, retries, x-expires.
   void wake_at(uint64_t ms);
   std::shared_ptr<Queue> find_queue(uint64_t id) const;
+  // The queue a store id (a lane of it: core/queue.h) belongs to.
+  std::shared_ptr<Queue> find_queue_by_store_id(uint64_t store_id) const;
   void register_queue(const std::shared_ptr<Queue>& q) { queues_by_id_[q->id] = q; }
   void unregister_queue(uint64_t id) { queues_by_id_.erase(id); }
   uint64_t allocate_queue_id() { return next_queue_id_++; }
   std::string random_name(std::string_view prefix);
   void track_inflight(std::shared_ptr<Queue> queue) { inflight_.insert(std::move(queue)); }
   void register_channel(Channel* c) { channels_.insert(c); }
+  // Direct reply-to: the channel whose reply consumer a token names.
+  void register_reply_token(const std::string& token, Channel* c) { reply_channels_[token] = c; }
+  void unregister_reply_token(const std::string& token) { reply_channels_.erase(token); }
+  Channel* reply_channel(std::string_view token) const {
+    auto it = reply_channels_.find(token);
+    return it == reply_channels_.end() ? nullptr : it->second;
+  }
   void unregister_channel(Channel* c) { channels_.erase(c); }
 
  private:
@@ -185,6 +194,7 @@ class Engine {
   std::map<std::string, std::unique_ptr<Vhost>, std::less<>> vhosts_;
   std::vector<std::shared_ptr<Connection>> connections_;
   std::unordered_set<Channel*> channels_;
+  std::map<std::string, Channel*, std::less<>> reply_channels_;
   std::set<std::shared_ptr<Queue>> inflight_;  // queues with uncommitted messages
   std::unordered_map<uint64_t, std::weak_ptr<Queue>> queues_by_id_;
   asio::steady_timer timer_;

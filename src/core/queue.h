@@ -1,6 +1,12 @@
 // A queue. Ready messages live in the store, not on the heap (invariant D4): in memory a
 // queue keeps only positions (core/queue_positions.h) plus the few messages whose commit is
 // still in flight. Everything that writes takes the WriteBatch its caller commits.
+//
+// A priority queue (x-max-priority) is one lane per priority: each lane has its own
+// positions, tail and store id (the queue's id with the lane in its top byte), so each is
+// FIFO and costs no memory per message. Outside the queue a message's number carries its
+// lane in the same top byte (queue_seq); a plain queue has lane 0 only, whose numbers and
+// store id are the queue's own.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +43,7 @@ struct Consumer {
   uint32_t prefetch = 0;  // 0 = unlimited
   uint32_t unacked = 0;
   bool cancelled = false;
+  int64_t priority = 0;  // x-priority: higher ones are offered messages first
 };
 
 // Wall-clock milliseconds: message expiry and retry times are stored and outlive restarts.
@@ -69,16 +76,26 @@ class Queue : public std::enable_shared_from_this<Queue> {
   QueueSettings settings;                        // the other arguments
   bool deleted = false;
 
+  // --- lanes ------------------------------------------------------------------------
+  // One lane per priority 0..max_priority; called once, before the queue holds anything.
+  void use_priorities(uint8_t max_priority);
+  static constexpr int kLaneShift = 56;
+  static constexpr uint64_t kSeqMask = (uint64_t{1} << kLaneShift) - 1;
+  // Store ids (message keys, stats, schedule entries) and the queue numbers they stand for.
+  static uint64_t queue_id_of(uint64_t store_id) { return store_id & kSeqMask; }
+  static uint64_t queue_seq(uint64_t store_id, uint64_t seq) { return (store_id & ~kSeqMask) | seq; }
+  bool has_lane_of(uint64_t store_id) const { return (store_id >> kLaneShift) < lanes_.size(); }
+
   // --- recovery ---------------------------------------------------------------------
-  // Positions from the store: messages [first, next) with `count` of them present, and
-  // everything below delivered_mark possibly delivered before.
-  void recover(uint64_t first, uint64_t next, uint64_t count, uint64_t bytes,
-               uint64_t delivered_mark);
-  // Recovery: a message that waits for its retry time.
+  // Positions from each lane's counters and first and last keys: messages [first, next)
+  // with `count` of them present, and everything below its delivered mark possibly
+  // delivered before.
+  void recover(storage::ReadView& view);
+  // Recovery: a message that waits for its retry time (seq as queue_seq gives it).
   void recover_delayed(uint64_t seq, storage::Db db, uint64_t body_bytes);
-  // The mark to persist at open and at a clean close.
-  uint64_t delivered_mark_for_open();  // also for a queue declared just now
-  uint64_t delivered_mark_for_close() const;
+  // The marks to persist at open (also for a queue declared just now) and at a clean close.
+  void add_delivered_marks_for_open(WriteBatch& batch);
+  void add_delivered_marks_for_close(WriteBatch& batch) const;
 
   // --- messages ---------------------------------------------------------------------
   struct Enqueued {
@@ -113,10 +130,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   void drop_storage(WriteBatch& batch);
   // Commits up to outcomes.through have landed or failed.
   void on_commits(const storage::CommitOutcomes& outcomes);
-  bool has_inflight_commits() const {
-    return !tail_.empty() || positions_.has_removing() || !rewritten_.empty() ||
-           (dedup_ && dedup_->has_pending());
-  }
+  bool has_inflight_commits() const;
 
   // Timers from the schedule database (Engine::run_schedule), `key` being the entry's key.
   void expiry_due(uint64_t seq, storage::Db db, uint64_t now, std::string_view key, WriteBatch& batch);
@@ -127,14 +141,20 @@ class Queue : public std::enable_shared_from_this<Queue> {
   bool unused_expired(uint64_t now) const;
   uint64_t unused_deadline() const { return unused_deadline_; }
 
-  uint64_t ready() const { return positions_.ready(); }
+  uint64_t ready() const;
+  uint64_t ready_bytes() const;
   uint64_t unacked() const { return unacked_; }
-  uint64_t delayed() const { return positions_.delayed(); }
+  uint64_t delayed() const;
   uint64_t duplicates() const { return duplicates_; }
-  const QueuePositions& positions() const { return positions_; }
+  size_t lanes() const { return lanes_.size(); }
 
   // --- consumers --------------------------------------------------------------------
+  // In registration order. With x-single-active-consumer only the first one receives.
   std::vector<std::shared_ptr<Consumer>> consumers;
+  void add_consumer(std::shared_ptr<Consumer> c);
+  void remove_consumer(const std::shared_ptr<Consumer>& c);
+  // The consumer that receives, with x-single-active-consumer (null: none or not SAC).
+  const Consumer* active_consumer() const;
   void schedule_dispatch();
   void add_unacked() { ++unacked_; }
 
@@ -144,11 +164,30 @@ class Queue : public std::enable_shared_from_this<Queue> {
     uint64_t commit;
     storage::Db db;
   };
+  struct Lane {
+    explicit Lane(uint64_t id) : store_id(id) {}
+    uint64_t store_id;
+    QueuePositions positions;
+    std::deque<TailEntry> tail;  // uncommitted messages, seqs [tail_base, positions.next_seq())
+    uint64_t tail_base = 1;
+    uint64_t redelivered_below = 0;  // from the store: possibly delivered before a restart
+    uint64_t mark_requested = 0;     // the delivered mark last sent to the writer
+    bool in_tail(uint64_t seq) const { return seq >= tail_base && seq < positions.next_seq(); }
+    uint64_t delivered_mark_for_open();
+    uint64_t delivered_mark_for_close() const;
+  };
+  Lane& lane_of(uint64_t qseq) { return lanes_[qseq >> kLaneShift]; }
+  static uint64_t local(uint64_t qseq) { return qseq & kSeqMask; }
+  uint64_t qseq(const Lane& lane, uint64_t seq) const { return queue_seq(lane.store_id, seq); }
+  size_t lane_for(const storage::MessageData& m) const;
   void dispatch(WriteBatch& batch);
-  MessagePtr load(uint64_t seq, storage::Db db);
+  std::shared_ptr<Consumer> next_consumer();
+  MessagePtr load(uint64_t qseq, storage::Db db);
   std::optional<Taken> take_head(WriteBatch& batch);
-  std::optional<Taken> take_stored();
-  void note_delivered(uint64_t seq, WriteBatch& batch);
+  std::optional<Taken> take_head(Lane& lane, WriteBatch& batch);
+  std::optional<Taken> take_stored(Lane& lane);
+  bool for_each_ready(Lane& lane, const std::function<bool(const MessagePtr&)>& visit);
+  void note_delivered(Lane& lane, uint64_t seq, WriteBatch& batch);
   // Removes a message from the store, dead-lettering it for `reason` when the queue has a
   // dead-letter exchange, in the same commit. Returns that commit.
   uint64_t discard(uint64_t seq, storage::Db db, const MessagePtr& message, std::string_view reason,
@@ -171,19 +210,17 @@ class Queue : public std::enable_shared_from_this<Queue> {
   void note_rewrite(uint64_t seq, const MessagePtr& m, uint64_t commit);
 
   Engine& engine_;
-  QueuePositions positions_;
-  // Rewritten records (delivery counts) whose commit is in flight: seq -> (message, commit).
+  std::vector<Lane> lanes_;  // by priority, lowest first
+  // Rewritten records (delivery counts) whose commit is in flight: qseq -> (message, commit).
   std::map<uint64_t, std::pair<MessagePtr, uint64_t>> rewritten_;
-  std::deque<TailEntry> tail_;  // uncommitted messages, seqs [tail_base_, next_seq)
-  uint64_t tail_base_ = 1;
   uint64_t unacked_ = 0;
-  uint64_t redelivered_below_ = 0;  // from the store: possibly delivered before a restart
-  uint64_t mark_requested_ = 0;     // the delivered mark last sent to the writer
   bool has_transient_ = false;      // anything in the transient db since open
   bool dispatch_scheduled_ = false;
   size_t round_robin_ = 0;
+  std::weak_ptr<Consumer> departing_;  // a cancelled active consumer still holding messages
+  int64_t top_consumer_priority_ = 0;  // the highest x-priority among the consumers
   uint64_t unused_deadline_ = 0;  // x-expires
-  uint64_t expiring_now_ = 0;     // the TTL-0 message being offered to consumers
+  uint64_t expiring_now_ = UINT64_MAX;  // the TTL-0 message being offered to consumers
   uint64_t duplicates_ = 0;
   std::unique_ptr<DedupWindow> dedup_;  // loaded on first use
 };

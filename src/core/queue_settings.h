@@ -41,6 +41,8 @@ struct QueueSettings {
   std::optional<uint64_t> delivery_limit;  // x-delivery-limit
   std::optional<Backoff> requeue_delay;    // x-requeue-delay
   std::optional<DedupSettings> dedup;      // x-message-deduplication
+  uint8_t max_priority = 0;                // x-max-priority: priorities 0..max, one lane each
+  bool single_active_consumer = false;     // x-single-active-consumer
 
   // Whether each return to the queue is counted in the message (x-delivery-count).
   bool counts_deliveries() const { return quorum || delivery_limit || requeue_delay; }

@@ -103,7 +103,7 @@ Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view q
     if (q->durable && !q->exclusive) {
       persist_queue(*q, batch);
       // Committed with the declaration, so it is on disk before any delivery needs it.
-      batch.add(Op::set_delivered_mark(q->id, q->delivered_mark_for_open()));
+      q->add_delivered_marks_for_open(batch);
     }
     // Every queue is bound to the default exchange under its own name; that binding is
     // implicit (see route()), so nothing is stored for it.
@@ -307,7 +307,8 @@ Status Vhost::bind(const Destination& d, std::string_view source, std::string_vi
 Status Vhost::unbind(const Destination& d, std::string_view source, std::string_view key,
                      const FieldTable& args, Connection& conn, MethodId m, WriteBatch& batch) {
   auto source_x = binding_source(d, source, conn, m);
-  if (!source_x.ok()) return source_x.status();
+  // Unbinding is idempotent, as in RabbitMQ 3.10: no queue, exchange or binding, nothing to do.
+  if (!source_x.ok()) return source_x.status().code() == ReplyCode::not_found ? Status{} : source_x.status();
   auto& x = source_x.value();
   Binding b{d, std::string(key), args, HeadersMatch::all};
   bool durable = binding_is_durable(*x, d);

@@ -76,4 +76,18 @@ std::optional<BasicProperties> decode_properties(std::string_view bytes) {
   return p;
 }
 
+std::optional<uint8_t> peek_priority(std::string_view bytes) {
+  Reader r(bytes);
+  const uint16_t flags = r.u16();
+  if (!(flags & (1 << 11))) return std::nullopt;
+  // The values before it: content-type, content-encoding, headers, delivery-mode.
+  if (flags & (1 << 15)) r.shortstr();
+  if (flags & (1 << 14)) r.shortstr();
+  if (flags & (1 << 13)) r.longstr();  // a table is a long string of its fields
+  if (flags & (1 << 12)) r.u8();
+  const uint8_t priority = r.u8();
+  if (r.failed()) return std::nullopt;
+  return priority;
+}
+
 }  // namespace warren::wire
