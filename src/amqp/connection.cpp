@@ -25,7 +25,8 @@ FieldTable server_properties() {
       {"publisher_confirms", FieldValue(true)},   {"exchange_exchange_bindings", FieldValue(true)},
       {"basic.nack", FieldValue(true)},           {"consumer_cancel_notify", FieldValue(true)},
       {"connection.blocked", FieldValue(true)},   {"authentication_failure_close", FieldValue(true)},
-      {"per_consumer_qos", FieldValue(true)},
+      {"per_consumer_qos", FieldValue(true)},    {"consumer_priorities", FieldValue(true)},
+      {"direct_reply_to", FieldValue(true)},
   };
   return FieldTable{
       {"capabilities", FieldValue(capabilities)},
@@ -72,9 +73,22 @@ class Connection::ChannelState : public core::ChannelSink {
     m.routing_key = d.message->routing_key;
     conn_.send_content(id_, encode_method(m), *d.message);
   }
+  // Acks released while one read is worked off go out as one basic.ack with multiple=true
+  // per unbroken run (as RabbitMQ does); nacks stay exact.
   void on_confirm(uint64_t seq, bool multiple, bool ack) override {
+    if (ack && conn_.feeding_) {
+      if (pending_ack_ == 0) conn_.acks_pending_.push_back(id_);
+      pending_multiple_ = pending_ack_ != 0 || multiple;
+      pending_ack_ = seq;
+      return;
+    }
+    flush_acks();
     if (ack) conn_.send(id_, BasicAck{seq, multiple});
     else conn_.send(id_, BasicNack{seq, multiple, true});
+  }
+  void flush_acks() {
+    if (pending_ack_ == 0) return;
+    conn_.send(id_, BasicAck{std::exchange(pending_ack_, 0), std::exchange(pending_multiple_, false)});
   }
   void on_return(core::ReturnInfo r) override {
     BasicReturn m{uint16_t(r.code), r.text, r.message->exchange, r.message->routing_key};
@@ -112,6 +126,8 @@ class Connection::ChannelState : public core::ChannelSink {
   const uint16_t id_;
   std::shared_ptr<core::Channel> core_;
   bool closing_ = false;  // we sent channel.close and wait for close-ok
+  uint64_t pending_ack_ = 0;  // acks held back until the read is worked off
+  bool pending_multiple_ = false;
   // Content being assembled: basic.publish, then a header, then body frames.
   std::optional<BasicPublish> publish_;
   bool have_header_ = false;
@@ -425,8 +441,14 @@ void Connection::reply_when_durable(uint16_t channel, core::CommitId commit, boo
   });
 }
 
+void Connection::flush_pending_acks() {
+  for (uint16_t id : std::exchange(acks_pending_, {}))
+    if (auto it = channels_.find(id); it != channels_.end()) it->second->flush_acks();
+}
+
 template <class M>
 void Connection::send(uint16_t channel, const M& method) {
+  if (!acks_pending_.empty()) flush_pending_acks();  // frames leave in the order they were made
   // Once a connection.close went out, only the closing handshake is sent.
   bool closing_handshake = std::is_same_v<M, ConnectionClose> || std::is_same_v<M, ConnectionCloseOk>;
   if (state_ == State::closed || (state_ == State::closing && !closing_handshake)) return;
@@ -438,6 +460,7 @@ void Connection::send(uint16_t channel, const M& method) {
 void Connection::send_content(uint16_t channel, std::string_view method_payload,
                               const storage::MessageData& message) {
   if (state_ == State::closing || state_ == State::closed) return;
+  if (!acks_pending_.empty()) flush_pending_acks();
   bool was_empty = out_.empty();
   append_frame(out_, FrameType::method, channel, method_payload);
   append_frame(out_, FrameType::header, channel,
@@ -520,6 +543,14 @@ void Connection::feed(std::string& in) {
   }
   // Whatever the frames of one read write goes to the writer as one submit.
   core::WriteBatch batch(engine_);
+  struct Feeding {  // the acks this read released go out when it is worked off
+    Connection& c;
+    explicit Feeding(Connection& c) : c(c) { c.feeding_ = true; }
+    ~Feeding() {
+      c.feeding_ = false;
+      c.flush_pending_acks();
+    }
+  } feeding(*this);
   size_t used = 0;
   if (state_ == State::awaiting_header) {
     if (in.size() < kProtocolHeader.size()) return;
@@ -565,7 +596,7 @@ void Connection::handle_frame(const Frame& f) {
     if (d.method && std::holds_alternative<ConnectionClose>(*d.method)) send(0, ConnectionCloseOk{});
     if (d.method && (std::holds_alternative<ConnectionCloseOk>(*d.method) ||
                      std::holds_alternative<ConnectionClose>(*d.method)))
-      close_socket_now();
+      closed_by_handshake();
     return;
   }
   switch (FrameType(f.type)) {
@@ -652,9 +683,9 @@ void Connection::handle_connection_method(const AnyMethod& m) {
                  [&](const ConnectionClose&) {
                    release();
                    send(0, ConnectionCloseOk{});
-                   close_socket_now();
+                   closed_by_handshake();
                  },
-                 [&](const ConnectionCloseOk&) { close_socket_now(); },
+                 [&](const ConnectionCloseOk&) { closed_by_handshake(); },
                  [&](const ConnectionUpdateSecret&) { send(0, ConnectionUpdateSecretOk{}); },
                  [&](const ConnectionBlocked&) {},
                  [&](const ConnectionUnblocked&) {},

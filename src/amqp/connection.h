@@ -66,6 +66,8 @@ class Connection {
   bool should_close() const { return state_ == State::closed; }
   // ...and abruptly (a reset), as RabbitMQ does after a wrong protocol header.
   bool should_reset() const { return reset_; }
+  // ...or after the closing handshake, when the client may still be sending.
+  bool closed_cleanly() const { return closed_cleanly_; }
   // Stop reading the client: it is blocked by an alarm, it does not read what it is sent, a
   // reply waits for its commit (its later frames wait their turn), it publishes faster
   // than the store writes, it holds a partial body while bodies in flight are over their
@@ -127,6 +129,11 @@ class Connection {
   // A hard error: connection.close, then nothing but close-ok is read.
   void connection_error(const Status& status);
   void close_socket_now() { state_ = State::closed; }
+  // The closing handshake completed (close answered by close-ok, either way round).
+  void closed_by_handshake() {
+    state_ = State::closed;
+    closed_cleanly_ = true;
+  }
   void release();
   void retire_channel(uint16_t id);
 
@@ -154,6 +161,7 @@ class Connection {
   uint32_t frame_max_ = 0;
   uint16_t heartbeat_ = 0;
   bool reset_ = false;
+  bool closed_cleanly_ = false;
   bool blocked_ = false;             // sent connection.blocked; not read until unblocked
   uint64_t alarm_listener_ = 0;
   void on_alarm(bool raised);
@@ -165,6 +173,9 @@ class Connection {
   std::shared_ptr<core::Connection> core_;
   std::map<uint16_t, std::unique_ptr<ChannelState>> channels_;
   std::vector<std::unique_ptr<ChannelState>> retired_;  // destroyed at the end of feed()
+  bool feeding_ = false;               // working off a read
+  std::vector<uint16_t> acks_pending_;  // channels holding acks back until it is done
+  void flush_pending_acks();
 };
 
 }  // namespace warren::amqp

@@ -16,6 +16,9 @@ namespace warren::amqp {
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kAcceptRetry{200};
+// How long a cleanly closed connection waits for the client to close its end (RabbitMQ's
+// closing timeout).
+constexpr std::chrono::seconds kLinger{30};
 
 class Server::Session : public std::enable_shared_from_this<Session> {
  public:
@@ -112,7 +115,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     if (writing_ || closed_) return;
     std::string& out = conn_.output();
     if (out.empty()) {
-      if (conn_.should_close()) close();
+      if (conn_.should_close()) finish();
       else read();  // perhaps unblocked
       return;
     }
@@ -148,7 +151,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   void tick() {
     timer_.expires_after(std::chrono::milliseconds(500));
     timer_.async_wait([self = shared_from_this()](std::error_code ec) {
-      if (ec || self->closed_) return;
+      if (ec || self->closed_ || self->lingering_) return;
       uint16_t hb = self->conn_.heartbeat_seconds();
       auto now = Clock::now();
       if (self->conn_.handshake_overdue(now) && !self->conn_.refusing()) {
@@ -168,6 +171,41 @@ class Server::Session : public std::enable_shared_from_this<Session> {
         }
       }
       self->tick();
+    });
+  }
+
+  // The connection is over and its last frame is out. After a clean close the client may
+  // still be sending (frames it wrote before its close, or before our close reached it):
+  // those are read and dropped until it closes its end, so it never sees a reset. A broken
+  // stream (bad framing, a wrong protocol header) is closed at once.
+  void finish() {
+    if (!conn_.closed_cleanly()) {
+      close();
+      return;
+    }
+    if (lingering_) return;
+    lingering_ = true;
+    std::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    timer_.expires_after(kLinger);  // replaces the heartbeat tick
+    timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+      if (!ec) self->close();
+    });
+    discard_input();
+  }
+
+  void discard_input() {
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](std::error_code ec) {
+      if (self->closed_) return;
+      std::vector<char>& buffer = self->server_.read_buffer_;
+      while (!ec) {
+        self->socket_.read_some(asio::buffer(buffer), ec);  // an end of file ends it too
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+          self->discard_input();
+          return;
+        }
+      }
+      self->close();
     });
   }
 
@@ -197,6 +235,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   bool flush_scheduled_ = false;
   bool closed_ = false;
   bool draining_ = false;
+  bool lingering_ = false;
   std::unique_ptr<asio::steady_timer> refusal_timer_;
   Clock::time_point last_input_, last_output_;
 };
