@@ -1,5 +1,6 @@
 // Field tables and basic properties: decode arbitrary bytes; anything that decodes must
-// re-encode and decode to an equal value.
+// re-encode and decode to an equal value, and the priority read without decoding (priority
+// queues) must be the one the full decoder finds.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -14,7 +15,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // NaN floats compare unequal to themselves; compare the bytes instead.
     if (!again || warren::wire::encode_table(*again) != warren::wire::encode_table(*table)) __builtin_trap();
   }
+  auto peeked = warren::wire::peek_priority(in);  // must not read past the input either way
   if (auto props = warren::wire::decode_properties(in)) {
+    if (peeked != props->priority) __builtin_trap();
     auto again = warren::wire::decode_properties(warren::wire::encode_properties(*props));
     if (!again || warren::wire::encode_properties(*again) != warren::wire::encode_properties(*props))
       __builtin_trap();
