@@ -130,6 +130,17 @@ TEST(PriorityQueue, RefusesAMaximumAbove255WithRabbitsText) {
             "{max_value_exceeded,256}");
 }
 
+TEST(PriorityQueue, AQuorumQueueRefusesPriorities) {
+  auto broker = memory_broker();
+  auto ch = broker->channel();
+  Status s = error_of([&] {
+    ch.queue_declare("qq", {.durable = true, .arguments = max_priority(5, args({{"x-queue-type", FieldValue("quorum")}}))});
+  });
+  EXPECT_EQ(s.text(),
+            "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue 'qq' in vhost '/' of queue type "
+            "rabbit_quorum_queue");
+}
+
 class DurablePriorityQueue : public DurableBrokerTest {};
 
 TEST_F(DurablePriorityQueue, PrioritiesAndRequeuedPlacesSurviveARestart) {

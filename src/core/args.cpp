@@ -253,6 +253,11 @@ Status apply_queue_arguments(Queue& q, const FieldTable& args) {
                                resource("queue", q.name, q.vhost)),
                    method::queue_declare);
     };
+    if (in.find("x-max-priority"))
+      return error(ReplyCode::precondition_failed,
+                   fmt::format("invalid arg 'x-max-priority' for {} of queue type rabbit_quorum_queue",
+                               resource("queue", q.name, q.vhost)),
+                   method::queue_declare);
     if (!q.durable) return refuse("non-durable");
     if (q.exclusive) return refuse("exclusive-owner");
     if (q.auto_delete) return refuse("auto-delete");
