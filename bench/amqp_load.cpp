@@ -1,11 +1,14 @@
 // warren-load: an end-to-end AMQP load generator on librabbitmq, for Warren and RabbitMQ alike.
 //
 //   amqp_load --port 5672 --mode both --size 256 --messages 100000 --window 256 --prefetch 256
-//             [--queue-type classic|quorum] [--queue NAME]
+//             [--queue-type classic|quorum] [--queue NAME] [--max-priority N]
 //
 // publish: persistent messages with publisher confirms, at most --window unconfirmed.
 // consume: manual acks with --prefetch (the queue must hold --messages already).
 // both:    one producer and one consumer at once; timed until the consumer has them all.
+// rpc:     --messages round trips, one at a time, of a requester using direct reply-to
+//          (amq.rabbitmq.reply-to) and a responder consuming the request queue.
+// With --max-priority N the queue is a priority queue and message i has priority i % (N+1).
 // Prints one line: mode, size, window, prefetch, messages, seconds, messages per second.
 #include <amqp.h>
 #include <amqp_framing.h>
@@ -29,6 +32,7 @@ struct Options {
   int prefetch = 256;
   std::string queue_type = "classic";
   std::string queue = "warren-load";
+  int max_priority = -1;  // -1: a plain queue
 };
 
 [[noreturn]] void die(const char* what) {
@@ -52,17 +56,21 @@ amqp_connection_state_t connect(const Options& o) {
   return c;
 }
 
-void declare(amqp_connection_state_t c, const Options& o) {
-  amqp_table_entry_t entry;
+void declare(amqp_connection_state_t c, const Options& o, bool durable = true) {
+  amqp_table_entry_t entries[2];
   amqp_table_t args = amqp_empty_table;
+  args.entries = entries;
   if (o.queue_type == "quorum") {
-    entry.key = amqp_cstring_bytes("x-queue-type");
-    entry.value.kind = AMQP_FIELD_KIND_UTF8;
-    entry.value.value.bytes = amqp_cstring_bytes("quorum");
-    args.num_entries = 1;
-    args.entries = &entry;
+    entries[args.num_entries].key = amqp_cstring_bytes("x-queue-type");
+    entries[args.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[args.num_entries++].value.value.bytes = amqp_cstring_bytes("quorum");
   }
-  amqp_queue_declare(c, 1, amqp_cstring_bytes(o.queue.c_str()), 0, 1, 0, 0, args);
+  if (o.max_priority >= 0) {
+    entries[args.num_entries].key = amqp_cstring_bytes("x-max-priority");
+    entries[args.num_entries].value.kind = AMQP_FIELD_KIND_I32;
+    entries[args.num_entries++].value.value.i32 = o.max_priority;
+  }
+  amqp_queue_declare(c, 1, amqp_cstring_bytes(o.queue.c_str()), 0, durable, 0, !durable, args);
   check(c, "queue.declare");
 }
 
@@ -81,9 +89,11 @@ void publish_all(const Options& o) {
   amqp_basic_properties_t props;
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
   props.delivery_mode = 2;
+  if (o.max_priority >= 0) props._flags |= AMQP_BASIC_PRIORITY_FLAG;
   long published = 0, confirmed = 0;
   while (confirmed < o.messages) {
     while (published < o.messages && published - confirmed < o.window) {
+      if (o.max_priority >= 0) props.priority = uint8_t(published % (o.max_priority + 1));
       if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(o.queue.c_str()), 0, 0, &props,
                              amqp_bytes_t{body.size(), body.data()}) != AMQP_STATUS_OK)
         die("publish");
@@ -117,6 +127,56 @@ void consume_all(const Options& o) {
   close(c);
 }
 
+constexpr const char* kReplyTo = "amq.rabbitmq.reply-to";
+
+// Answers each request on the request queue to its reply_to, keeping its correlation id.
+void respond(const Options& o, long requests) {
+  amqp_connection_state_t c = connect(o);
+  amqp_basic_consume(c, 1, amqp_cstring_bytes(o.queue.c_str()), amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
+  check(c, "basic.consume (responder)");
+  for (long answered = 0; answered < requests; ++answered) {
+    amqp_envelope_t request;
+    amqp_maybe_release_buffers(c);
+    if (amqp_consume_message(c, &request, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL) die("consume request");
+    amqp_basic_properties_t props;
+    props._flags = AMQP_BASIC_CORRELATION_ID_FLAG;
+    props.correlation_id = request.message.properties.correlation_id;
+    if (amqp_basic_publish(c, 1, amqp_empty_bytes, request.message.properties.reply_to, 0, 0, &props,
+                           request.message.body) != AMQP_STATUS_OK)
+      die("reply");
+    amqp_destroy_envelope(&request);
+  }
+  close(c);
+}
+
+// One round trip at a time: a request with reply_to amq.rabbitmq.reply-to, then its reply.
+void request_all(const Options& o) {
+  amqp_connection_state_t c = connect(o);
+  declare(c, o, false);
+  std::thread responder([&] { respond(o, o.messages); });
+  amqp_basic_consume(c, 1, amqp_cstring_bytes(kReplyTo), amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
+  check(c, "basic.consume (amq.rabbitmq.reply-to)");
+  std::string body(o.size, 'r');
+  amqp_basic_properties_t props;
+  props._flags = AMQP_BASIC_REPLY_TO_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG;
+  props.reply_to = amqp_cstring_bytes(kReplyTo);
+  for (long i = 0; i < o.messages; ++i) {
+    std::string id = std::to_string(i);
+    props.correlation_id = amqp_cstring_bytes(id.c_str());
+    if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(o.queue.c_str()), 0, 0, &props,
+                           amqp_bytes_t{body.size(), body.data()}) != AMQP_STATUS_OK)
+      die("request");
+    amqp_envelope_t reply;
+    amqp_maybe_release_buffers(c);
+    if (amqp_consume_message(c, &reply, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL) die("consume reply");
+    const amqp_bytes_t& got = reply.message.properties.correlation_id;
+    if (std::string(static_cast<const char*>(got.bytes), got.len) != id) die("a reply to another request");
+    amqp_destroy_envelope(&reply);
+  }
+  responder.join();
+  close(c);
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -129,6 +189,7 @@ Options parse(int argc, char** argv) {
     else if (k == "--prefetch") o.prefetch = std::atoi(v.c_str());
     else if (k == "--queue-type") o.queue_type = v;
     else if (k == "--queue") o.queue = v;
+    else if (k == "--max-priority") o.max_priority = std::atoi(v.c_str());
     else die(("unknown option " + k).c_str());
   }
   return o;
@@ -147,8 +208,10 @@ int main(int argc, char** argv) {
     std::thread consumer([&] { consume_all(o); });
     publish_all(o);
     consumer.join();
+  } else if (o.mode == "rpc") {
+    request_all(o);
   } else {
-    die("mode is publish, consume or both");
+    die("mode is publish, consume, both or rpc");
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%s size=%zu window=%d prefetch=%d messages=%ld seconds=%.3f rate=%.0f/s\n", o.mode.c_str(), o.size,

@@ -2,6 +2,9 @@
 //
 //   build/bench/memory_bench [DIR] [MILLIONS...]     e.g. build/bench/memory_bench /tmp/wm 1 10
 //
+// With MAX_PRIORITY=N in the environment the queue is a priority queue (x-max-priority N)
+// and message i has priority i % (N+1).
+//
 // For each count, one child process fills a durable queue with persistent 256-byte
 // messages; a fresh child then opens the store, times the open, takes and acknowledges a
 // few messages (so the queue is in use), and reports RssAnon — anonymous memory: the heap
@@ -14,6 +17,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -37,6 +41,17 @@ long rss_anon_kib() {
   return -1;
 }
 
+int max_priority() {
+  const char* v = std::getenv("MAX_PRIORITY");
+  return v ? std::atoi(v) : -1;
+}
+
+warren::QueueOptions backlog_queue() {
+  warren::QueueOptions o{.durable = true};
+  if (max_priority() >= 0) o.arguments.set("x-max-priority", warren::FieldValue(int32_t(max_priority())));
+  return o;
+}
+
 const warren::BrokerOptions options(const std::string& dir) {
   return {.data_dir = dir, .durability = warren::Durability::nosync};
 }
@@ -44,12 +59,13 @@ const warren::BrokerOptions options(const std::string& dir) {
 void fill(const std::string& dir, uint64_t from, uint64_t to) {
   auto broker = warren::Broker::open(options(dir));
   auto ch = broker->channel();
-  ch.queue_declare("backlog", {.durable = true});
+  ch.queue_declare("backlog", backlog_queue());
   const std::string body(256, 'b');
   for (uint64_t i = from; i < to; ++i) {
     warren::Message m;
     m.body = body;
     m.properties.delivery_mode = 2;
+    if (max_priority() >= 0) m.properties.priority = uint8_t(i % uint64_t(max_priority() + 1));
     ch.basic_publish("", "backlog", std::move(m));
   }
   ch.flush(std::chrono::minutes(10));
@@ -69,7 +85,7 @@ Measurement measure(const std::string& dir) {
   m.open_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   auto ch = broker->channel();
-  m.messages = ch.queue_declare("backlog", {.durable = true}).message_count;
+  m.messages = ch.queue_declare("backlog", backlog_queue()).message_count;
   for (int i = 0; i < 1000; ++i)
     if (auto d = ch.basic_get("backlog")) ch.basic_ack(d->delivery_tag);
   ch.flush();

@@ -318,10 +318,10 @@ TEST(Crash, DeadLetterMovesAndDelayedRetriesLeaveEveryMessageInExactlyOnePlace) 
 
 TEST(Crash, PriorityOrderAndTheSingleActiveConsumerHoldAfterEveryKill) {
   constexpr int kRounds = 16;
-  size_t confirmed = kill_rounds("--priority-child", kRounds, [](Broker& broker, Channel& ch) {
+  Inbox first, second;  // outlive every round's broker, which may deliver while it closes
+  size_t confirmed = kill_rounds("--priority-child", kRounds, [&](Broker& broker, Channel& ch) {
     ch.queue_declare(kPriorityQueue, {.durable = true, .arguments = priority_queue_args()});
     const uint64_t ready = info(broker, kPriorityQueue).messages_ready;
-    Inbox first, second;
     ch.basic_consume(kPriorityQueue, first.callback(), {.arguments = args({{"x-priority", FieldValue(int32_t(1))}})});
     ch.basic_consume(kPriorityQueue, second.callback(), {.arguments = args({{"x-priority", FieldValue(int32_t(5))}})});
     std::multiset<uint64_t> present;

@@ -67,12 +67,13 @@ TEST(PriorityQueue, ARequeuedMessageGoesBackToItsPlaceInItsPriority) {
 }
 
 TEST(PriorityQueue, ConsumersWithPrefetchGetTheHighestPriorityWaiting) {
+  // Declared first so that they outlive the broker, which may deliver while its channels close.
+  Inbox inbox;
   auto broker = memory_broker();
   auto ch = broker->channel();
   ch.queue_declare("pq", {.arguments = max_priority(9)});
   for (int i = 0; i < 10; ++i) ch.basic_publish("", "pq", with_priority(std::to_string(i), uint8_t(i)));
   ch.basic_qos(1);
-  Inbox inbox;
   ch.basic_consume("pq", inbox.callback());
   Bodies order;
   for (int i = 0; i < 10; ++i) {
@@ -102,6 +103,8 @@ TEST(PriorityQueue, DropHeadDropsTheHighestPriorityAndRejectPublishCountsEveryMe
 }
 
 TEST(PriorityQueue, ExpiryAndDeadLetteringWorkInEveryLane) {
+  // Declared first so that they outlive the broker, which may deliver while its channels close.
+  Inbox dead;
   auto broker = memory_broker();
   auto ch = broker->channel();
   ch.queue_declare("dead");
@@ -109,7 +112,6 @@ TEST(PriorityQueue, ExpiryAndDeadLetteringWorkInEveryLane) {
                                                                {"x-dead-letter-exchange", FieldValue("")},
                                                                {"x-dead-letter-routing-key", FieldValue("dead")}}))});
   for (int p = 0; p <= 4; ++p) ch.basic_publish("", "pq", with_priority(std::to_string(p), uint8_t(p)));
-  Inbox dead;
   ch.basic_consume("dead", dead.callback(), {.no_ack = true});
   std::set<std::string> expired;
   for (int i = 0; i < 5; ++i) {
@@ -167,12 +169,13 @@ TEST_F(DurablePriorityQueue, PrioritiesAndRequeuedPlacesSurviveARestart) {
 // ---- single active consumer --------------------------------------------------------------
 
 TEST(SingleActiveConsumer, OnlyTheFirstReceivesAndTheNextTakesOverWithTheRequeuedFirst) {
+  // Declared first so that they outlive the broker, which may deliver while its channels close.
+  Inbox first, second;
   auto broker = memory_broker();
   auto first_ch = broker->channel();
   auto second_ch = broker->channel();
   first_ch.queue_declare("sac", {.arguments = args({{"x-single-active-consumer", FieldValue(true)}})});
   first_ch.basic_qos(2);
-  Inbox first, second;
   first_ch.basic_consume("sac", first.callback());
   second_ch.basic_consume("sac", second.callback());
   EXPECT_EQ(first_ch.queue_declare("sac", {.passive = true}).consumer_count, 2u);  // both, as RabbitMQ
@@ -193,10 +196,11 @@ TEST(SingleActiveConsumer, OnlyTheFirstReceivesAndTheNextTakesOverWithTheRequeue
 }
 
 TEST(SingleActiveConsumer, ACancelledActiveConsumerHandsOverInRegistrationOrder) {
+  // Declared first so that they outlive the broker, which may deliver while its channels close.
+  Inbox a, b, c;
   auto broker = memory_broker();
   auto ch = broker->channel();
   ch.queue_declare("sac", {.arguments = args({{"x-single-active-consumer", FieldValue(true)}})});
-  Inbox a, b, c;
   std::string tag_a = ch.basic_consume("sac", a.callback(), {.no_ack = true});
   ch.basic_consume("sac", b.callback(), {.no_ack = true});
   ch.basic_consume("sac", c.callback(), {.no_ack = true});
@@ -224,11 +228,12 @@ TEST(SingleActiveConsumer, RefusesANonBooleanWithRabbitsText) {
 // ---- consumer priorities ---------------------------------------------------------------
 
 TEST(ConsumerPriorities, TheHighestWithRoomGetsEverythingLowerOnesOnlyWhenItIsFull) {
+  // Declared first so that they outlive the broker, which may deliver while its channels close.
+  Inbox low, high;
   auto broker = memory_broker();
   auto low_ch = broker->channel(), high_ch = broker->channel();
   low_ch.queue_declare("work");
   high_ch.basic_qos(3);
-  Inbox low, high;
   low_ch.basic_consume("work", low.callback(), {.arguments = args({{"x-priority", FieldValue(int32_t(1))}})});
   high_ch.basic_consume("work", high.callback(), {.arguments = args({{"x-priority", FieldValue(int32_t(10))}})});
   for (int i = 0; i < 5; ++i) low_ch.basic_publish("", "work", transient(std::to_string(i)));
@@ -248,10 +253,11 @@ TEST(ConsumerPriorities, TheHighestWithRoomGetsEverythingLowerOnesOnlyWhenItIsFu
 }
 
 TEST(ConsumerPriorities, EqualPrioritiesShareRoundRobin) {
+  // Declared first so that they outlive the broker, which may deliver while its channels close.
+  Inbox a, b, low;
   auto broker = memory_broker();
   auto ch = broker->channel();
   ch.queue_declare("work");
-  Inbox a, b, low;
   auto top = args({{"x-priority", FieldValue(int32_t(5))}});
   ch.basic_consume("work", a.callback(), {.no_ack = true, .arguments = top});
   ch.basic_consume("work", low.callback(), {.no_ack = true});
@@ -279,10 +285,11 @@ TEST(ConsumerPriorities, ANonIntegerPriorityIsRefused) {
 // ---- direct reply-to -------------------------------------------------------------------
 
 TEST(DirectReplyTo, ARequestCarriesATokenThatReachesTheRequestersConsumer) {
+  // Declared first so that they outlive the broker, which may deliver while its channels close.
+  Inbox replies;
   auto broker = memory_broker();
   auto client = broker->channel(), server = broker->channel();
   server.queue_declare("rpc");
-  Inbox replies;
   std::string tag = client.basic_consume("amq.rabbitmq.reply-to", replies.callback(), {.no_ack = true});
   Message request = transient("2+2");
   request.properties.reply_to = "amq.rabbitmq.reply-to";
