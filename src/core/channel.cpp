@@ -431,10 +431,12 @@ MessagePtr with_delivery_count(const MessagePtr& m) {
 
 }  // namespace
 
-DeliveryInfo Channel::delivery_info(uint64_t tag, const Queue& q, Taken& t, std::string consumer_tag,
+DeliveryInfo Channel::delivery_info(uint64_t tag, Queue& q, Taken& t, std::string consumer_tag,
                                     bool is_get) {
   MessagePtr m = std::move(t.message);
   bool redelivered = t.redelivered || m->delivery_count > 0;
+  ++q.stats.deliver_get;
+  q.stats.redeliver += redelivered;
   if (q.settings.counts_deliveries() && (is_get || m->delivery_count > 0)) m = with_delivery_count(m);
   uint32_t count = is_get ? uint32_t(q.ready()) : 0;
   return DeliveryInfo{tag, redelivered, std::move(consumer_tag), count, std::move(m)};
@@ -595,6 +597,7 @@ void Channel::settle_one(Unacked& u, Settle how, WriteBatch& batch) {
       u.queue->rejected(u.delivery, batch);
       break;
     case Settle::ack:
+      ++u.queue->stats.ack;
       u.queue->acked(u.delivery, batch);
       break;
     case Settle::requeue:

@@ -151,7 +151,7 @@ class Channel {
   Status publish_now(PublishInput input, WriteBatch& batch);
   Status publish_checks(const PublishInput& in, std::shared_ptr<class Exchange>* exchange,
                         uint64_t* expires_at);
-  DeliveryInfo delivery_info(uint64_t tag, const Queue& q, Taken& t, std::string consumer_tag,
+  DeliveryInfo delivery_info(uint64_t tag, Queue& q, Taken& t, std::string consumer_tag,
                              bool is_get);
   void route(const class Exchange& exchange, const PublishInput& in, bool* strip_bcc);
   Result<std::string> consume_replies(std::string tag, const ConsumeOptions& o);

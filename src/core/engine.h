@@ -74,6 +74,9 @@ class Engine {
   // Adds a vhost with the default exchanges (no-op if it exists).
   Vhost& add_vhost(std::string_view name);
   std::vector<QueueInfo> list_queues() const;
+  // For the management API (loop thread).
+  const std::map<std::string, std::unique_ptr<Vhost>, std::less<>>& vhosts() const { return vhosts_; }
+  const std::vector<std::shared_ptr<Connection>>& connections() const { return connections_; }
 
   // Moves (or copies) up to `max` ready messages of `from`, oldest first, into `to`, or
   // with `to` empty into the queue named by each message's newest x-death entry. Each

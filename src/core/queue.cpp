@@ -193,6 +193,7 @@ Queue::Enqueued Queue::enqueue(MessagePtr message, WriteBatch& batch) {
     lane.tail_base = seq;
     engine_.track_inflight(shared_from_this());
   }
+  ++stats.publish;
   const uint64_t expires_at = message->expires_at;
   if (expires_at) engine_.wake_at(expires_at);
   lane.tail.push_back({std::move(message), commit, db});

@@ -147,6 +147,13 @@ class Queue : public std::enable_shared_from_this<Queue> {
   uint64_t delayed() const;
   uint64_t duplicates() const { return duplicates_; }
   size_t lanes() const { return lanes_.size(); }
+  // Counts since start, for the management API's message_stats.
+  struct MessageStats {
+    uint64_t publish = 0;      // messages enqueued
+    uint64_t deliver_get = 0;  // deliveries and gets
+    uint64_t ack = 0;          // acknowledged by a consumer
+    uint64_t redeliver = 0;    // deliveries flagged redelivered
+  } stats;
 
   // --- consumers --------------------------------------------------------------------
   // In registration order. With x-single-active-consumer only the first one receives.

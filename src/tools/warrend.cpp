@@ -14,6 +14,7 @@
 #include "amqp/server.h"
 #include "common/log.h"
 #include "core/engine.h"
+#include "mgmt/http_server.h"
 #include "storage/check.h"
 #include "tools/warrend_options.h"
 
@@ -87,6 +88,13 @@ int main(int argc, char** argv) {
     std::printf("port %u\n", unsigned(server.port()));
     std::fflush(stdout);
   }
+  mgmt::Api management_api(*engine.value(), settings.amqp.users);
+  mgmt::HttpServer management(io, *engine.value(), management_api);
+  if (settings.management_port != 0)
+    if (Status s = management.start(settings.management_bind, settings.management_port); !s) {
+      log::error("{}", s.text());
+      return 1;
+    }
   log::info("warrend ready: data in {} ({})", settings.broker.durability == Durability::in_memory
                                                   ? std::string("memory")
                                                   : settings.broker.data_dir,
@@ -96,6 +104,7 @@ int main(int argc, char** argv) {
   signals.async_wait([&](std::error_code ec, int signal) {
     if (ec) return;
     log::info("signal {}: shutting down", signal);
+    management.stop();
     // Every publish already read is confirmed or nacked before its connection is closed;
     // clients get a few seconds to answer connection.close.
     server.shutdown(std::chrono::seconds(5), [&] { io.stop(); });

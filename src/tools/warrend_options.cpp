@@ -93,6 +93,11 @@ Settings parse_settings(int argc, char** argv) {
                  "Bytes of message bodies still arriving, over all connections, before those "
                  "connections are not read")
       ->capture_default_str();
+  app.add_option("--management-port", s.management_port,
+                 "Port of the management HTTP API (RabbitMQ's paths and JSON); 0 turns it off")
+      ->capture_default_str();
+  app.add_option("--management-bind", s.management_bind, "Address the management HTTP API listens on")
+      ->capture_default_str();
   app.add_flag("--accept-data-loss", s.broker.accept_data_loss,
                "Open a store whose journal is damaged as LMDB holds it, losing what the journal lost");
   app.add_option("--log-level", level, "debug, info, warning, error or none")

@@ -16,14 +16,25 @@ import uuid
 
 
 def start_warrend(*args, **popen):
-    """Starts warrend with --port 0 and returns (process, port) once it listens."""
+    """Starts warrend with --port 0 (and no management API unless args ask for one) and
+    returns (process, port) once it listens."""
     popen.setdefault("text", True)
-    proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", *args], stdout=subprocess.PIPE, **popen)
+    management = [] if "--management-port" in args else ["--management-port", "0"]
+    proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", *management, *args], stdout=subprocess.PIPE,
+                            **popen)
     line = proc.stdout.readline()
     if not line.startswith("port "):
         proc.kill()
         raise RuntimeError(f"warrend did not print its port: {line!r}")
     return proc, int(line.split()[1])
+
+
+def free_port():
+    """A port nobody listens on just now (another process may take it before it is used:
+    whoever starts a server on it retries with another one if it is taken)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def unique(prefix):
@@ -36,21 +47,35 @@ class Broker:
         self.external = "AMQP_PORT" in os.environ
         if self.external:
             self.port = int(os.environ["AMQP_PORT"])
+            self.mgmt_port = int(os.environ.get("MGMT_PORT", "15672"))
             self.restart_command = os.environ.get("AMQP_RESTART")
             return
         self.warrend = os.environ["WARREND"]
         self.dir = tempfile.mkdtemp(prefix="warren-interop-")
         self.port = 0  # chosen by the first start, kept across restarts
+        self.mgmt_port = None  # the management API's, likewise
         self.proc = None
         self.start()
 
     def start(self):
+        for _ in range(5):  # a free port may be taken before warrend binds it: then another
+            mgmt_port = self.mgmt_port or free_port()
+            if self._start(mgmt_port):
+                self.mgmt_port = mgmt_port
+                return
+            if self.mgmt_port or not any("management API" in line for line in self.log):
+                break
+        raise RuntimeError("warrend exited before it was ready:\n" + "".join(self.log))
+
+    def _start(self, mgmt_port):
         self.proc = subprocess.Popen(
-            [self.warrend, "--port", str(self.port), "--data-dir", self.dir,
+            [self.warrend, "--port", str(self.port), "--data-dir", self.dir, "--management-port", str(mgmt_port),
              "--durability", "nosync", "--log-level", "info"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if self.port == 0:
-            self.port = int(self.proc.stdout.readline().split()[1])
+        if self.port == 0:  # "port N" comes once the AMQP port is bound, before the management one
+            first = self.proc.stdout.readline()
+            if first.startswith("port "):
+                self.port = int(first.split()[1])
         self.proc.stdout.close()
         self.log = []
         for line in self.proc.stderr:  # wait for the event, not for time
@@ -58,10 +83,13 @@ class Broker:
             if "warrend ready" in line:
                 break
         else:
-            raise RuntimeError("warrend exited before it was ready:\n" + "".join(self.log))
+            self.proc.wait()
+            self.proc.stderr.close()
+            return False
         # Keep reading its log so it never blocks on a full pipe; shown if it fails.
         self._drain = threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True)
         self._drain.start()
+        return True
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,932 @@
+#include "mgmt/api.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <regex>
+
+#include "core/errors.h"
+#include "common/log.h"
+#include "mgmt/json_fields.h"
+#include "mgmt/password_hash.h"
+#include "wire/properties_codec.h"
+
+namespace warren::mgmt {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::chrono::seconds kRateInterval{5};
+
+Response error(int status, std::string_view error, std::string_view reason) {
+  return {status, json{{"error", error}, {"reason", reason}}};
+}
+Response not_found() { return error(404, "Object Not Found", "Not Found"); }
+Response bad_request(std::string_view reason) { return error(400, "bad_request", reason); }
+
+// RabbitMQ's reply text without its "NAME - " prefix, as the management plugin shows it.
+Response from_status(const Status& s) {
+  std::string_view text = s.text();
+  if (auto dash = text.find(" - "); dash != std::string_view::npos) text.remove_prefix(dash + 3);
+  if (s.code() == ReplyCode::not_found) return not_found();
+  if (s.code() == ReplyCode::access_refused) return error(403, "access_refused", text);
+  return bad_request(text);
+}
+
+std::string percent_decoded(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out.push_back(char(hex(s[i + 1]) * 16 + hex(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// What RabbitMQ writes in a binding's properties_key: the routing key with everything but
+// unreserved characters percent-encoded.
+std::string percent_encoded(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out.push_back(char(c));
+    else out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
+std::vector<std::string> segments(std::string_view path) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < path.size()) {
+    size_t slash = path.find('/', at);
+    if (slash == std::string_view::npos) slash = path.size();
+    if (slash > at) out.push_back(percent_decoded(path.substr(at, slash - at)));
+    at = slash + 1;
+  }
+  return out;
+}
+
+// std::regex compiles repeats by copying and matches by recursion: a pattern that is short
+// and repeats little keeps both bounded.
+bool bounded_pattern(std::string_view pattern) {
+  if (pattern.size() > 256) return false;
+  bool in_repeat = false;
+  size_t digits = 0;
+  for (char c : pattern) {
+    if (c == '{') in_repeat = true;
+    if (c == '}') in_repeat = false;
+    digits = in_repeat && std::isdigit(static_cast<unsigned char>(c)) ? digits + 1 : 0;
+    if (digits > 2) return false;  // {100} and more
+  }
+  return true;
+}
+
+// A boolean field: true/false, or the strings "true"/"false" (what rabbitmqadmin sends).
+std::optional<bool> flag(const json& body, const char* key, bool fallback) {
+  if (!body.contains(key)) return fallback;
+  const json& v = body[key];
+  if (v.is_boolean()) return v.get<bool>();
+  if (v == "true") return true;
+  if (v == "false") return false;
+  return std::nullopt;
+}
+
+// A non-negative integer field: a number or a string of digits.
+std::optional<int64_t> count_field(const json& body, const char* key, int64_t fallback) {
+  if (!body.contains(key)) return fallback;
+  const json& v = body[key];
+  if (v.is_number_integer() && v.get<int64_t>() >= 0) return v.get<int64_t>();
+  if (v.is_string()) {
+    const std::string& text = v.get_ref<const std::string&>();
+    if (!text.empty() && text.size() < 18 && text.find_first_not_of("0123456789") == std::string::npos)
+      return std::stoll(text);
+  }
+  return std::nullopt;
+}
+
+// Adds "<name>_details": {"rate": r} next to each count, as RabbitMQ writes message_stats.
+json with_rates(const std::map<std::string, uint64_t>& counts, const std::map<std::string, double>& rates) {
+  json out = json::object();
+  for (const auto& [name, count] : counts) {
+    out[name] = count;
+    auto it = rates.find(name);
+    out[name + "_details"] = json{{"rate", it == rates.end() ? 0.0 : it->second}};
+  }
+  return out;
+}
+
+// What the management's own channel is told: only whether a publish came back unroutable.
+class ReturnWatch : public core::ChannelSink {
+ public:
+  bool returned = false;
+  void on_deliver(core::DeliveryInfo) override {}
+  void on_confirm(uint64_t, bool, bool) override {}
+  void on_return(core::ReturnInfo) override { returned = true; }
+  void on_consumer_cancelled(const std::string&) override {}
+  void on_closed(const Status&) override {}
+};
+
+}  // namespace
+
+class Handlers {
+ public:
+  Handlers(Api& api, const Request& r) : api_(api), engine_(api.engine_), r_(r), parts_(segments(r.path)) {}
+
+  Response run() {
+    if (parts_.empty() || parts_[0] != "api") return not_found();
+    const std::string what = parts_.size() > 1 ? parts_[1] : "";
+    const size_t n = parts_.size();
+    if (what == "overview" && n == 2) return only("GET", [&] { return overview(); });
+    if (what == "whoami" && n == 2) return only("GET", [&] { return ok(json{{"name", r_.user}, {"tags", json::array({"administrator"})}}); });
+    if (what == "vhosts") return only("GET", [&] { return vhosts(); });
+    if (what == "users" && n == 2) return only("GET", [&] { return users(); });
+    if (what == "nodes" && n == 2) return only("GET", [&] { return list(json::array({node()})); });
+    if (what == "queues") return queues();
+    if (what == "exchanges") return exchanges();
+    if (what == "bindings") return bindings();
+    if (what == "connections" && n == 2) return only("GET", [&] { return list(connections()); });
+    if (what == "channels" && n == 2) return only("GET", [&] { return list(json::array()); });
+    if (what == "consumers") return only("GET", [&] { return list(consumers()); });
+    if (what == "definitions" && n == 2) return definitions();
+    if (what == "aliveness-test" && n == 3) return only("GET", [&] { return aliveness(parts_[2]); });
+    if (what == "health" && n == 4 && parts_[2] == "checks" && parts_[3] == "alarms")
+      return only("GET", [&] { return alarms(); });
+    return not_found();
+  }
+
+ private:
+  template <class F>
+  Response only(std::string_view method, F&& fn) {
+    if (r_.method != method) return {405, nullptr};
+    return fn();
+  }
+  static Response ok(json body) { return {200, std::move(body)}; }
+
+  std::optional<std::string> query(std::string_view key) const {
+    auto it = r_.query.find(std::string(key));
+    return it == r_.query.end() ? std::nullopt : std::optional(it->second);
+  }
+
+  // The request body as a JSON object (an empty body is an empty object).
+  std::optional<json> body_object(Response* failed) const {
+    if (r_.body.empty()) return json::object();
+    json parsed = json::parse(r_.body, nullptr, false);
+    if (parsed.is_discarded()) {
+      *failed = bad_request("invalid JSON in the request body");
+      return std::nullopt;
+    }
+    if (!parsed.is_object()) {
+      *failed = bad_request(fmt::format("invalid payload: the request body JSON-decoded to a {}. Is the input "
+                                        "doubly-JSON-encoded?",
+                                        parsed.is_string() ? "string" : parsed.type_name()));
+      return std::nullopt;
+    }
+    return parsed;
+  }
+
+  // A list answer with RabbitMQ's filtering (name, use_regex), paging (page, page_size) and
+  // columns.
+  Response list(json items) const {
+    auto page = query("page");
+    auto columns = query("columns");
+    if (!page) return ok(columns ? only_columns(std::move(items), *columns) : std::move(items));
+    const long total = long(items.size());
+    // RabbitMQ filters by name only when paging.
+    if (auto name = query("name"); name && !name->empty()) {
+      const bool regex = query("use_regex") == std::optional<std::string>("true");
+      std::optional<std::regex> pattern;
+      if (regex) {
+        if (!bounded_pattern(*name)) return bad_request("regular expression too long or with too large a repeat");
+        try {
+          pattern.emplace(*name);
+        } catch (const std::regex_error&) {
+          return bad_request("invalid regular expression");
+        }
+      }
+      json kept = json::array();
+      for (auto& item : items) {
+        const std::string item_name = item.value("name", "");
+        if (regex ? std::regex_search(item_name, *pattern) : item_name.find(*name) != std::string::npos)
+          kept.push_back(std::move(item));
+      }
+      items = std::move(kept);
+    }
+    const auto number = [](const std::optional<std::string>& s, long fallback) {
+      if (!s) return fallback;
+      char* end = nullptr;
+      long v = std::strtol(s->c_str(), &end, 10);
+      return end && *end == '\0' && !s->empty() ? v : -1;
+    };
+    long page_number = number(page, 1), page_size = number(query("page_size"), 100);
+    if (page_number < 1 || page_size < 1 || page_size > 500)
+      return bad_request("page and page_size must be positive integers (page_size at most 500)");
+    const long filtered = long(items.size());
+    json slice = json::array();
+    for (long i = (page_number - 1) * page_size; i < std::min(filtered, page_number * page_size); ++i)
+      slice.push_back(items[size_t(i)]);
+    if (columns) slice = only_columns(std::move(slice), *columns);
+    return ok(json{{"filtered_count", filtered},
+                   {"item_count", slice.size()},
+                   {"items", std::move(slice)},
+                   {"page", page_number},
+                   {"page_count", std::max<long>(1, (filtered + page_size - 1) / page_size)},
+                   {"page_size", page_size},
+                   {"total_count", total}});
+  }
+
+  static json only_columns(json items, const std::string& columns) {
+    std::vector<std::string> wanted;
+    for (size_t at = 0; at <= columns.size();) {
+      size_t comma = std::min(columns.find(',', at), columns.size());
+      if (comma > at) wanted.push_back(columns.substr(at, comma - at));
+      at = comma + 1;
+    }
+    json out = json::array();
+    for (const auto& item : items) {
+      json picked = json::object();
+      for (const auto& column : wanted) {
+        // "message_stats.publish" picks inside an object, as RabbitMQ allows.
+        auto dot = column.find('.');
+        if (dot == std::string::npos) {
+          if (item.contains(column)) picked[column] = item[column];
+        } else if (auto outer = column.substr(0, dot); item.contains(outer) && item[outer].is_object()) {
+          if (auto inner = column.substr(dot + 1); item[outer].contains(inner)) picked[outer][inner] = item[outer][inner];
+        }
+      }
+      out.push_back(std::move(picked));
+    }
+    return out;
+  }
+
+  // Rates over the last sample interval: counts are remembered every kRateInterval.
+  std::map<std::string, double> rates(const std::string& key, const std::map<std::string, uint64_t>& counts) {
+    auto now = std::chrono::steady_clock::now();
+    auto [it, fresh] = api_.samples_.try_emplace(key, Api::Rates{now, counts});
+    std::map<std::string, double> out;
+    if (fresh) return out;
+    Api::Rates& sample = it->second;
+    double seconds = std::chrono::duration<double>(now - sample.at).count();
+    if (seconds > 0)
+      for (const auto& [name, count] : counts)
+        out[name] = double(count - std::min(count, sample.counts[name])) / std::max(seconds, 1.0);
+    if (now - sample.at >= kRateInterval) sample = {now, counts};
+    return out;
+  }
+
+  // ---- reading ------------------------------------------------------------------------
+
+  json node() const {
+    return json{{"name", "warren@localhost"},
+                {"type", "disc"},
+                {"running", true},
+                {"mem_used", core::resident_memory()},
+                {"mem_alarm", engine_.memory_alarm()},
+                {"disk_free_alarm", engine_.disk_alarm()}};
+  }
+
+  json queue_json(const core::Vhost& vhost, const core::Queue& q) {
+    std::map<std::string, uint64_t> counts{{"publish", q.stats.publish},
+                                           {"deliver_get", q.stats.deliver_get},
+                                           {"ack", q.stats.ack},
+                                           {"redeliver", q.stats.redeliver}};
+    const uint64_t ready = q.ready(), unacked = q.unacked();
+    return json{{"name", q.name},
+                {"vhost", vhost.name},
+                {"durable", q.durable},
+                {"auto_delete", q.auto_delete},
+                {"exclusive", q.exclusive},
+                {"arguments", to_json(q.arguments)},
+                {"type", q.settings.quorum ? "quorum" : "classic"},
+                {"state", "running"},
+                {"node", "warren@localhost"},
+                {"messages", ready + unacked},
+                {"messages_ready", ready},
+                {"messages_unacknowledged", unacked},
+                {"messages_delayed", q.delayed()},
+                {"consumers", q.consumers.size()},
+                {"message_stats", with_rates(counts, rates("queue " + vhost.name + "/" + q.name, counts))}};
+  }
+
+  json exchange_json(const core::Vhost& vhost, const core::Exchange& x) const {
+    return json{{"name", x.name},
+                {"vhost", vhost.name},
+                {"type", x.type_name},
+                {"durable", x.durable},
+                {"auto_delete", x.auto_delete},
+                {"internal", x.internal},
+                {"arguments", to_json(x.arguments)}};
+  }
+
+  static json binding_json(const core::Vhost& vhost, const std::string& source, const std::string& destination,
+                           bool to_queue, const std::string& key, const FieldTable& arguments) {
+    return json{{"source", source},
+                {"vhost", vhost.name},
+                {"destination", destination},
+                {"destination_type", to_queue ? "queue" : "exchange"},
+                {"routing_key", key},
+                {"arguments", to_json(arguments)},
+                {"properties_key", arguments.empty() ? (key.empty() ? "~" : percent_encoded(key)) : percent_encoded(key) + "~"}};
+  }
+
+  // The vhosts a path names: all of them, or the one in parts_[i] (nullptr: no such vhost).
+  std::vector<const core::Vhost*> vhosts_named(size_t i) const {
+    std::vector<const core::Vhost*> out;
+    if (parts_.size() <= i) {
+      for (const auto& [name, vhost] : engine_.vhosts()) out.push_back(vhost.get());
+    } else if (auto* v = engine_.find_vhost(parts_[i])) {
+      out.push_back(v);
+    } else {
+      out.push_back(nullptr);
+    }
+    return out;
+  }
+
+  Response overview() {
+    uint64_t queues = 0, exchanges = 0, consumers = 0, ready = 0, unacked = 0;
+    std::map<std::string, uint64_t> counts{{"publish", 0}, {"deliver_get", 0}, {"ack", 0}, {"redeliver", 0}};
+    for (const auto& [name, vhost] : engine_.vhosts()) {
+      exchanges += vhost->exchanges.size();
+      for (const auto& [qname, q] : vhost->queues) {
+        ++queues;
+        consumers += q->consumers.size();
+        ready += q->ready();
+        unacked += q->unacked();
+        counts["publish"] += q->stats.publish;
+        counts["deliver_get"] += q->stats.deliver_get;
+        counts["ack"] += q->stats.ack;
+        counts["redeliver"] += q->stats.redeliver;
+      }
+    }
+    std::map<std::string, uint64_t> depth{{"messages", ready + unacked}, {"messages_ready", ready},
+                                          {"messages_unacknowledged", unacked}};
+    size_t channels = 0;
+    for (const auto& c : engine_.connections()) channels += c->channels.size();
+    return ok(json{{"management_version", "3.10.8"},
+                   {"rabbitmq_version", "3.10.8"},
+                   {"product_name", "Warren"},
+                   {"product_version", "0.1.0"},
+                   {"cluster_name", "warren"},
+                   {"node", "warren@localhost"},
+                   {"object_totals",
+                    {{"connections", engine_.connections().size()},
+                     {"channels", channels},
+                     {"consumers", consumers},
+                     {"exchanges", exchanges},
+                     {"queues", queues}}},
+                   {"queue_totals", with_rates(depth, rates("depth", depth))},
+                   {"message_stats", with_rates(counts, rates("overview", counts))},
+                   {"exchange_types", json::array({json{{"name", "direct"}}, json{{"name", "fanout"}},
+                                                   json{{"name", "topic"}}, json{{"name", "headers"}}})}});
+  }
+
+  Response vhosts() {
+    if (parts_.size() > 3) return not_found();
+    json out = json::array();
+    for (const auto* v : vhosts_named(2)) {
+      if (!v) return not_found();
+      uint64_t ready = 0, unacked = 0;
+      for (const auto& [name, q] : v->queues) {
+        ready += q->ready();
+        unacked += q->unacked();
+      }
+      out.push_back(json{{"name", v->name},
+                         {"description", ""},
+                         {"tags", json::array()},
+                         {"tracing", false},
+                         {"messages", ready + unacked},
+                         {"messages_ready", ready},
+                         {"messages_unacknowledged", unacked}});
+    }
+    if (parts_.size() == 3) return ok(out[0]);
+    return list(std::move(out));
+  }
+
+  Response users() const {
+    json out = json::array();
+    for (const auto& [name, password] : api_.users_)
+      out.push_back(json{{"name", name}, {"tags", json::array({"administrator"})}});
+    return ok(std::move(out));
+  }
+
+  json connections() const {
+    json out = json::array();
+    for (const auto& c : engine_.connections())
+      out.push_back(json{{"name", c->name},
+                         {"user", c->user},
+                         {"vhost", c->vhost ? c->vhost->name : ""},
+                         {"channels", c->channels.size()},
+                         {"state", "running"}});
+    return out;
+  }
+
+  json consumers() const {
+    json out = json::array();
+    for (const auto* v : vhosts_named(2)) {
+      if (!v) return out;
+      for (const auto& [qname, q] : v->queues)
+        for (const auto& c : q->consumers)
+          out.push_back(json{{"consumer_tag", c->tag},
+                             {"queue", json{{"name", qname}, {"vhost", v->name}}},
+                             {"ack_required", !c->no_ack},
+                             {"exclusive", c->exclusive},
+                             {"prefetch_count", c->prefetch},
+                             {"arguments", c->priority ? json{{"x-priority", c->priority}} : json::object()},
+                             {"active", !q->settings.single_active_consumer || q->active_consumer() == c.get()}});
+    }
+    return out;
+  }
+
+  Response aliveness(const std::string& vhost) {
+    if (!engine_.find_vhost(vhost)) return not_found();
+    return ok(json{{"status", "ok"}});
+  }
+
+  Response alarms() const {
+    if (!engine_.any_alarm()) return ok(json{{"status", "ok"}});
+    json alarms = json::array();
+    if (engine_.memory_alarm()) alarms.push_back(json{{"resource", "memory"}, {"node", "warren@localhost"}});
+    if (engine_.disk_alarm()) alarms.push_back(json{{"resource", "disk"}, {"node", "warren@localhost"}});
+    return {503, json{{"status", "failed"}, {"reason", "resource alarm(s) in effect in the cluster"}, {"alarms", alarms}}};
+  }
+
+  // ---- queues -------------------------------------------------------------------------
+
+  Response queues() {
+    const size_t n = parts_.size();
+    if (n <= 3 && r_.method == "GET") {
+      json out = json::array();
+      for (const auto* v : vhosts_named(2)) {
+        if (!v) return not_found();
+        std::vector<std::string> names;
+        for (const auto& [name, q] : v->queues) names.push_back(name);
+        std::sort(names.begin(), names.end());
+        for (const auto& name : names) out.push_back(queue_json(*v, *v->queues.at(name)));
+      }
+      return list(std::move(out));
+    }
+    if (n <= 3) return {405, nullptr};
+    const std::string& vhost = parts_[2];
+    const std::string& name = parts_[3];
+    if (n == 4) {
+      if (r_.method == "GET") {
+        const auto* v = engine_.find_vhost(vhost);
+        auto it = v ? v->queues.find(name) : decltype(v->queues.end()){};
+        if (!v || it == v->queues.end()) return not_found();
+        return ok(queue_json(*v, *it->second));
+      }
+      if (r_.method == "PUT") return declare_queue(vhost, name);
+      if (r_.method == "DELETE") return delete_queue(vhost, name);
+      return {405, nullptr};
+    }
+    if (n == 5 && parts_[4] == "contents") return only("DELETE", [&] { return purge(vhost, name); });
+    if (n == 5 && parts_[4] == "get") return only("POST", [&] { return get(vhost, name); });
+    if (n == 5 && parts_[4] == "bindings") return only("GET", [&] { return queue_bindings(vhost, name); });
+    return not_found();
+  }
+
+  // Runs fn with a channel of the management's own connection to `vhost`: what it changes
+  // goes through the same rules, texts and durability as an AMQP client's change.
+  template <class F>
+  Response with_channel(const std::string& vhost, F&& fn) {
+    if (!engine_.find_vhost(vhost)) return error(404, "not_found", "vhost_not_found");
+    auto connection = engine_.connect("management", r_.user, vhost);
+    auto channel = engine_.open_channel(*connection, 1, &watch_);
+    Response response = fn(*channel);
+    engine_.disconnect(*connection);
+    return response;
+  }
+
+  Response declare_queue(const std::string& vhost, const std::string& name) {
+    Response failed;
+    auto body = body_object(&failed);
+    if (!body) return failed;
+    QueueOptions o;
+    auto durable = flag(*body, "durable", true), auto_delete = flag(*body, "auto_delete", false);
+    if (!durable || !auto_delete) return bad_request("durable and auto_delete must be booleans");
+    o.durable = *durable;
+    o.auto_delete = *auto_delete;
+    auto arguments = table_from_json(body->value("arguments", json::object()));
+    if (!arguments) return bad_request("arguments must be an object");
+    o.arguments = std::move(*arguments);
+    return with_channel(vhost, [&](core::Channel& ch) {
+      const bool existed = engine_.find_vhost(vhost)->queues.count(name) > 0;
+      auto r = ch.queue_declare(name, o);
+      if (!r.ok()) return from_status(r.status());
+      return Response{existed ? 204 : 201, nullptr, r.value().commit};
+    });
+  }
+
+  Response delete_queue(const std::string& vhost, const std::string& name) {
+    QueueDeleteOptions o;
+    o.if_empty = query("if-empty") == std::optional<std::string>("true");
+    o.if_unused = query("if-unused") == std::optional<std::string>("true");
+    return with_channel(vhost, [&](core::Channel& ch) {
+      if (!engine_.find_vhost(vhost)->queues.count(name)) return not_found();
+      auto r = ch.queue_delete(name, o);
+      if (!r.ok()) return from_status(r.status());
+      return Response{204, nullptr, r.value().commit};
+    });
+  }
+
+  Response purge(const std::string& vhost, const std::string& name) {
+    return with_channel(vhost, [&](core::Channel& ch) {
+      auto r = ch.queue_purge(name);
+      if (!r.ok()) return from_status(r.status());
+      return Response{204, nullptr, r.value().commit};
+    });
+  }
+
+  Response get(const std::string& vhost, const std::string& name) {
+    Response failed;
+    auto body = body_object(&failed);
+    if (!body) return failed;
+    const auto count = count_field(*body, "count", 1);
+    const std::string ackmode = body->value("ackmode", "ack_requeue_true");
+    const std::string encoding = body->value("encoding", "auto");
+    if (!count) return bad_request("count must be a non-negative integer");
+    if (ackmode != "ack_requeue_true" && ackmode != "ack_requeue_false" && ackmode != "reject_requeue_true" &&
+        ackmode != "reject_requeue_false")
+      return bad_request(fmt::format("unknown ackmode '{}'", ackmode));
+    if (encoding != "auto" && encoding != "base64") return bad_request(fmt::format("unknown encoding '{}'", encoding));
+    const auto truncate = count_field(*body, "truncate", -1);
+    if (!truncate) return bad_request("truncate must be a non-negative integer");
+    const bool requeue = ackmode.ends_with("requeue_true");
+    return with_channel(vhost, [&](core::Channel& ch) {
+      json out = json::array();
+      std::vector<uint64_t> tags;
+      for (int64_t i = 0; i < *count; ++i) {
+        auto got = ch.basic_get(name, false);
+        if (!got.ok()) return from_status(got.status());
+        if (!got.value()) break;
+        const core::DeliveryInfo& d = *got.value();
+        tags.push_back(d.delivery_tag);
+        out.push_back(message_json(d, encoding, *truncate));
+      }
+      for (uint64_t tag : tags)
+        if (Status settled = requeue ? ch.basic_nack(tag, false, true) : ch.basic_ack(tag, false); !settled)
+          return from_status(settled);
+      return Response{200, std::move(out), ch.last_commit()};
+    });
+  }
+
+  static json message_json(const core::DeliveryInfo& d, const std::string& encoding, int64_t truncate) {
+    const std::string& body = d.message->body;
+    std::string payload = body;
+    if (truncate >= 0 && payload.size() > uint64_t(truncate)) payload.resize(size_t(truncate));
+    const bool text = encoding == "auto" && json_string_ok(payload);
+    auto properties = wire::decode_properties(d.message->properties);
+    json props = properties ? to_json(*properties) : json::object();
+    return json{{"payload_bytes", body.size()},
+                {"redelivered", d.redelivered},
+                {"exchange", d.message->exchange},
+                {"routing_key", d.message->routing_key},
+                {"message_count", d.message_count},
+                {"properties", props.empty() ? json::array() : props},  // RabbitMQ writes [] when empty
+                {"payload", text ? payload : encode_base64(payload)},
+                {"payload_encoding", text ? "string" : "base64"}};
+  }
+
+  static bool json_string_ok(const std::string& s) {
+    // Valid UTF-8 without NUL: what RabbitMQ's "auto" shows as a string.
+    try {
+      (void)json(s).dump();
+    } catch (const json::exception&) {
+      return false;
+    }
+    return s.find('\0') == std::string::npos;
+  }
+
+  Response queue_bindings(const std::string& vhost, const std::string& name) {
+    const auto* v = engine_.find_vhost(vhost);
+    if (!v || !v->queues.count(name)) return not_found();
+    json out = json::array({binding_json(*v, "", name, true, name, {})});
+    for (const auto& [xname, x] : v->exchanges)
+      for (const auto& b : x->bindings)
+        if (b.destination.is_queue && b.destination.name == name)
+          out.push_back(binding_json(*v, xname, name, true, b.routing_key, b.arguments));
+    return ok(std::move(out));
+  }
+
+  // ---- exchanges ----------------------------------------------------------------------
+
+  Response exchanges() {
+    const size_t n = parts_.size();
+    if (n <= 3) {
+      if (r_.method != "GET") return {405, nullptr};
+      json out = json::array();
+      for (const auto* v : vhosts_named(2)) {
+        if (!v) return not_found();
+        std::vector<std::string> names;
+        for (const auto& [name, x] : v->exchanges) names.push_back(name);
+        std::sort(names.begin(), names.end());
+        for (const auto& name : names) out.push_back(exchange_json(*v, *v->exchanges.at(name)));
+      }
+      return list(std::move(out));
+    }
+    const std::string& vhost = parts_[2];
+    // amq.default is how the management API names the default exchange.
+    const std::string name = parts_[3] == "amq.default" ? "" : parts_[3];
+    if (n == 4) {
+      if (r_.method == "GET") {
+        const auto* v = engine_.find_vhost(vhost);
+        auto x = v ? v->find_exchange(name) : nullptr;
+        if (!x) return not_found();
+        return ok(exchange_json(*v, *x));
+      }
+      if (r_.method == "PUT") return declare_exchange(vhost, name);
+      if (r_.method == "DELETE") {
+        return with_channel(vhost, [&](core::Channel& ch) {
+          if (!engine_.find_vhost(vhost)->find_exchange(name)) return not_found();
+          auto r = ch.exchange_delete(name, query("if-unused") == std::optional<std::string>("true"));
+          if (!r.ok()) return from_status(r.status());
+          return Response{204, nullptr, r.value()};
+        });
+      }
+      return {405, nullptr};
+    }
+    if (n == 5 && parts_[4] == "publish") return only("POST", [&] { return publish(vhost, name); });
+    return not_found();
+  }
+
+  Response declare_exchange(const std::string& vhost, const std::string& name) {
+    Response failed;
+    auto body = body_object(&failed);
+    if (!body) return failed;
+    if (!body->contains("type") || !(*body)["type"].is_string()) return bad_request("type is required");
+    ExchangeOptions o;
+    auto durable = flag(*body, "durable", true), auto_delete = flag(*body, "auto_delete", false),
+         internal = flag(*body, "internal", false);
+    if (!durable || !auto_delete || !internal) return bad_request("durable, auto_delete and internal must be booleans");
+    o.durable = *durable;
+    o.auto_delete = *auto_delete;
+    o.internal = *internal;
+    auto arguments = table_from_json(body->value("arguments", json::object()));
+    if (!arguments) return bad_request("arguments must be an object");
+    o.arguments = std::move(*arguments);
+    const std::string type = (*body)["type"];
+    return with_channel(vhost, [&](core::Channel& ch) {
+      const bool existed = engine_.find_vhost(vhost)->find_exchange(name) != nullptr;
+      auto r = ch.exchange_declare(name, type, o);
+      if (!r.ok()) {
+        if (r.status().code() == ReplyCode::command_invalid)  // RabbitMQ's text for a bad type
+          return bad_request(fmt::format("unknown exchange type '{}'", type));
+        return from_status(r.status());
+      }
+      return Response{existed ? 204 : 201, nullptr, r.value()};
+    });
+  }
+
+  Response publish(const std::string& vhost, const std::string& exchange) {
+    Response failed;
+    auto body = body_object(&failed);
+    if (!body) return failed;
+    const json payload = body->value("payload", json());
+    const std::string encoding = body->value("payload_encoding", "string");
+    if (!payload.is_string() || !body->contains("routing_key") || !(*body)["routing_key"].is_string())
+      return bad_request("payload and routing_key are required strings");
+    std::string error_text;
+    auto properties = properties_from_json(body->value("properties", json::object()), &error_text);
+    if (!properties) return bad_request(error_text);
+    core::PublishInput in;
+    in.exchange = exchange;
+    in.routing_key = (*body)["routing_key"];
+    if (encoding == "base64") {
+      auto decoded = decode_base64(payload.get<std::string>());
+      if (!decoded) return bad_request("payload is not base64");
+      in.body = std::move(*decoded);
+    } else if (encoding == "string") {
+      in.body = payload.get<std::string>();
+    } else {
+      return bad_request(fmt::format("unknown payload_encoding '{}'", encoding));
+    }
+    in.properties = std::move(*properties);
+    in.properties_wire = wire::encode_properties(in.properties);
+    in.mandatory = true;  // to learn whether it was routed
+    return with_channel(vhost, [&](core::Channel& ch) {
+      if (Status s = ch.basic_publish(std::move(in)); !s) return from_status(s);
+      return Response{200, json{{"routed", !watch_.returned}}, ch.last_commit()};
+    });
+  }
+
+  // ---- definitions (RabbitMQ's definitions.json) --------------------------------------
+
+  Response definitions() {
+    if (r_.method == "GET") return ok(export_definitions());
+    if (r_.method == "POST") return import_definitions();
+    return {405, nullptr};
+  }
+
+  json export_definitions() {
+    json users = json::array(), permissions = json::array(), vhosts = json::array();
+    json queues = json::array(), exchanges = json::array(), bindings = json::array();
+    for (const auto& [name, password] : api_.users_)
+      users.push_back(json{{"name", name},
+                           {"password_hash", hash_password(password)},
+                           {"hashing_algorithm", "rabbit_password_hashing_sha256"},
+                           {"tags", json::array({"administrator"})},
+                           {"limits", json::object()}});
+    for (const auto& [vname, v] : engine_.vhosts()) {
+      vhosts.push_back(json{{"name", vname}, {"limits", json::array()}, {"metadata", {{"description", ""}, {"tags", json::array()}}}});
+      for (const auto& [user, password] : api_.users_)
+        permissions.push_back(json{{"user", user}, {"vhost", vname}, {"configure", ".*"}, {"write", ".*"}, {"read", ".*"}});
+      for (const auto& [qname, q] : v->queues)
+        if (!q->exclusive)
+          queues.push_back(json{{"name", qname}, {"vhost", vname}, {"durable", q->durable},
+                                {"auto_delete", q->auto_delete}, {"arguments", to_json(q->arguments)}});
+      for (const auto& [xname, x] : v->exchanges) {
+        if (!xname.starts_with("amq.") && !xname.empty())
+          exchanges.push_back(json{{"name", xname}, {"vhost", vname}, {"type", x->type_name}, {"durable", x->durable},
+                                   {"auto_delete", x->auto_delete}, {"internal", x->internal},
+                                   {"arguments", to_json(x->arguments)}});
+        for (const auto& b : x->bindings)
+          bindings.push_back(json{{"source", xname}, {"vhost", vname}, {"destination", b.destination.name},
+                                  {"destination_type", b.destination.is_queue ? "queue" : "exchange"},
+                                  {"routing_key", b.routing_key}, {"arguments", to_json(b.arguments)}});
+      }
+    }
+    return json{{"rabbit_version", "3.10.8"}, {"rabbitmq_version", "3.10.8"}, {"product_name", "Warren"},
+                {"product_version", "0.1.0"}, {"users", users}, {"vhosts", vhosts}, {"permissions", permissions},
+                {"topic_permissions", json::array()}, {"parameters", json::array()},
+                {"global_parameters", json::array()}, {"policies", json::array()}, {"queues", queues},
+                {"exchanges", exchanges}, {"bindings", bindings}};
+  }
+
+  // Vhosts, exchanges, queues and bindings are applied, each through the same rules as an
+  // AMQP declaration; the first refusal stops the import and is answered. Users,
+  // permissions, policies and parameters Warren does not apply are logged, not dropped
+  // silently.
+  Response import_definitions() {
+    Response failed;
+    auto body = body_object(&failed);
+    if (!body) return failed;
+    auto array = [&](const char* key) { return body->contains(key) && (*body)[key].is_array() ? (*body)[key] : json::array(); };
+    for (const char* key : {"users", "permissions", "topic_permissions", "policies", "parameters", "global_parameters"})
+      if (!array(key).empty())
+        log::warning("definitions import: {} {} not applied (Warren does not support them yet)", array(key).size(), key);
+    for (const auto& v : array("vhosts"))
+      if (v.contains("name") && v["name"].is_string()) engine_.add_vhost(v["name"].get<std::string>());
+    core::CommitId commit = 0;
+    auto each = [&](const char* key, auto&& apply) -> std::optional<Response> {
+      for (const auto& item : array(key)) {
+        if (!item.is_object() || !item.contains("vhost") || !item["vhost"].is_string())
+          return bad_request(fmt::format("{}: every item needs a vhost", key));
+        Response r = with_channel(item["vhost"].get<std::string>(), [&](core::Channel& ch) { return apply(ch, item); });
+        if (r.status >= 400) return r;
+        commit = std::max(commit, r.commit);
+      }
+      return std::nullopt;
+    };
+    auto exchange = [&](core::Channel& ch, const json& x) {
+      ExchangeOptions o;
+      o.durable = x.value("durable", true);
+      o.auto_delete = x.value("auto_delete", false);
+      o.internal = x.value("internal", false);
+      auto arguments = table_from_json(x.value("arguments", json::object()));
+      if (!arguments) return bad_request("exchange arguments must be an object");
+      o.arguments = std::move(*arguments);
+      auto r = ch.exchange_declare(x.value("name", ""), x.value("type", "direct"), o);
+      return r.ok() ? Response{201, nullptr, r.value()} : from_status(r.status());
+    };
+    auto queue = [&](core::Channel& ch, const json& q) {
+      QueueOptions o;
+      o.durable = q.value("durable", true);
+      o.auto_delete = q.value("auto_delete", false);
+      auto arguments = table_from_json(q.value("arguments", json::object()));
+      if (!arguments) return bad_request("queue arguments must be an object");
+      o.arguments = std::move(*arguments);
+      auto r = ch.queue_declare(q.value("name", ""), o);
+      return r.ok() ? Response{201, nullptr, r.value().commit} : from_status(r.status());
+    };
+    auto binding = [&](core::Channel& ch, const json& b) {
+      auto arguments = table_from_json(b.value("arguments", json::object()));
+      if (!arguments) return bad_request("binding arguments must be an object");
+      const std::string source = b.value("source", ""), destination = b.value("destination", ""),
+                        key = b.value("routing_key", "");
+      auto r = b.value("destination_type", "queue") == "exchange" ? ch.exchange_bind(destination, source, key, *arguments)
+                                                                 : ch.queue_bind(destination, source, key, *arguments);
+      return r.ok() ? Response{201, nullptr, r.value()} : from_status(r.status());
+    };
+    if (auto r = each("exchanges", exchange)) return *r;
+    if (auto r = each("queues", queue)) return *r;
+    if (auto r = each("bindings", binding)) return *r;
+    return {204, nullptr, commit};
+  }
+
+  // ---- bindings -----------------------------------------------------------------------
+
+  Response bindings() {
+    const size_t n = parts_.size();
+    if (n <= 3) {
+      if (r_.method != "GET") return {405, nullptr};
+      json out = json::array();
+      for (const auto* v : vhosts_named(2)) {
+        if (!v) return not_found();
+        std::vector<std::string> queues;
+        for (const auto& [name, q] : v->queues) queues.push_back(name);
+        std::sort(queues.begin(), queues.end());
+        for (const auto& q : queues) out.push_back(binding_json(*v, "", q, true, q, {}));
+        std::vector<std::string> exchanges;
+        for (const auto& [name, x] : v->exchanges) exchanges.push_back(name);
+        std::sort(exchanges.begin(), exchanges.end());
+        for (const auto& xname : exchanges)
+          for (const auto& b : v->exchanges.at(xname)->bindings)
+            out.push_back(binding_json(*v, xname, b.destination.name, b.destination.is_queue, b.routing_key, b.arguments));
+      }
+      return list(std::move(out));
+    }
+    // /api/bindings/{vhost}/e/{exchange}/{q|e}/{destination}[/{props}]
+    if (n < 7 || parts_[3] != "e" || (parts_[5] != "q" && parts_[5] != "e")) return not_found();
+    const std::string& vhost = parts_[2];
+    const std::string& source = parts_[4];
+    const bool to_queue = parts_[5] == "q";
+    const std::string& destination = parts_[6];
+    if (n == 7 && r_.method == "GET") {
+      const auto* v = engine_.find_vhost(vhost);
+      auto x = v ? v->find_exchange(source) : nullptr;
+      if (!x) return not_found();
+      json out = json::array();
+      for (const auto& b : x->bindings)
+        if (b.destination.is_queue == to_queue && b.destination.name == destination)
+          out.push_back(binding_json(*v, source, destination, to_queue, b.routing_key, b.arguments));
+      return ok(std::move(out));
+    }
+    if (n == 7 && r_.method == "POST") {
+      Response failed;
+      auto body = body_object(&failed);
+      if (!body) return failed;
+      const std::string key = body->value("routing_key", "");
+      auto arguments = table_from_json(body->value("arguments", json::object()));
+      if (!arguments) return bad_request("arguments must be an object");
+      return with_channel(vhost, [&](core::Channel& ch) {
+        auto r = to_queue ? ch.queue_bind(destination, source, key, *arguments)
+                          : ch.exchange_bind(destination, source, key, *arguments);
+        if (!r.ok()) return from_status(r.status());
+        return Response{201, nullptr, r.value()};
+      });
+    }
+    if (n == 8 && r_.method == "DELETE") {
+      // The binding's properties key: its routing key, "~" for an empty one, "key~..." with arguments.
+      std::string key = parts_[7] == "~" ? "" : parts_[7];
+      FieldTable arguments;
+      if (auto tilde = key.find('~'); tilde != std::string::npos) key.resize(tilde);
+      key = percent_decoded(key);  // the properties key is the routing key percent-encoded
+      const auto* v = engine_.find_vhost(vhost);
+      auto x = v ? v->find_exchange(source) : nullptr;
+      if (!x) return not_found();
+      bool found = false;
+      for (const auto& b : x->bindings)
+        if (b.destination.is_queue == to_queue && b.destination.name == destination && b.routing_key == key) {
+          arguments = b.arguments;
+          found = true;
+          break;
+        }
+      if (!found) return not_found();
+      return with_channel(vhost, [&](core::Channel& ch) {
+        auto r = to_queue ? ch.queue_unbind(destination, source, key, arguments)
+                          : ch.exchange_unbind(destination, source, key, arguments);
+        if (!r.ok()) return from_status(r.status());
+        return Response{204, nullptr, r.value()};
+      });
+    }
+    return n == 7 || n == 8 ? Response{405, nullptr} : not_found();
+  }
+
+  Api& api_;
+  core::Engine& engine_;
+  const Request& r_;
+  std::vector<std::string> parts_;
+  ReturnWatch watch_;
+};
+
+Api::Api(core::Engine& engine, std::map<std::string, std::string> users)
+    : engine_(engine), users_(std::move(users)) {}
+
+Response Api::handle(const Request& request) {
+  try {
+    return Handlers(*this, request).run();
+  } catch (const json::exception& e) {  // a value of the wrong JSON type, e.g. "durable": "yes"
+    return bad_request(fmt::format("bad JSON value: {}", e.what()));
+  }
+}
+
+bool Api::authenticate(const std::string& user, const std::string& password) const {
+  auto it = users_.find(user);
+  const std::string& expected = it == users_.end() ? password : it->second;
+  // Every byte compared whatever differs: the time says nothing about the password.
+  unsigned char diff = expected.size() == password.size() ? 0 : 1;
+  for (size_t i = 0; i < password.size(); ++i) diff |= uint8_t(password[i] ^ expected[i % std::max<size_t>(1, expected.size())]);
+  return it != users_.end() && diff == 0;
+}
+
+}  // namespace warren::mgmt

@@ -1,0 +1,47 @@
+// The management HTTP API: RabbitMQ's paths, JSON and status codes (its management plugin
+// is the reference), answered from the engine. Transport-free: mgmt/http_server.h feeds it
+// requests from cpp-httplib, the fuzz target feeds it bytes. Runs on the engine's loop.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/engine.h"
+
+namespace warren::mgmt {
+
+struct Request {
+  std::string method;  // GET, PUT, POST, DELETE, ...
+  std::string path;    // undecoded, e.g. /api/queues/%2F/q
+  std::multimap<std::string, std::string> query;  // decoded
+  std::string body;
+  std::string user;  // authenticated already
+};
+
+struct Response {
+  int status = 200;
+  nlohmann::json body;  // null: no body (204)
+  core::CommitId commit = 0;  // answer once this commit is durable
+};
+
+class Api {
+ public:
+  Api(core::Engine& engine, std::map<std::string, std::string> users);
+  Response handle(const Request& request);
+  // HTTP basic auth against the broker's users, in constant time for a known user.
+  bool authenticate(const std::string& user, const std::string& password) const;
+
+ private:
+  struct Rates {  // counts at the last sample, for message rates
+    std::chrono::steady_clock::time_point at;
+    std::map<std::string, uint64_t> counts;
+  };
+  core::Engine& engine_;
+  std::map<std::string, std::string> users_;
+  std::map<std::string, Rates> samples_;
+  friend class Handlers;
+};
+
+}  // namespace warren::mgmt

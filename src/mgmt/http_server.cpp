@@ -1,0 +1,133 @@
+#include "mgmt/http_server.h"
+
+#include <asio/post.hpp>
+#include <httplib.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <set>
+
+#include "common/log.h"
+#include "mgmt/json_fields.h"
+
+namespace warren::mgmt {
+
+namespace {
+
+constexpr size_t kMaxBody = 20'000'000;  // RabbitMQ's management.http.max_body_size
+
+// "Authorization: Basic base64(user:password)" -> user, password.
+std::optional<std::pair<std::string, std::string>> basic_credentials(const httplib::Request& req) {
+  const std::string header = req.get_header_value("Authorization");
+  if (!header.starts_with("Basic ")) return std::nullopt;
+  auto decoded = decode_base64(std::string_view(header).substr(6));
+  if (!decoded) return std::nullopt;
+  auto colon = decoded->find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  return std::pair{decoded->substr(0, colon), decoded->substr(colon + 1)};
+}
+
+void write(httplib::Response& res, const Response& r) {
+  res.status = r.status;
+  // Names are bytes in AMQP: what is not UTF-8 is shown replaced rather than failing the answer.
+  if (!r.body.is_null())
+    res.set_content(r.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+}
+
+}  // namespace
+
+// Requests waiting for an answer from the loop; stop() answers them all.
+struct HttpServer::Pending {
+  std::mutex m;
+  std::condition_variable cv;
+  bool stopped = false;
+};
+
+HttpServer::HttpServer(asio::io_context& io, core::Engine& engine, Api& api)
+    : io_(io), engine_(engine), api_(api), pending_(std::make_shared<Pending>()) {}
+
+HttpServer::~HttpServer() {
+  stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status HttpServer::start(const std::string& address, uint16_t port) {
+  server_ = std::make_unique<httplib::Server>();
+  server_->set_payload_max_length(kMaxBody);
+  server_->set_read_timeout(std::chrono::seconds(30));
+  auto handle = [this](const httplib::Request& req, httplib::Response& res) {
+    auto credentials = basic_credentials(req);
+    if (!credentials || !api_.authenticate(credentials->first, credentials->second)) {
+      res.set_header("WWW-Authenticate", "Basic realm=\"Warren Management\"");
+      write(res, {401, credentials ? nlohmann::json{{"error", "not_authorized"}, {"reason", "Login failed"}} : nullptr});
+      return;
+    }
+    Request request;
+    request.method = req.method;
+    // The raw target: a vhost named "/" arrives as %2F and must stay one path segment.
+    request.path = req.target.substr(0, req.target.find('?'));
+    for (const auto& [key, value] : req.params) request.query.emplace(key, value);
+    request.body = req.body;
+    request.user = credentials->first;
+    write(res, on_loop(std::move(request)));
+  };
+  const std::string any = "/.*";
+  server_->Get(any, handle).Put(any, handle).Post(any, handle).Delete(any, handle).Patch(any, handle).Options(any, handle);
+  server_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.status == 413)
+      write(res, {413, nlohmann::json{{"error", "bad_request"}, {"reason", "Exceeded HTTP request body size limit"}}});
+  });
+  if (port == 0) {
+    int chosen = server_->bind_to_any_port(address);
+    if (chosen <= 0) return Status::error(ReplyCode::internal_error, fmt::format("cannot listen on {} for the management API", address));
+    port_ = uint16_t(chosen);
+  } else {
+    if (!server_->bind_to_port(address, port))
+      return Status::error(ReplyCode::internal_error,
+                           fmt::format("cannot listen on {}:{} for the management API", address, port));
+    port_ = port;
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  log::info("management API listening on {}:{}", address, port_);
+  return {};
+}
+
+void HttpServer::stop() {
+  {
+    std::lock_guard lock(pending_->m);
+    pending_->stopped = true;
+  }
+  pending_->cv.notify_all();
+  if (server_) server_->stop();
+}
+
+Response HttpServer::on_loop(Request request) {
+  struct Call {
+    std::optional<Response> answer;
+  };
+  auto call = std::make_shared<Call>();
+  auto pending = pending_;
+  auto finish = [call, pending](Response r) {
+    {
+      std::lock_guard lock(pending->m);
+      call->answer = std::move(r);
+    }
+    pending->cv.notify_all();
+  };
+  asio::post(io_, [this, request = std::move(request), finish]() mutable {
+    Response r = api_.handle(request);
+    if (r.commit == 0) return finish(std::move(r));
+    // Answered once what it changed is on disk, as AMQP's declare-ok is.
+    core::CommitId commit = r.commit;
+    engine_.when_durable(commit, [r = std::move(r), finish](const Status& s) mutable {
+      if (!s) r = {500, nlohmann::json{{"error", "internal_error"}, {"reason", s.text()}}};
+      finish(std::move(r));
+    });
+  });
+  std::unique_lock lock(pending->m);
+  pending->cv.wait(lock, [&] { return call->answer.has_value() || pending->stopped; });
+  if (call->answer) return std::move(*call->answer);
+  return {503, nlohmann::json{{"error", "unavailable"}, {"reason", "the broker is stopping"}}};
+}
+
+}  // namespace warren::mgmt

@@ -1,0 +1,270 @@
+"""The management HTTP API: RabbitMQ's paths, JSON, status codes and texts, and Debian's
+rabbitmqadmin unchanged. Passes against RabbitMQ 3.10 with the management plugin
+(AMQP_PORT=5672 MGMT_PORT=15672) and against warrend."""
+import base64
+import json
+import os
+import subprocess
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pika
+
+from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
+
+
+def call(method, path, body=None, auth=("guest", "guest"), raw=None):
+    """(status, parsed JSON or None) of one request to the management API."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    headers = {"content-type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    request = urllib.request.Request(f"http://127.0.0.1:{broker().mgmt_port}{path}", data=data, method=method,
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, text = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()
+    return status, json.loads(text) if text else None
+
+
+def q(name):
+    return urllib.parse.quote(name, safe="")
+
+
+def eventually(fetch, expected, timeout=30):
+    """RabbitMQ refreshes queue counts every few seconds: ask until they show (or time out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fetch()
+        if got == expected or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def publish(queue, bodies):
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for body in bodies:
+        ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    conn.close()
+
+
+class Errors(unittest.TestCase):
+    def test_credentials_are_required_and_checked(self):
+        self.assertEqual(call("GET", "/api/overview", auth=None)[0], 401)
+        self.assertEqual(call("GET", "/api/overview", auth=("guest", "wrong")),
+                         (401, {"error": "not_authorized", "reason": "Login failed"}))
+        self.assertEqual(call("GET", "/api/overview", auth=("nobody", "guest"))[0], 401)
+
+    def test_unknown_objects_and_paths(self):
+        not_found = {"error": "Object Not Found", "reason": "Not Found"}
+        self.assertEqual(call("GET", f"/api/queues/%2F/{unique('missing')}"), (404, not_found))
+        self.assertEqual(call("GET", "/api/no-such-thing"), (404, not_found))
+        self.assertEqual(call("GET", "/api/queues/no-such-vhost"), (404, not_found))
+        self.assertEqual(call("PUT", "/api/queues/no-such-vhost/q", {}),
+                         (404, {"error": "not_found", "reason": "vhost_not_found"}))
+        self.assertEqual(call("PATCH", "/api/queues/%2F/x")[0], 405)
+
+    def test_an_oversized_body_is_refused(self):
+        status, body = call("POST", "/api/definitions", raw=b'{"x":"' + b"a" * 21_000_000 + b'"}')
+        self.assertIn(status, (413, 400))  # Warren: 413; RabbitMQ 3.10 answers 400
+        self.assertEqual(body["reason"], "Exceeded HTTP request body size limit")
+
+    def test_bad_bodies_get_rabbits_reasons_and_change_nothing(self):
+        name = unique("bad")
+        status, body = call("PUT", f"/api/queues/%2F/{name}", {"arguments": {"x-max-length": "abc"}})
+        self.assertEqual((status, body["reason"]),
+                         (400, f"invalid arg 'x-max-length' for queue '{name}' in vhost '/': "
+                               "\"expected integer, got longstr\""))
+        self.assertEqual(call("GET", f"/api/queues/%2F/{name}")[0], 404)
+        status, body = call("PUT", f"/api/queues/%2F/{name}", "just a string")
+        self.assertEqual((status, body["error"]), (400, "bad_request"))
+        self.assertIn("doubly-JSON-encoded", body["reason"])
+        self.assertEqual(call("PUT", f"/api/queues/%2F/{name}", raw=b"{not json")[0], 400)
+        status, body = call("PUT", f"/api/exchanges/%2F/{name}", {"type": "nope"})
+        self.assertEqual((status, body["reason"]), (400, "unknown exchange type 'nope'"))
+        self.assertEqual(call("GET", f"/api/queues/%2F/{name}")[0], 404)
+        self.assertEqual(call("GET", f"/api/exchanges/%2F/{name}")[0], 404)
+
+
+class Queues(unittest.TestCase):
+    def test_lifecycle_counts_get_publish_purge_delete(self):
+        name = unique("mq")
+        self.assertEqual(call("PUT", f"/api/queues/%2F/{name}", {"durable": True, "arguments": {"x-max-length": 100}}),
+                         (201, None))
+        self.assertEqual(call("PUT", f"/api/queues/%2F/{name}", {"durable": True, "arguments": {"x-max-length": 100}})[0],
+                         204)
+        status, body = call("PUT", f"/api/queues/%2F/{name}", {"durable": False})
+        self.assertEqual((status, body["reason"]),
+                         (400, f"inequivalent arg 'durable' for queue '{name}' in vhost '/': "
+                               "received 'false' but current is 'true'"))
+        publish(name, [b"one", b"two", b"three"])
+        keys = ["name", "vhost", "durable", "auto_delete", "exclusive", "arguments", "messages", "messages_ready",
+                "messages_unacknowledged", "consumers"]
+        expected = {"name": name, "vhost": "/", "durable": True, "auto_delete": False, "exclusive": False,
+                    "arguments": {"x-max-length": 100}, "messages": 3, "messages_ready": 3,
+                    "messages_unacknowledged": 0, "consumers": 0}
+        self.assertEqual(eventually(lambda: {k: call("GET", f"/api/queues/%2F/{name}")[1].get(k) for k in keys},
+                                    expected), expected)
+        self.assertEqual(eventually(lambda: call("GET", f"/api/queues/%2F/{name}")[1]
+                                    .get("message_stats", {}).get("publish"), 3), 3)
+
+        routed = call("POST", "/api/exchanges/%2F/amq.default/publish",
+                      {"properties": {"message_id": "m4"}, "routing_key": name, "payload": "four",
+                       "payload_encoding": "string"})
+        self.assertEqual(routed, (200, {"routed": True}))
+        self.assertEqual(call("POST", "/api/exchanges/%2F/amq.default/publish",
+                              {"properties": {}, "routing_key": unique("nowhere"), "payload": "x",
+                               "payload_encoding": "string"}), (200, {"routed": False}))
+        status, got = call("POST", f"/api/queues/%2F/{name}/get",
+                           {"count": 2, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 50000})
+        self.assertEqual(status, 200)
+        self.assertEqual([(m["payload"], m["payload_encoding"], m["redelivered"], m["exchange"], m["routing_key"])
+                          for m in got], [("one", "string", False, "", name), ("two", "string", False, "", name)])
+        self.assertEqual(got[0]["message_count"], 3)
+        status, got = call("POST", f"/api/queues/%2F/{name}/get", {"count": 10, "ackmode": "ack_requeue_false",
+                                                                    "encoding": "base64"})
+        self.assertEqual([(base64.b64decode(m["payload"]), m["redelivered"]) for m in got],
+                         [(b"one", True), (b"two", True), (b"three", False), (b"four", False)])
+        self.assertEqual(got[3]["properties"], {"message_id": "m4"})
+        publish(name, [b"five"])
+        self.assertEqual(call("DELETE", f"/api/queues/%2F/{name}/contents"), (204, None))
+        self.assertEqual(call("POST", f"/api/queues/%2F/{name}/get", {"count": 1, "ackmode": "ack_requeue_false",
+                                                                       "encoding": "auto"}), (200, []))
+        self.assertEqual(call("DELETE", f"/api/queues/%2F/{name}"), (204, None))
+        self.assertEqual(call("DELETE", f"/api/queues/%2F/{name}")[0], 404)
+
+    def test_listing_pages_filters_and_columns(self):
+        prefix = unique("page")
+        for i in range(5):
+            self.assertEqual(call("PUT", f"/api/queues/%2F/{prefix}-{i}", {"durable": False, "auto_delete": False})[0], 201)
+        status, page = call("GET", f"/api/queues/%2F?page=2&page_size=2&name={prefix}&use_regex=false")
+        self.assertEqual(status, 200)
+        self.assertEqual((page["filtered_count"], page["item_count"], page["page"], page["page_count"],
+                          page["page_size"]), (5, 2, 2, 3, 2))
+        self.assertEqual([item["name"] for item in page["items"]], [f"{prefix}-2", f"{prefix}-3"])
+        pattern = q(f"^{prefix}-[04]$")
+        status, page = call("GET", f"/api/queues?page=1&page_size=100&columns=name,durable&name={pattern}&use_regex=true")
+        self.assertEqual(page["items"], [{"name": f"{prefix}-0", "durable": False}, {"name": f"{prefix}-4", "durable": False}])
+        status, everything = call("GET", f"/api/queues?columns=name&name={prefix}-0")  # no page: no filter
+        self.assertIn({"name": f"{prefix}-3"}, everything)
+        for i in range(5):
+            call("DELETE", f"/api/queues/%2F/{prefix}-{i}")
+
+
+class ExchangesAndBindings(unittest.TestCase):
+    def test_declare_bind_route_unbind_delete(self):
+        exchange, queue = unique("mx"), unique("mxq")
+        self.assertEqual(call("PUT", f"/api/exchanges/%2F/{exchange}", {"type": "topic", "durable": True})[0], 201)
+        status, x = call("GET", f"/api/exchanges/%2F/{exchange}")
+        self.assertEqual({k: x[k] for k in ["name", "type", "durable", "auto_delete", "internal", "arguments"]},
+                         {"name": exchange, "type": "topic", "durable": True, "auto_delete": False, "internal": False,
+                          "arguments": {}})
+        call("PUT", f"/api/queues/%2F/{queue}", {"durable": False})
+        self.assertEqual(call("POST", f"/api/bindings/%2F/e/{exchange}/q/{queue}", {"routing_key": "a.*"})[0], 201)
+        status, bindings = call("GET", f"/api/bindings/%2F/e/{exchange}/q/{queue}")
+        self.assertEqual([(b["source"], b["destination"], b["destination_type"], b["routing_key"], b["properties_key"])
+                          for b in bindings], [(exchange, queue, "queue", "a.*", "a.%2A")])
+        publish_to = lambda key: call("POST", f"/api/exchanges/%2F/{exchange}/publish",
+                                      {"properties": {}, "routing_key": key, "payload": "x",
+                                       "payload_encoding": "string"})[1]
+        self.assertEqual(publish_to("a.b"), {"routed": True})
+        self.assertEqual(publish_to("b.a"), {"routed": False})
+        self.assertEqual(call("DELETE", f"/api/bindings/%2F/e/{exchange}/q/{queue}/{q('a.%2A')}"), (204, None))
+        self.assertEqual(publish_to("a.b"), {"routed": False})
+        self.assertEqual(call("DELETE", f"/api/exchanges/%2F/{exchange}"), (204, None))
+        self.assertEqual(call("GET", f"/api/exchanges/%2F/{exchange}")[0], 404)
+        call("DELETE", f"/api/queues/%2F/{queue}")
+
+
+class Overview(unittest.TestCase):
+    def test_overview_vhosts_whoami_health(self):
+        status, overview = call("GET", "/api/overview")
+        self.assertEqual(status, 200)
+        for key in ["connections", "channels", "consumers", "exchanges", "queues"]:
+            self.assertIn(key, overview["object_totals"])
+        for key in ["messages", "messages_ready", "messages_unacknowledged"]:
+            self.assertIn(key, overview["queue_totals"])
+        self.assertIn("rate", overview["queue_totals"]["messages_details"])
+        self.assertIn("message_stats", overview)
+        self.assertEqual(call("GET", "/api/whoami")[1]["name"], "guest")
+        self.assertIn("/", [v["name"] for v in call("GET", "/api/vhosts")[1]])
+        self.assertEqual(call("GET", "/api/aliveness-test/%2F"), (200, {"status": "ok"}))
+        self.assertEqual(call("GET", "/api/health/checks/alarms"), (200, {"status": "ok"}))
+
+
+class Definitions(unittest.TestCase):
+    def test_export_then_import_recreates_queues_exchanges_and_bindings(self):
+        exchange, queue = unique("dx"), unique("dq")
+        call("PUT", f"/api/exchanges/%2F/{exchange}", {"type": "direct", "durable": True})
+        call("PUT", f"/api/queues/%2F/{queue}", {"durable": True, "arguments": {"x-message-ttl": 60000}})
+        call("POST", f"/api/bindings/%2F/e/{exchange}/q/{queue}", {"routing_key": "k"})
+        status, exported = call("GET", "/api/definitions")
+        self.assertEqual(status, 200)
+        self.assertIn({"name": queue, "vhost": "/", "durable": True, "auto_delete": False,
+                       "arguments": {"x-message-ttl": 60000}},
+                      [{k: item[k] for k in ["name", "vhost", "durable", "auto_delete", "arguments"]}
+                       for item in exported["queues"]])
+        self.assertTrue(all(u.get("hashing_algorithm") == "rabbit_password_hashing_sha256" for u in exported["users"]))
+        call("DELETE", f"/api/queues/%2F/{queue}")
+        call("DELETE", f"/api/exchanges/%2F/{exchange}")
+        mine = {key: [item for item in exported[key] if item.get("name", item.get("source")) in (queue, exchange)]
+                for key in ["queues", "exchanges", "bindings"]}
+        self.assertEqual(call("POST", "/api/definitions", mine)[0], 204)
+        self.assertEqual(call("GET", f"/api/queues/%2F/{queue}")[1]["arguments"], {"x-message-ttl": 60000})
+        status, bindings = call("GET", f"/api/bindings/%2F/e/{exchange}/q/{queue}")
+        self.assertEqual([b["routing_key"] for b in bindings], ["k"])
+        call("DELETE", f"/api/queues/%2F/{queue}")
+        call("DELETE", f"/api/exchanges/%2F/{exchange}")
+
+
+class RabbitmqAdmin(unittest.TestCase):
+    """Debian's rabbitmqadmin, unchanged."""
+
+    def admin(self, *args):
+        result = subprocess.run(["rabbitmqadmin", "-P", str(broker().mgmt_port), "-u", "guest", "-p", "guest", *args],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        return result.stdout
+
+    def test_declare_publish_get_list_purge_export_import_delete(self):
+        queue, exchange = unique("adm"), unique("admx")
+        self.admin("declare", "queue", f"name={queue}", "durable=true")
+        self.admin("declare", "exchange", f"name={exchange}", "type=fanout")
+        self.admin("declare", "binding", f"source={exchange}", f"destination={queue}")
+        self.admin("publish", f"exchange={exchange}", "routing_key=any", "payload=hello")
+        got = json.loads(self.admin("-f", "raw_json", "get", f"queue={queue}", "ackmode=ack_requeue_true"))
+        self.assertEqual([(m["payload"], m["exchange"]) for m in got], [("hello", exchange)])
+        queues = json.loads(self.admin("-f", "raw_json", "list", "queues", "name", "messages"))
+        self.assertIn(queue, [item["name"] for item in queues])
+        self.assertIn(exchange, self.admin("list", "exchanges"))
+        self.assertIn(exchange, self.admin("list", "bindings"))
+        for kind in ["connections", "users", "vhosts"]:
+            self.admin("list", kind)
+        self.admin("purge", "queue", f"name={queue}")
+        self.assertEqual(json.loads(self.admin("-f", "raw_json", "get", f"queue={queue}")), [])
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), unique("defs") + ".json")
+        self.admin("export", path)
+        self.admin("delete", "queue", f"name={queue}")
+        self.admin("delete", "exchange", f"name={exchange}")
+        with open(path) as f:
+            exported = json.load(f)
+        only_mine = {key: [item for item in exported[key] if item.get("name", item.get("source")) in (queue, exchange)]
+                     for key in ["queues", "exchanges", "bindings"]}
+        with open(path, "w") as f:
+            json.dump(only_mine, f)
+        self.admin("import", path)
+        os.unlink(path)
+        self.assertIn(queue, self.admin("list", "queues"))
+        self.admin("delete", "queue", f"name={queue}")
+        self.admin("delete", "exchange", f"name={exchange}")
+
+
+if __name__ == "__main__":
+    unittest.main()
