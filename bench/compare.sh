@@ -12,7 +12,7 @@ build=${1:-build}
 load=$build/bench/amqp_load
 port=5681
 dir=$(mktemp -d)
-"$build/warrend" --port $port --management-port 0 --data-dir "$dir" --durability fsync --log-level warning &
+"$build/warrend" --port $port --management-port 0 --prometheus-port 0 --data-dir "$dir" --durability fsync --log-level warning &
 warrend=$!
 trap 'kill $warrend 2>/dev/null; wait $warrend 2>/dev/null; rm -rf "$dir"' EXIT
 until (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.05; done

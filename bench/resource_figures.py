@@ -32,7 +32,7 @@ def kib(pid, field="RssAnon"):
 class Warrend:
     def __init__(self, *args):
         self.dir = tempfile.mkdtemp(prefix="warren-figures-")
-        self.proc = subprocess.Popen([WARREND, "--port", "0", "--management-port", "0", "--data-dir", self.dir, "--log-level", "error", *args],
+        self.proc = subprocess.Popen([WARREND, "--port", "0", "--management-port", "0", "--prometheus-port", "0", "--data-dir", self.dir, "--log-level", "error", *args],
                                      stdout=subprocess.PIPE, text=True)
         self.port = int(self.proc.stdout.readline().split()[1])
         self.baseline = kib(self.proc.pid)

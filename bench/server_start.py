@@ -29,7 +29,7 @@ def free_port():
 
 def start(data_dir, port):
     began = time.perf_counter()
-    proc = subprocess.Popen([warrend, "--port", str(port), "--management-port", "0", "--data-dir", data_dir, "--log-level", "warning"])
+    proc = subprocess.Popen([warrend, "--port", str(port), "--management-port", "0", "--prometheus-port", "0", "--data-dir", data_dir, "--log-level", "warning"])
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()

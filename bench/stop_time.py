@@ -16,7 +16,7 @@ import pika
 
 def one_round(warrend):
     data = tempfile.mkdtemp()
-    proc = subprocess.Popen([warrend, "--port", "0", "--management-port", "0", "--data-dir", data, "--log-level", "warning"],
+    proc = subprocess.Popen([warrend, "--port", "0", "--management-port", "0", "--prometheus-port", "0", "--data-dir", data, "--log-level", "warning"],
                             stdout=subprocess.PIPE, text=True)
     port = int(proc.stdout.readline().split()[1])
     started = threading.Semaphore(0)

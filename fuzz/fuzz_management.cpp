@@ -2,10 +2,9 @@
 // then a JSON body, all arbitrary, against an in-memory broker. Whatever arrives, the API
 // must answer with a status (never crash, never throw) and leave the broker usable.
 #include <asio/io_context.hpp>
-
 #include <cstddef>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -27,7 +26,8 @@ struct Broker {
     // writer thread may still use; the rest is left to the process's end.
     static Broker* self = this;
     std::atexit([] { self->engine->shutdown(); });
-    api = std::make_unique<warren::mgmt::Api>(*engine, std::map<std::string, std::string>{{"guest", "guest"}});
+    api = std::make_unique<warren::mgmt::Api>(
+        *engine, std::map<std::string, std::string>{{"guest", "guest"}});
   }
 };
 
@@ -37,7 +37,8 @@ void add_query(warren::mgmt::Request& r, std::string_view q) {
     auto amp = q.find('&');
     auto pair = q.substr(0, amp);
     auto eq = pair.find('=');
-    r.query.emplace(std::string(pair.substr(0, eq)), eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1)));
+    r.query.emplace(std::string(pair.substr(0, eq)),
+                    eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1)));
     q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
   }
 }
@@ -64,8 +65,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   r.body = std::string(in);
   r.user = "guest";
   auto response = broker.api->handle(r);
+  if (auto finish = std::move(response.finish)) finish(response);
   if (response.status < 200 || response.status > 599) __builtin_trap();
-  (void)response.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // as the server writes it
+  (void)response.body.dump(-1, ' ', false,
+                           nlohmann::json::error_handler_t::replace);  // as the server writes it
   broker.io.restart();
   broker.io.poll();  // commits and whatever they release
   return 0;

@@ -437,6 +437,7 @@ Status Store::checkpoint() {
   }
   commits_since_checkpoint_ = 0;
   last_page_at_checkpoint_ = info.me_last_pgno;
+  stats_.checkpoints.fetch_add(1, std::memory_order_relaxed);
   return {};
 }
 
@@ -459,7 +460,9 @@ Status Store::commit_journaled(MDB_txn* txn, const std::vector<Op>& ops, Subset 
   bool journaled = false;
   if (journal_->has_room(size)) {
     auto encode = [&](char* out) { encode_ops_into(ops, uint8_t(subset), out); };
+    const auto started = std::chrono::steady_clock::now();
     Status appended = journal_->append(txnid, size, encode);
+    stats_.journal_write_seconds.record(std::chrono::steady_clock::now() - started);
     journaled = appended.ok();
     // A failed append is not the commit's failure: a checkpoint makes it durable instead.
     if (!appended && !journal_failing_)
@@ -539,7 +542,17 @@ Status Store::try_write(const std::vector<Op>& ops, Subset subset, bool* map_ful
       return f;
     }
   }
-  return commit(txn, applier.changed(), ops, subset, map_full);
+  const auto started = std::chrono::steady_clock::now();
+  Status committed = commit(txn, applier.changed(), ops, subset, map_full);
+  if (committed) {
+    stats_.commit_seconds.record(std::chrono::steady_clock::now() - started);
+    stats_.commits.fetch_add(1, std::memory_order_relaxed);
+    uint64_t puts = 0;
+    if (subset != Subset::without_messages)
+      for (const Op& op : ops) puts += op.kind == Op::Kind::put_message;
+    stats_.message_puts.fetch_add(puts, std::memory_order_relaxed);
+  }
+  return committed;
 }
 
 Status Store::set_map_size(uint64_t size) {
@@ -594,7 +607,10 @@ Status Store::write_without_messages(const std::vector<Op>& ops) {
 
 Status Store::write(const std::vector<Op>& ops) {
   Status s = write_with_retries(ops);
-  if (env_) ensure_allocated();
+  if (env_) {
+    ensure_allocated();
+    map_used_.store(used_bytes(), std::memory_order_relaxed);
+  }
   return s;
 }
 

@@ -25,6 +25,7 @@
 #include "storage/file_io.h"
 #include "storage/journal.h"
 #include "storage/records.h"
+#include "storage/store_stats.h"
 #include "warren/options.h"
 
 namespace warren::storage {
@@ -179,6 +180,11 @@ class Store {
   Status write(const std::vector<Op>& ops);
 
   uint64_t map_size() const { return map_size_.load(); }
+  // Counts and latencies for metrics (any thread).
+  const StoreStats& stats() const { return stats_; }
+  // Bytes of the map in use (pages up to the last one written), and the most it may reach.
+  uint64_t map_used() const { return map_used_.load(std::memory_order_relaxed); }
+  uint64_t map_limit() const { return options_.max_map_size; }
   MDB_dbi dbi(Db db) const { return dbis_[int(db)]; }
 
  private:
@@ -237,6 +243,8 @@ class Store {
   MDB_env* env_ = nullptr;
   MDB_dbi dbis_[kDbCount] = {};
   std::atomic<uint64_t> map_size_{0};
+  std::atomic<uint64_t> map_used_{0};
+  StoreStats stats_;
   // Readers hold it shared for the life of a ReadView; growing the map or reopening LMDB
   // takes it exclusively, as LMDB requires that no transaction is active then.
   std::shared_mutex resize_mutex_;

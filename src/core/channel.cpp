@@ -340,6 +340,10 @@ Status Channel::publish_now(PublishInput in, WriteBatch& batch) {
   }
   if (reply_target) reply_target->deliver_reply(message);
   bool unroutable = targets_.empty() && !reply_target;
+  Engine::Counters& counters = engine_.counters;
+  ++counters.received;
+  counters.received_confirm += confirm_mode_;
+  ++(unroutable ? (in.mandatory ? counters.unroutable_returned : counters.unroutable_dropped) : counters.routed);
   targets_.clear();  // holds no queue alive between publishes
   if (unroutable && in.mandatory && sink_)
     sink_->on_return(ReturnInfo{ReplyCode::no_route, "NO_ROUTE", message});
@@ -357,6 +361,7 @@ void Channel::release_confirms() {
   size_t acks = 0;
   auto flush_acks = [&] {
     if (acks && sink_) sink_->on_confirm(ack_upto, acks > 1, true);
+    engine_.counters.confirmed += acks;
     acks = 0;
   };
   // Confirms go out in publish order, so `multiple` always covers a settled prefix.
@@ -437,6 +442,8 @@ DeliveryInfo Channel::delivery_info(uint64_t tag, Queue& q, Taken& t, std::strin
   bool redelivered = t.redelivered || m->delivery_count > 0;
   ++q.stats.deliver_get;
   q.stats.redeliver += redelivered;
+  ++engine_.counters.delivered;
+  engine_.counters.redelivered += redelivered;
   if (q.settings.counts_deliveries() && (is_get || m->delivery_count > 0)) m = with_delivery_count(m);
   uint32_t count = is_get ? uint32_t(q.ready()) : 0;
   return DeliveryInfo{tag, redelivered, std::move(consumer_tag), count, std::move(m)};
@@ -465,6 +472,7 @@ Result<std::optional<DeliveryInfo>> Channel::basic_get(std::string_view queue, b
   WriteBatch batch(engine_);
   auto t = queue_ref.take_next(batch);
   if (!t) {
+    ++engine_.counters.get_empty;
     note_commit(batch.id());
     return std::optional<DeliveryInfo>();
   }
@@ -598,6 +606,7 @@ void Channel::settle_one(Unacked& u, Settle how, WriteBatch& batch) {
       break;
     case Settle::ack:
       ++u.queue->stats.ack;
+      ++engine_.counters.acknowledged;
       u.queue->acked(u.delivery, batch);
       break;
     case Settle::requeue:

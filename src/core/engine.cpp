@@ -433,6 +433,7 @@ void Engine::dead_letter(Queue& q, const storage::MessageData& original, std::st
   Vhost* vhost = find_vhost(q.vhost);
   auto exchange = vhost && q.dead_letter ? vhost->find_exchange(q.dead_letter->exchange) : nullptr;
   if (!exchange) return;  // a dead-letter exchange that does not exist drops it
+  ++counters.dead_lettered[std::string(reason)];
   DeadLettered copy = dead_letter_copy(original, q.name, reason, *q.dead_letter, now_ms() / 1000);
   const FieldTable* headers = copy.properties.headers ? &*copy.properties.headers : nullptr;
   std::vector<std::shared_ptr<Queue>> targets;

@@ -74,6 +74,22 @@ class Engine {
   // Adds a vhost with the default exchanges (no-op if it exists).
   Vhost& add_vhost(std::string_view name);
   std::vector<QueueInfo> list_queues() const;
+  // Counts since start, broker-wide, named as RabbitMQ's Prometheus plugin names them
+  // (rabbitmq_global_messages_<name>_total). Loop thread.
+  struct Counters {
+    uint64_t received = 0;          // publishes
+    uint64_t received_confirm = 0;  // publishes on channels in confirm mode
+    uint64_t confirmed = 0;         // publishes confirmed (acked) to their publisher
+    uint64_t routed = 0;
+    uint64_t unroutable_dropped = 0;
+    uint64_t unroutable_returned = 0;
+    uint64_t delivered = 0;         // deliveries and gets
+    uint64_t redelivered = 0;
+    uint64_t acknowledged = 0;
+    uint64_t get_empty = 0;
+    uint64_t expired = 0;           // Warren's: messages whose TTL ran out
+    std::map<std::string, uint64_t, std::less<>> dead_lettered;  // by reason
+  } counters;
   // For the management API (loop thread).
   const std::map<std::string, std::unique_ptr<Vhost>, std::less<>>& vhosts() const { return vhosts_; }
   const std::vector<std::shared_ptr<Connection>>& connections() const { return connections_; }

@@ -357,6 +357,7 @@ uint64_t Queue::discard(uint64_t seq, Db db, const MessagePtr& message, std::str
   // is in exactly one of the two queues.
   uint64_t commit = batch.add(Op::del_message(db, lane_of(seq).store_id, local(seq)));
   engine_.note_space_freed();
+  engine_.counters.expired += reason == "expired";
   if (message && dead_letter) engine_.dead_letter(*this, *message, reason, batch);
   return commit;
 }

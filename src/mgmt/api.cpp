@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <regex>
 
-#include "core/errors.h"
 #include "common/log.h"
+#include "core/errors.h"
 #include "mgmt/json_fields.h"
+#include "mgmt/name_filter.h"
 #include "mgmt/password_hash.h"
 #include "wire/properties_codec.h"
 
@@ -59,8 +59,10 @@ std::string percent_decoded(std::string_view s) {
 std::string percent_encoded(std::string_view s) {
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out.push_back(char(c));
-    else out += fmt::format("%{:02X}", c);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      out.push_back(char(c));
+    else
+      out += fmt::format("%{:02X}", c);
   }
   return out;
 }
@@ -75,21 +77,6 @@ std::vector<std::string> segments(std::string_view path) {
     at = slash + 1;
   }
   return out;
-}
-
-// std::regex compiles repeats by copying and matches by recursion: a pattern that is short
-// and repeats little keeps both bounded.
-bool bounded_pattern(std::string_view pattern) {
-  if (pattern.size() > 256) return false;
-  bool in_repeat = false;
-  size_t digits = 0;
-  for (char c : pattern) {
-    if (c == '{') in_repeat = true;
-    if (c == '}') in_repeat = false;
-    digits = in_repeat && std::isdigit(static_cast<unsigned char>(c)) ? digits + 1 : 0;
-    if (digits > 2) return false;  // {100} and more
-  }
-  return true;
 }
 
 // A boolean field: true/false, or the strings "true"/"false" (what rabbitmqadmin sends).
@@ -109,14 +96,16 @@ std::optional<int64_t> count_field(const json& body, const char* key, int64_t fa
   if (v.is_number_integer() && v.get<int64_t>() >= 0) return v.get<int64_t>();
   if (v.is_string()) {
     const std::string& text = v.get_ref<const std::string&>();
-    if (!text.empty() && text.size() < 18 && text.find_first_not_of("0123456789") == std::string::npos)
+    if (!text.empty() && text.size() < 18 &&
+        text.find_first_not_of("0123456789") == std::string::npos)
       return std::stoll(text);
   }
   return std::nullopt;
 }
 
 // Adds "<name>_details": {"rate": r} next to each count, as RabbitMQ writes message_stats.
-json with_rates(const std::map<std::string, uint64_t>& counts, const std::map<std::string, double>& rates) {
+json with_rates(const std::map<std::string, uint64_t>& counts,
+                const std::map<std::string, double>& rates) {
   json out = json::object();
   for (const auto& [name, count] : counts) {
     out[name] = count;
@@ -137,18 +126,130 @@ class ReturnWatch : public core::ChannelSink {
   void on_closed(const Status&) override {}
 };
 
+json only_columns(json items, const std::string& columns) {
+  std::vector<std::string> wanted;
+  for (size_t at = 0; at <= columns.size();) {
+    size_t comma = std::min(columns.find(',', at), columns.size());
+    if (comma > at) wanted.push_back(columns.substr(at, comma - at));
+    at = comma + 1;
+  }
+  json out = json::array();
+  for (const auto& item : items) {
+    json picked = json::object();
+    for (const auto& column : wanted) {
+      // "message_stats.publish" picks inside an object, as RabbitMQ allows.
+      auto dot = column.find('.');
+      if (dot == std::string::npos) {
+        if (item.contains(column)) picked[column] = item[column];
+      } else if (auto outer = column.substr(0, dot);
+                 item.contains(outer) && item[outer].is_object()) {
+        if (auto inner = column.substr(dot + 1); item[outer].contains(inner))
+          picked[outer][inner] = item[outer][inner];
+      }
+    }
+    out.push_back(std::move(picked));
+  }
+  return out;
+}
+
+// A list answer with RabbitMQ's filtering (name, use_regex), paging (page, page_size) and
+// columns.
+Response list_response(json items, const std::multimap<std::string, std::string>& q) {
+  auto query = [&q](std::string_view key) {
+    auto it = q.find(std::string(key));
+    return it == q.end() ? std::nullopt : std::optional(it->second);
+  };
+  auto ok = [](json body) { return Response{200, std::move(body)}; };
+  auto page = query("page");
+  auto columns = query("columns");
+  if (!page) return ok(columns ? only_columns(std::move(items), *columns) : std::move(items));
+  const long total = long(items.size());
+  // RabbitMQ filters by name only when paging.
+  if (auto name = query("name"); name && !name->empty()) {
+    std::string error;
+    auto filter = NameFilter::make(*name, query("use_regex") == std::optional<std::string>("true"), &error);
+    if (!filter) return bad_request(error);
+    json kept = json::array();
+    for (auto& item : items)
+      if (filter->matches(item.value("name", ""))) kept.push_back(std::move(item));
+    items = std::move(kept);
+  }
+  const auto number = [](const std::optional<std::string>& s, long fallback) {
+    if (!s) return fallback;
+    char* end = nullptr;
+    long v = std::strtol(s->c_str(), &end, 10);
+    return end && *end == '\0' && !s->empty() ? v : -1;
+  };
+  long page_number = number(page, 1), page_size = number(query("page_size"), 100);
+  if (page_number < 1 || page_size < 1 || page_size > 500)
+    return bad_request("page and page_size must be positive integers (page_size at most 500)");
+  const long filtered = long(items.size());
+  json slice = json::array();
+  for (long i = (page_number - 1) * page_size; i < std::min(filtered, page_number * page_size); ++i)
+    slice.push_back(items[size_t(i)]);
+  if (columns) slice = only_columns(std::move(slice), *columns);
+  return ok(json{{"filtered_count", filtered},
+                 {"item_count", slice.size()},
+                 {"items", std::move(slice)},
+                 {"page", page_number},
+                 {"page_count", std::max<long>(1, (filtered + page_size - 1) / page_size)},
+                 {"page_size", page_size},
+                 {"total_count", total}});
+}
+
+// What the queue listing shows of a queue, copied on the loop and turned into JSON off it.
+struct QueueRow {
+  std::string vhost, name;
+  bool durable = false, auto_delete = false, exclusive = false, quorum = false;
+  FieldTable arguments;
+  uint64_t ready = 0, unacked = 0, delayed = 0, consumers = 0;
+  core::Queue::MessageStats stats;
+};
+
+QueueRow row_of(const core::Vhost& vhost, const core::Queue& q) {
+  return {vhost.name,  q.name,    q.durable,   q.auto_delete, q.exclusive,        q.settings.quorum,
+          q.arguments, q.ready(), q.unacked(), q.delayed(),   q.consumers.size(), q.stats};
+}
+
+json queue_json(const QueueRow& q, Api& api) {
+  std::map<std::string, uint64_t> counts{{"publish", q.stats.publish},
+                                         {"deliver_get", q.stats.deliver_get},
+                                         {"ack", q.stats.ack},
+                                         {"redeliver", q.stats.redeliver}};
+  return json{
+      {"name", q.name},
+      {"vhost", q.vhost},
+      {"durable", q.durable},
+      {"auto_delete", q.auto_delete},
+      {"exclusive", q.exclusive},
+      {"arguments", to_json(q.arguments)},
+      {"type", q.quorum ? "quorum" : "classic"},
+      {"state", "running"},
+      {"node", "warren@localhost"},
+      {"messages", q.ready + q.unacked},
+      {"messages_ready", q.ready},
+      {"messages_unacknowledged", q.unacked},
+      {"messages_delayed", q.delayed},
+      {"consumers", q.consumers},
+      {"message_stats", with_rates(counts, api.rates("queue " + q.vhost + "/" + q.name, counts))}};
+}
+
 }  // namespace
 
 class Handlers {
  public:
-  Handlers(Api& api, const Request& r) : api_(api), engine_(api.engine_), r_(r), parts_(segments(r.path)) {}
+  Handlers(Api& api, const Request& r)
+      : api_(api), engine_(api.engine_), r_(r), parts_(segments(r.path)) {}
 
   Response run() {
     if (parts_.empty() || parts_[0] != "api") return not_found();
     const std::string what = parts_.size() > 1 ? parts_[1] : "";
     const size_t n = parts_.size();
     if (what == "overview" && n == 2) return only("GET", [&] { return overview(); });
-    if (what == "whoami" && n == 2) return only("GET", [&] { return ok(json{{"name", r_.user}, {"tags", json::array({"administrator"})}}); });
+    if (what == "whoami" && n == 2)
+      return only("GET", [&] {
+        return ok(json{{"name", r_.user}, {"tags", json::array({"administrator"})}});
+      });
     if (what == "vhosts") return only("GET", [&] { return vhosts(); });
     if (what == "users" && n == 2) return only("GET", [&] { return users(); });
     if (what == "nodes" && n == 2) return only("GET", [&] { return list(json::array({node()})); });
@@ -159,7 +260,8 @@ class Handlers {
     if (what == "channels" && n == 2) return only("GET", [&] { return list(json::array()); });
     if (what == "consumers") return only("GET", [&] { return list(consumers()); });
     if (what == "definitions" && n == 2) return definitions();
-    if (what == "aliveness-test" && n == 3) return only("GET", [&] { return aliveness(parts_[2]); });
+    if (what == "aliveness-test" && n == 3)
+      return only("GET", [&] { return aliveness(parts_[2]); });
     if (what == "health" && n == 4 && parts_[2] == "checks" && parts_[3] == "alarms")
       return only("GET", [&] { return alarms(); });
     return not_found();
@@ -187,102 +289,16 @@ class Handlers {
       return std::nullopt;
     }
     if (!parsed.is_object()) {
-      *failed = bad_request(fmt::format("invalid payload: the request body JSON-decoded to a {}. Is the input "
-                                        "doubly-JSON-encoded?",
-                                        parsed.is_string() ? "string" : parsed.type_name()));
+      *failed = bad_request(
+          fmt::format("invalid payload: the request body JSON-decoded to a {}. Is the input "
+                      "doubly-JSON-encoded?",
+                      parsed.is_string() ? "string" : parsed.type_name()));
       return std::nullopt;
     }
     return parsed;
   }
 
-  // A list answer with RabbitMQ's filtering (name, use_regex), paging (page, page_size) and
-  // columns.
-  Response list(json items) const {
-    auto page = query("page");
-    auto columns = query("columns");
-    if (!page) return ok(columns ? only_columns(std::move(items), *columns) : std::move(items));
-    const long total = long(items.size());
-    // RabbitMQ filters by name only when paging.
-    if (auto name = query("name"); name && !name->empty()) {
-      const bool regex = query("use_regex") == std::optional<std::string>("true");
-      std::optional<std::regex> pattern;
-      if (regex) {
-        if (!bounded_pattern(*name)) return bad_request("regular expression too long or with too large a repeat");
-        try {
-          pattern.emplace(*name);
-        } catch (const std::regex_error&) {
-          return bad_request("invalid regular expression");
-        }
-      }
-      json kept = json::array();
-      for (auto& item : items) {
-        const std::string item_name = item.value("name", "");
-        if (regex ? std::regex_search(item_name, *pattern) : item_name.find(*name) != std::string::npos)
-          kept.push_back(std::move(item));
-      }
-      items = std::move(kept);
-    }
-    const auto number = [](const std::optional<std::string>& s, long fallback) {
-      if (!s) return fallback;
-      char* end = nullptr;
-      long v = std::strtol(s->c_str(), &end, 10);
-      return end && *end == '\0' && !s->empty() ? v : -1;
-    };
-    long page_number = number(page, 1), page_size = number(query("page_size"), 100);
-    if (page_number < 1 || page_size < 1 || page_size > 500)
-      return bad_request("page and page_size must be positive integers (page_size at most 500)");
-    const long filtered = long(items.size());
-    json slice = json::array();
-    for (long i = (page_number - 1) * page_size; i < std::min(filtered, page_number * page_size); ++i)
-      slice.push_back(items[size_t(i)]);
-    if (columns) slice = only_columns(std::move(slice), *columns);
-    return ok(json{{"filtered_count", filtered},
-                   {"item_count", slice.size()},
-                   {"items", std::move(slice)},
-                   {"page", page_number},
-                   {"page_count", std::max<long>(1, (filtered + page_size - 1) / page_size)},
-                   {"page_size", page_size},
-                   {"total_count", total}});
-  }
-
-  static json only_columns(json items, const std::string& columns) {
-    std::vector<std::string> wanted;
-    for (size_t at = 0; at <= columns.size();) {
-      size_t comma = std::min(columns.find(',', at), columns.size());
-      if (comma > at) wanted.push_back(columns.substr(at, comma - at));
-      at = comma + 1;
-    }
-    json out = json::array();
-    for (const auto& item : items) {
-      json picked = json::object();
-      for (const auto& column : wanted) {
-        // "message_stats.publish" picks inside an object, as RabbitMQ allows.
-        auto dot = column.find('.');
-        if (dot == std::string::npos) {
-          if (item.contains(column)) picked[column] = item[column];
-        } else if (auto outer = column.substr(0, dot); item.contains(outer) && item[outer].is_object()) {
-          if (auto inner = column.substr(dot + 1); item[outer].contains(inner)) picked[outer][inner] = item[outer][inner];
-        }
-      }
-      out.push_back(std::move(picked));
-    }
-    return out;
-  }
-
-  // Rates over the last sample interval: counts are remembered every kRateInterval.
-  std::map<std::string, double> rates(const std::string& key, const std::map<std::string, uint64_t>& counts) {
-    auto now = std::chrono::steady_clock::now();
-    auto [it, fresh] = api_.samples_.try_emplace(key, Api::Rates{now, counts});
-    std::map<std::string, double> out;
-    if (fresh) return out;
-    Api::Rates& sample = it->second;
-    double seconds = std::chrono::duration<double>(now - sample.at).count();
-    if (seconds > 0)
-      for (const auto& [name, count] : counts)
-        out[name] = double(count - std::min(count, sample.counts[name])) / std::max(seconds, 1.0);
-    if (now - sample.at >= kRateInterval) sample = {now, counts};
-    return out;
-  }
+  Response list(json items) const { return list_response(std::move(items), r_.query); }
 
   // ---- reading ------------------------------------------------------------------------
 
@@ -295,29 +311,6 @@ class Handlers {
                 {"disk_free_alarm", engine_.disk_alarm()}};
   }
 
-  json queue_json(const core::Vhost& vhost, const core::Queue& q) {
-    std::map<std::string, uint64_t> counts{{"publish", q.stats.publish},
-                                           {"deliver_get", q.stats.deliver_get},
-                                           {"ack", q.stats.ack},
-                                           {"redeliver", q.stats.redeliver}};
-    const uint64_t ready = q.ready(), unacked = q.unacked();
-    return json{{"name", q.name},
-                {"vhost", vhost.name},
-                {"durable", q.durable},
-                {"auto_delete", q.auto_delete},
-                {"exclusive", q.exclusive},
-                {"arguments", to_json(q.arguments)},
-                {"type", q.settings.quorum ? "quorum" : "classic"},
-                {"state", "running"},
-                {"node", "warren@localhost"},
-                {"messages", ready + unacked},
-                {"messages_ready", ready},
-                {"messages_unacknowledged", unacked},
-                {"messages_delayed", q.delayed()},
-                {"consumers", q.consumers.size()},
-                {"message_stats", with_rates(counts, rates("queue " + vhost.name + "/" + q.name, counts))}};
-  }
-
   json exchange_json(const core::Vhost& vhost, const core::Exchange& x) const {
     return json{{"name", x.name},
                 {"vhost", vhost.name},
@@ -328,15 +321,17 @@ class Handlers {
                 {"arguments", to_json(x.arguments)}};
   }
 
-  static json binding_json(const core::Vhost& vhost, const std::string& source, const std::string& destination,
-                           bool to_queue, const std::string& key, const FieldTable& arguments) {
+  static json binding_json(const core::Vhost& vhost, const std::string& source,
+                           const std::string& destination, bool to_queue, const std::string& key,
+                           const FieldTable& arguments) {
     return json{{"source", source},
                 {"vhost", vhost.name},
                 {"destination", destination},
                 {"destination_type", to_queue ? "queue" : "exchange"},
                 {"routing_key", key},
                 {"arguments", to_json(arguments)},
-                {"properties_key", arguments.empty() ? (key.empty() ? "~" : percent_encoded(key)) : percent_encoded(key) + "~"}};
+                {"properties_key", arguments.empty() ? (key.empty() ? "~" : percent_encoded(key))
+                                                     : percent_encoded(key) + "~"}};
   }
 
   // The vhosts a path names: all of them, or the one in parts_[i] (nullptr: no such vhost).
@@ -354,7 +349,8 @@ class Handlers {
 
   Response overview() {
     uint64_t queues = 0, exchanges = 0, consumers = 0, ready = 0, unacked = 0;
-    std::map<std::string, uint64_t> counts{{"publish", 0}, {"deliver_get", 0}, {"ack", 0}, {"redeliver", 0}};
+    std::map<std::string, uint64_t> counts{
+        {"publish", 0}, {"deliver_get", 0}, {"ack", 0}, {"redeliver", 0}};
     for (const auto& [name, vhost] : engine_.vhosts()) {
       exchanges += vhost->exchanges.size();
       for (const auto& [qname, q] : vhost->queues) {
@@ -368,26 +364,28 @@ class Handlers {
         counts["redeliver"] += q->stats.redeliver;
       }
     }
-    std::map<std::string, uint64_t> depth{{"messages", ready + unacked}, {"messages_ready", ready},
+    std::map<std::string, uint64_t> depth{{"messages", ready + unacked},
+                                          {"messages_ready", ready},
                                           {"messages_unacknowledged", unacked}};
     size_t channels = 0;
     for (const auto& c : engine_.connections()) channels += c->channels.size();
-    return ok(json{{"management_version", "3.10.8"},
-                   {"rabbitmq_version", "3.10.8"},
-                   {"product_name", "Warren"},
-                   {"product_version", "0.1.0"},
-                   {"cluster_name", "warren"},
-                   {"node", "warren@localhost"},
-                   {"object_totals",
-                    {{"connections", engine_.connections().size()},
-                     {"channels", channels},
-                     {"consumers", consumers},
-                     {"exchanges", exchanges},
-                     {"queues", queues}}},
-                   {"queue_totals", with_rates(depth, rates("depth", depth))},
-                   {"message_stats", with_rates(counts, rates("overview", counts))},
-                   {"exchange_types", json::array({json{{"name", "direct"}}, json{{"name", "fanout"}},
-                                                   json{{"name", "topic"}}, json{{"name", "headers"}}})}});
+    return ok(json{
+        {"management_version", "3.10.8"},
+        {"rabbitmq_version", "3.10.8"},
+        {"product_name", "Warren"},
+        {"product_version", "0.1.0"},
+        {"cluster_name", "warren"},
+        {"node", "warren@localhost"},
+        {"object_totals",
+         {{"connections", engine_.connections().size()},
+          {"channels", channels},
+          {"consumers", consumers},
+          {"exchanges", exchanges},
+          {"queues", queues}}},
+        {"queue_totals", with_rates(depth, api_.rates("depth", depth))},
+        {"message_stats", with_rates(counts, api_.rates("overview", counts))},
+        {"exchange_types", json::array({json{{"name", "direct"}}, json{{"name", "fanout"}},
+                                        json{{"name", "topic"}}, json{{"name", "headers"}}})}});
   }
 
   Response vhosts() {
@@ -436,13 +434,14 @@ class Handlers {
       if (!v) return out;
       for (const auto& [qname, q] : v->queues)
         for (const auto& c : q->consumers)
-          out.push_back(json{{"consumer_tag", c->tag},
-                             {"queue", json{{"name", qname}, {"vhost", v->name}}},
-                             {"ack_required", !c->no_ack},
-                             {"exclusive", c->exclusive},
-                             {"prefetch_count", c->prefetch},
-                             {"arguments", c->priority ? json{{"x-priority", c->priority}} : json::object()},
-                             {"active", !q->settings.single_active_consumer || q->active_consumer() == c.get()}});
+          out.push_back(json{
+              {"consumer_tag", c->tag},
+              {"queue", json{{"name", qname}, {"vhost", v->name}}},
+              {"ack_required", !c->no_ack},
+              {"exclusive", c->exclusive},
+              {"prefetch_count", c->prefetch},
+              {"arguments", c->priority ? json{{"x-priority", c->priority}} : json::object()},
+              {"active", !q->settings.single_active_consumer || q->active_consumer() == c.get()}});
     }
     return out;
   }
@@ -455,9 +454,13 @@ class Handlers {
   Response alarms() const {
     if (!engine_.any_alarm()) return ok(json{{"status", "ok"}});
     json alarms = json::array();
-    if (engine_.memory_alarm()) alarms.push_back(json{{"resource", "memory"}, {"node", "warren@localhost"}});
-    if (engine_.disk_alarm()) alarms.push_back(json{{"resource", "disk"}, {"node", "warren@localhost"}});
-    return {503, json{{"status", "failed"}, {"reason", "resource alarm(s) in effect in the cluster"}, {"alarms", alarms}}};
+    if (engine_.memory_alarm())
+      alarms.push_back(json{{"resource", "memory"}, {"node", "warren@localhost"}});
+    if (engine_.disk_alarm())
+      alarms.push_back(json{{"resource", "disk"}, {"node", "warren@localhost"}});
+    return {503, json{{"status", "failed"},
+                      {"reason", "resource alarm(s) in effect in the cluster"},
+                      {"alarms", alarms}}};
   }
 
   // ---- queues -------------------------------------------------------------------------
@@ -465,15 +468,22 @@ class Handlers {
   Response queues() {
     const size_t n = parts_.size();
     if (n <= 3 && r_.method == "GET") {
-      json out = json::array();
+      std::vector<QueueRow> rows;
       for (const auto* v : vhosts_named(2)) {
         if (!v) return not_found();
-        std::vector<std::string> names;
-        for (const auto& [name, q] : v->queues) names.push_back(name);
-        std::sort(names.begin(), names.end());
-        for (const auto& name : names) out.push_back(queue_json(*v, *v->queues.at(name)));
+        for (const auto& [name, q] : v->queues) rows.push_back(row_of(*v, *q));
       }
-      return list(std::move(out));
+      Response deferred;
+      deferred.finish = [rows = std::move(rows), query = r_.query,
+                         &api = api_](Response& out) mutable {
+        std::sort(rows.begin(), rows.end(), [](const QueueRow& a, const QueueRow& b) {
+          return std::tie(a.vhost, a.name) < std::tie(b.vhost, b.name);
+        });
+        json items = json::array();
+        for (const auto& row : rows) items.push_back(queue_json(row, api));
+        out = list_response(std::move(items), query);
+      };
+      return deferred;
     }
     if (n <= 3) return {405, nullptr};
     const std::string& vhost = parts_[2];
@@ -483,15 +493,17 @@ class Handlers {
         const auto* v = engine_.find_vhost(vhost);
         auto it = v ? v->queues.find(name) : decltype(v->queues.end()){};
         if (!v || it == v->queues.end()) return not_found();
-        return ok(queue_json(*v, *it->second));
+        return ok(queue_json(row_of(*v, *it->second), api_));
       }
       if (r_.method == "PUT") return declare_queue(vhost, name);
       if (r_.method == "DELETE") return delete_queue(vhost, name);
       return {405, nullptr};
     }
-    if (n == 5 && parts_[4] == "contents") return only("DELETE", [&] { return purge(vhost, name); });
+    if (n == 5 && parts_[4] == "contents")
+      return only("DELETE", [&] { return purge(vhost, name); });
     if (n == 5 && parts_[4] == "get") return only("POST", [&] { return get(vhost, name); });
-    if (n == 5 && parts_[4] == "bindings") return only("GET", [&] { return queue_bindings(vhost, name); });
+    if (n == 5 && parts_[4] == "bindings")
+      return only("GET", [&] { return queue_bindings(vhost, name); });
     return not_found();
   }
 
@@ -555,10 +567,11 @@ class Handlers {
     const std::string ackmode = body->value("ackmode", "ack_requeue_true");
     const std::string encoding = body->value("encoding", "auto");
     if (!count) return bad_request("count must be a non-negative integer");
-    if (ackmode != "ack_requeue_true" && ackmode != "ack_requeue_false" && ackmode != "reject_requeue_true" &&
-        ackmode != "reject_requeue_false")
+    if (ackmode != "ack_requeue_true" && ackmode != "ack_requeue_false" &&
+        ackmode != "reject_requeue_true" && ackmode != "reject_requeue_false")
       return bad_request(fmt::format("unknown ackmode '{}'", ackmode));
-    if (encoding != "auto" && encoding != "base64") return bad_request(fmt::format("unknown encoding '{}'", encoding));
+    if (encoding != "auto" && encoding != "base64")
+      return bad_request(fmt::format("unknown encoding '{}'", encoding));
     const auto truncate = count_field(*body, "truncate", -1);
     if (!truncate) return bad_request("truncate must be a non-negative integer");
     const bool requeue = ackmode.ends_with("requeue_true");
@@ -574,27 +587,30 @@ class Handlers {
         out.push_back(message_json(d, encoding, *truncate));
       }
       for (uint64_t tag : tags)
-        if (Status settled = requeue ? ch.basic_nack(tag, false, true) : ch.basic_ack(tag, false); !settled)
+        if (Status settled = requeue ? ch.basic_nack(tag, false, true) : ch.basic_ack(tag, false);
+            !settled)
           return from_status(settled);
       return Response{200, std::move(out), ch.last_commit()};
     });
   }
 
-  static json message_json(const core::DeliveryInfo& d, const std::string& encoding, int64_t truncate) {
+  static json message_json(const core::DeliveryInfo& d, const std::string& encoding,
+                           int64_t truncate) {
     const std::string& body = d.message->body;
     std::string payload = body;
     if (truncate >= 0 && payload.size() > uint64_t(truncate)) payload.resize(size_t(truncate));
     const bool text = encoding == "auto" && json_string_ok(payload);
     auto properties = wire::decode_properties(d.message->properties);
     json props = properties ? to_json(*properties) : json::object();
-    return json{{"payload_bytes", body.size()},
-                {"redelivered", d.redelivered},
-                {"exchange", d.message->exchange},
-                {"routing_key", d.message->routing_key},
-                {"message_count", d.message_count},
-                {"properties", props.empty() ? json::array() : props},  // RabbitMQ writes [] when empty
-                {"payload", text ? payload : encode_base64(payload)},
-                {"payload_encoding", text ? "string" : "base64"}};
+    return json{
+        {"payload_bytes", body.size()},
+        {"redelivered", d.redelivered},
+        {"exchange", d.message->exchange},
+        {"routing_key", d.message->routing_key},
+        {"message_count", d.message_count},
+        {"properties", props.empty() ? json::array() : props},  // RabbitMQ writes [] when empty
+        {"payload", text ? payload : encode_base64(payload)},
+        {"payload_encoding", text ? "string" : "base64"}};
   }
 
   static bool json_string_ok(const std::string& s) {
@@ -648,7 +664,8 @@ class Handlers {
       if (r_.method == "DELETE") {
         return with_channel(vhost, [&](core::Channel& ch) {
           if (!engine_.find_vhost(vhost)->find_exchange(name)) return not_found();
-          auto r = ch.exchange_delete(name, query("if-unused") == std::optional<std::string>("true"));
+          auto r =
+              ch.exchange_delete(name, query("if-unused") == std::optional<std::string>("true"));
           if (!r.ok()) return from_status(r.status());
           return Response{204, nullptr, r.value()};
         });
@@ -663,11 +680,13 @@ class Handlers {
     Response failed;
     auto body = body_object(&failed);
     if (!body) return failed;
-    if (!body->contains("type") || !(*body)["type"].is_string()) return bad_request("type is required");
+    if (!body->contains("type") || !(*body)["type"].is_string())
+      return bad_request("type is required");
     ExchangeOptions o;
     auto durable = flag(*body, "durable", true), auto_delete = flag(*body, "auto_delete", false),
          internal = flag(*body, "internal", false);
-    if (!durable || !auto_delete || !internal) return bad_request("durable, auto_delete and internal must be booleans");
+    if (!durable || !auto_delete || !internal)
+      return bad_request("durable, auto_delete and internal must be booleans");
     o.durable = *durable;
     o.auto_delete = *auto_delete;
     o.internal = *internal;
@@ -693,7 +712,8 @@ class Handlers {
     if (!body) return failed;
     const json payload = body->value("payload", json());
     const std::string encoding = body->value("payload_encoding", "string");
-    if (!payload.is_string() || !body->contains("routing_key") || !(*body)["routing_key"].is_string())
+    if (!payload.is_string() || !body->contains("routing_key") ||
+        !(*body)["routing_key"].is_string())
       return bad_request("payload and routing_key are required strings");
     std::string error_text;
     auto properties = properties_from_json(body->value("properties", json::object()), &error_text);
@@ -737,29 +757,55 @@ class Handlers {
                            {"tags", json::array({"administrator"})},
                            {"limits", json::object()}});
     for (const auto& [vname, v] : engine_.vhosts()) {
-      vhosts.push_back(json{{"name", vname}, {"limits", json::array()}, {"metadata", {{"description", ""}, {"tags", json::array()}}}});
+      vhosts.push_back(json{{"name", vname},
+                            {"limits", json::array()},
+                            {"metadata", {{"description", ""}, {"tags", json::array()}}}});
       for (const auto& [user, password] : api_.users_)
-        permissions.push_back(json{{"user", user}, {"vhost", vname}, {"configure", ".*"}, {"write", ".*"}, {"read", ".*"}});
+        permissions.push_back(json{{"user", user},
+                                   {"vhost", vname},
+                                   {"configure", ".*"},
+                                   {"write", ".*"},
+                                   {"read", ".*"}});
       for (const auto& [qname, q] : v->queues)
         if (!q->exclusive)
-          queues.push_back(json{{"name", qname}, {"vhost", vname}, {"durable", q->durable},
-                                {"auto_delete", q->auto_delete}, {"arguments", to_json(q->arguments)}});
+          queues.push_back(json{{"name", qname},
+                                {"vhost", vname},
+                                {"durable", q->durable},
+                                {"auto_delete", q->auto_delete},
+                                {"arguments", to_json(q->arguments)}});
       for (const auto& [xname, x] : v->exchanges) {
         if (!xname.starts_with("amq.") && !xname.empty())
-          exchanges.push_back(json{{"name", xname}, {"vhost", vname}, {"type", x->type_name}, {"durable", x->durable},
-                                   {"auto_delete", x->auto_delete}, {"internal", x->internal},
+          exchanges.push_back(json{{"name", xname},
+                                   {"vhost", vname},
+                                   {"type", x->type_name},
+                                   {"durable", x->durable},
+                                   {"auto_delete", x->auto_delete},
+                                   {"internal", x->internal},
                                    {"arguments", to_json(x->arguments)}});
         for (const auto& b : x->bindings)
-          bindings.push_back(json{{"source", xname}, {"vhost", vname}, {"destination", b.destination.name},
-                                  {"destination_type", b.destination.is_queue ? "queue" : "exchange"},
-                                  {"routing_key", b.routing_key}, {"arguments", to_json(b.arguments)}});
+          bindings.push_back(
+              json{{"source", xname},
+                   {"vhost", vname},
+                   {"destination", b.destination.name},
+                   {"destination_type", b.destination.is_queue ? "queue" : "exchange"},
+                   {"routing_key", b.routing_key},
+                   {"arguments", to_json(b.arguments)}});
       }
     }
-    return json{{"rabbit_version", "3.10.8"}, {"rabbitmq_version", "3.10.8"}, {"product_name", "Warren"},
-                {"product_version", "0.1.0"}, {"users", users}, {"vhosts", vhosts}, {"permissions", permissions},
-                {"topic_permissions", json::array()}, {"parameters", json::array()},
-                {"global_parameters", json::array()}, {"policies", json::array()}, {"queues", queues},
-                {"exchanges", exchanges}, {"bindings", bindings}};
+    return json{{"rabbit_version", "3.10.8"},
+                {"rabbitmq_version", "3.10.8"},
+                {"product_name", "Warren"},
+                {"product_version", "0.1.0"},
+                {"users", users},
+                {"vhosts", vhosts},
+                {"permissions", permissions},
+                {"topic_permissions", json::array()},
+                {"parameters", json::array()},
+                {"global_parameters", json::array()},
+                {"policies", json::array()},
+                {"queues", queues},
+                {"exchanges", exchanges},
+                {"bindings", bindings}};
   }
 
   // Vhosts, exchanges, queues and bindings are applied, each through the same rules as an
@@ -770,18 +816,24 @@ class Handlers {
     Response failed;
     auto body = body_object(&failed);
     if (!body) return failed;
-    auto array = [&](const char* key) { return body->contains(key) && (*body)[key].is_array() ? (*body)[key] : json::array(); };
-    for (const char* key : {"users", "permissions", "topic_permissions", "policies", "parameters", "global_parameters"})
+    auto array = [&](const char* key) {
+      return body->contains(key) && (*body)[key].is_array() ? (*body)[key] : json::array();
+    };
+    for (const char* key : {"users", "permissions", "topic_permissions", "policies", "parameters",
+                            "global_parameters"})
       if (!array(key).empty())
-        log::warning("definitions import: {} {} not applied (Warren does not support them yet)", array(key).size(), key);
+        log::warning("definitions import: {} {} not applied (Warren does not support them yet)",
+                     array(key).size(), key);
     for (const auto& v : array("vhosts"))
-      if (v.contains("name") && v["name"].is_string()) engine_.add_vhost(v["name"].get<std::string>());
+      if (v.contains("name") && v["name"].is_string())
+        engine_.add_vhost(v["name"].get<std::string>());
     core::CommitId commit = 0;
     auto each = [&](const char* key, auto&& apply) -> std::optional<Response> {
       for (const auto& item : array(key)) {
         if (!item.is_object() || !item.contains("vhost") || !item["vhost"].is_string())
           return bad_request(fmt::format("{}: every item needs a vhost", key));
-        Response r = with_channel(item["vhost"].get<std::string>(), [&](core::Channel& ch) { return apply(ch, item); });
+        Response r = with_channel(item["vhost"].get<std::string>(),
+                                  [&](core::Channel& ch) { return apply(ch, item); });
         if (r.status >= 400) return r;
         commit = std::max(commit, r.commit);
       }
@@ -813,8 +865,9 @@ class Handlers {
       if (!arguments) return bad_request("binding arguments must be an object");
       const std::string source = b.value("source", ""), destination = b.value("destination", ""),
                         key = b.value("routing_key", "");
-      auto r = b.value("destination_type", "queue") == "exchange" ? ch.exchange_bind(destination, source, key, *arguments)
-                                                                 : ch.queue_bind(destination, source, key, *arguments);
+      auto r = b.value("destination_type", "queue") == "exchange"
+                   ? ch.exchange_bind(destination, source, key, *arguments)
+                   : ch.queue_bind(destination, source, key, *arguments);
       return r.ok() ? Response{201, nullptr, r.value()} : from_status(r.status());
     };
     if (auto r = each("exchanges", exchange)) return *r;
@@ -841,7 +894,8 @@ class Handlers {
         std::sort(exchanges.begin(), exchanges.end());
         for (const auto& xname : exchanges)
           for (const auto& b : v->exchanges.at(xname)->bindings)
-            out.push_back(binding_json(*v, xname, b.destination.name, b.destination.is_queue, b.routing_key, b.arguments));
+            out.push_back(binding_json(*v, xname, b.destination.name, b.destination.is_queue,
+                                       b.routing_key, b.arguments));
       }
       return list(std::move(out));
     }
@@ -858,7 +912,8 @@ class Handlers {
       json out = json::array();
       for (const auto& b : x->bindings)
         if (b.destination.is_queue == to_queue && b.destination.name == destination)
-          out.push_back(binding_json(*v, source, destination, to_queue, b.routing_key, b.arguments));
+          out.push_back(
+              binding_json(*v, source, destination, to_queue, b.routing_key, b.arguments));
       return ok(std::move(out));
     }
     if (n == 7 && r_.method == "POST") {
@@ -876,7 +931,8 @@ class Handlers {
       });
     }
     if (n == 8 && r_.method == "DELETE") {
-      // The binding's properties key: its routing key, "~" for an empty one, "key~..." with arguments.
+      // The binding's properties key: its routing key, "~" for an empty one, "key~..." with
+      // arguments.
       std::string key = parts_[7] == "~" ? "" : parts_[7];
       FieldTable arguments;
       if (auto tilde = key.find('~'); tilde != std::string::npos) key.resize(tilde);
@@ -886,7 +942,8 @@ class Handlers {
       if (!x) return not_found();
       bool found = false;
       for (const auto& b : x->bindings)
-        if (b.destination.is_queue == to_queue && b.destination.name == destination && b.routing_key == key) {
+        if (b.destination.is_queue == to_queue && b.destination.name == destination &&
+            b.routing_key == key) {
           arguments = b.arguments;
           found = true;
           break;
@@ -920,12 +977,30 @@ Response Api::handle(const Request& request) {
   }
 }
 
+// Rates over the last sample interval: counts are remembered every kRateInterval.
+std::map<std::string, double> Api::rates(const std::string& key,
+                                         const std::map<std::string, uint64_t>& counts) {
+  std::lock_guard lock(samples_mutex_);
+  auto now = std::chrono::steady_clock::now();
+  auto [it, fresh] = samples_.try_emplace(key, Rates{now, counts});
+  std::map<std::string, double> out;
+  if (fresh) return out;
+  Rates& sample = it->second;
+  double seconds = std::chrono::duration<double>(now - sample.at).count();
+  if (seconds > 0)
+    for (const auto& [name, count] : counts)
+      out[name] = double(count - std::min(count, sample.counts[name])) / std::max(seconds, 1.0);
+  if (now - sample.at >= kRateInterval) sample = {now, counts};
+  return out;
+}
+
 bool Api::authenticate(const std::string& user, const std::string& password) const {
   auto it = users_.find(user);
   const std::string& expected = it == users_.end() ? password : it->second;
   // Every byte compared whatever differs: the time says nothing about the password.
   unsigned char diff = expected.size() == password.size() ? 0 : 1;
-  for (size_t i = 0; i < password.size(); ++i) diff |= uint8_t(password[i] ^ expected[i % std::max<size_t>(1, expected.size())]);
+  for (size_t i = 0; i < password.size(); ++i)
+    diff |= uint8_t(password[i] ^ expected[i % std::max<size_t>(1, expected.size())]);
   return it != users_.end() && diff == 0;
 }
 

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -13,8 +15,8 @@
 namespace warren::mgmt {
 
 struct Request {
-  std::string method;  // GET, PUT, POST, DELETE, ...
-  std::string path;    // undecoded, e.g. /api/queues/%2F/q
+  std::string method;                             // GET, PUT, POST, DELETE, ...
+  std::string path;                               // undecoded, e.g. /api/queues/%2F/q
   std::multimap<std::string, std::string> query;  // decoded
   std::string body;
   std::string user;  // authenticated already
@@ -22,8 +24,13 @@ struct Request {
 
 struct Response {
   int status = 200;
-  nlohmann::json body;  // null: no body (204)
+  nlohmann::json body;        // null: no body (204), unless text is set
   core::CommitId commit = 0;  // answer once this commit is durable
+  std::string text = {};      // a body that is not JSON (metrics), of content_type
+  std::string content_type = {};
+  // Work that needs no broker state, done on the HTTP thread after the loop answered (e.g.
+  // turning a snapshot of 10,000 queues into JSON), so the loop is not held for it.
+  std::function<void(Response&)> finish = {};
 };
 
 class Api {
@@ -32,6 +39,9 @@ class Api {
   Response handle(const Request& request);
   // HTTP basic auth against the broker's users, in constant time for a known user.
   bool authenticate(const std::string& user, const std::string& password) const;
+  // Per-second rates of `counts` since the sample of `key` taken at most 5 s ago. Any thread.
+  std::map<std::string, double> rates(const std::string& key,
+                                      const std::map<std::string, uint64_t>& counts);
 
  private:
   struct Rates {  // counts at the last sample, for message rates
@@ -40,6 +50,7 @@ class Api {
   };
   core::Engine& engine_;
   std::map<std::string, std::string> users_;
+  std::mutex samples_mutex_;
   std::map<std::string, Rates> samples_;
   friend class Handlers;
 };

@@ -1,8 +1,8 @@
 #include "mgmt/http_server.h"
 
-#include <asio/post.hpp>
 #include <httplib.h>
 
+#include <asio/post.hpp>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -29,9 +29,14 @@ std::optional<std::pair<std::string, std::string>> basic_credentials(const httpl
 
 void write(httplib::Response& res, const Response& r) {
   res.status = r.status;
+  if (!r.text.empty()) {
+    res.set_content(r.text, r.content_type);
+    return;
+  }
   // Names are bytes in AMQP: what is not UTF-8 is shown replaced rather than failing the answer.
   if (!r.body.is_null())
-    res.set_content(r.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+    res.set_content(r.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                    "application/json");
 }
 
 }  // namespace
@@ -43,23 +48,31 @@ struct HttpServer::Pending {
   bool stopped = false;
 };
 
-HttpServer::HttpServer(asio::io_context& io, core::Engine& engine, Api& api)
-    : io_(io), engine_(engine), api_(api), pending_(std::make_shared<Pending>()) {}
+HttpServer::HttpServer(asio::io_context& io, core::Engine& engine, Handler handler,
+                       Authenticator authenticate)
+    : io_(io),
+      engine_(engine),
+      handler_(std::move(handler)),
+      authenticate_(std::move(authenticate)),
+      pending_(std::make_shared<Pending>()) {}
 
 HttpServer::~HttpServer() {
   stop();
   if (thread_.joinable()) thread_.join();
 }
 
-Status HttpServer::start(const std::string& address, uint16_t port) {
+Status HttpServer::start(const std::string& address, uint16_t port, std::string_view what) {
   server_ = std::make_unique<httplib::Server>();
   server_->set_payload_max_length(kMaxBody);
   server_->set_read_timeout(std::chrono::seconds(30));
   auto handle = [this](const httplib::Request& req, httplib::Response& res) {
     auto credentials = basic_credentials(req);
-    if (!credentials || !api_.authenticate(credentials->first, credentials->second)) {
+    if (authenticate_ &&
+        (!credentials || !authenticate_(credentials->first, credentials->second))) {
       res.set_header("WWW-Authenticate", "Basic realm=\"Warren Management\"");
-      write(res, {401, credentials ? nlohmann::json{{"error", "not_authorized"}, {"reason", "Login failed"}} : nullptr});
+      write(res, {401, credentials
+                           ? nlohmann::json{{"error", "not_authorized"}, {"reason", "Login failed"}}
+                           : nullptr});
       return;
     }
     Request request;
@@ -68,27 +81,37 @@ Status HttpServer::start(const std::string& address, uint16_t port) {
     request.path = req.target.substr(0, req.target.find('?'));
     for (const auto& [key, value] : req.params) request.query.emplace(key, value);
     request.body = req.body;
-    request.user = credentials->first;
-    write(res, on_loop(std::move(request)));
+    if (credentials) request.user = credentials->first;
+    Response response = on_loop(std::move(request));
+    if (auto finish = std::move(response.finish)) finish(response);  // here, not on the loop
+    write(res, response);
   };
   const std::string any = "/.*";
-  server_->Get(any, handle).Put(any, handle).Post(any, handle).Delete(any, handle).Patch(any, handle).Options(any, handle);
+  server_->Get(any, handle)
+      .Put(any, handle)
+      .Post(any, handle)
+      .Delete(any, handle)
+      .Patch(any, handle)
+      .Options(any, handle);
   server_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.status == 413)
-      write(res, {413, nlohmann::json{{"error", "bad_request"}, {"reason", "Exceeded HTTP request body size limit"}}});
+      write(res, {413, nlohmann::json{{"error", "bad_request"},
+                                      {"reason", "Exceeded HTTP request body size limit"}}});
   });
   if (port == 0) {
     int chosen = server_->bind_to_any_port(address);
-    if (chosen <= 0) return Status::error(ReplyCode::internal_error, fmt::format("cannot listen on {} for the management API", address));
+    if (chosen <= 0)
+      return Status::error(ReplyCode::internal_error,
+                           fmt::format("cannot listen on {} for the {}", address, what));
     port_ = uint16_t(chosen);
   } else {
     if (!server_->bind_to_port(address, port))
       return Status::error(ReplyCode::internal_error,
-                           fmt::format("cannot listen on {}:{} for the management API", address, port));
+                           fmt::format("cannot listen on {}:{} for the {}", address, port, what));
     port_ = port;
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  log::info("management API listening on {}:{}", address, port_);
+  log::info("{} listening on {}:{}", what, address, port_);
   return {};
 }
 
@@ -115,7 +138,7 @@ Response HttpServer::on_loop(Request request) {
     pending->cv.notify_all();
   };
   asio::post(io_, [this, request = std::move(request), finish]() mutable {
-    Response r = api_.handle(request);
+    Response r = handler_(request);
     if (r.commit == 0) return finish(std::move(r));
     // Answered once what it changed is on disk, as AMQP's declare-ok is.
     core::CommitId commit = r.commit;

@@ -1,9 +1,11 @@
-// The management listener: cpp-httplib serves HTTP on its own threads; each request is
-// answered by mgmt::Api on the engine's loop (posted there, so HTTP never blocks AMQP for
-// longer than one handler), and once the commit it made is durable.
+// An HTTP listener for the management API and the Prometheus metrics: cpp-httplib serves
+// HTTP on its own threads; each request is answered by a handler on the engine's loop
+// (posted there, so HTTP never blocks AMQP for longer than one handler), and once the
+// commit it made is durable.
 #pragma once
 
 #include <asio/io_context.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,11 +21,15 @@ namespace warren::mgmt {
 
 class HttpServer {
  public:
-  HttpServer(asio::io_context& io, core::Engine& engine, Api& api);
+  using Handler = std::function<Response(const Request&)>;  // runs on the loop
+  using Authenticator = std::function<bool(const std::string& user, const std::string& password)>;
+  // With an authenticator every request needs HTTP basic credentials it accepts.
+  HttpServer(asio::io_context& io, core::Engine& engine, Handler handler,
+             Authenticator authenticate = {});
   ~HttpServer();  // stop()
 
   // Binds and starts serving; port 0 picks a free one (port() says which).
-  Status start(const std::string& address, uint16_t port);
+  Status start(const std::string& address, uint16_t port, std::string_view what);
   uint16_t port() const { return port_; }
   // Stops accepting; requests waiting for the loop are answered 503. Safe on any thread;
   // the serving thread is joined by the destructor, after the loop has stopped.
@@ -34,7 +40,8 @@ class HttpServer {
 
   asio::io_context& io_;
   core::Engine& engine_;
-  Api& api_;
+  Handler handler_;
+  Authenticator authenticate_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   uint16_t port_ = 0;

@@ -10,16 +10,22 @@ json to_json(const FieldValue& value) {
   return std::visit(
       [](const auto& v) -> json {
         using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, Void>) return nullptr;
-        else if constexpr (std::is_same_v<T, Decimal>) return double(v.value) / std::pow(10.0, v.scale);
-        else if constexpr (std::is_same_v<T, Timestamp>) return v.seconds;
-        else if constexpr (std::is_same_v<T, ByteArray>) return v.data;
+        if constexpr (std::is_same_v<T, Void>)
+          return nullptr;
+        else if constexpr (std::is_same_v<T, Decimal>)
+          return double(v.value) / std::pow(10.0, v.scale);
+        else if constexpr (std::is_same_v<T, Timestamp>)
+          return v.seconds;
+        else if constexpr (std::is_same_v<T, ByteArray>)
+          return v.data;
         else if constexpr (std::is_same_v<T, FieldArray>) {
           json out = json::array();
           for (const auto& item : v) out.push_back(to_json(item));
           return out;
-        } else if constexpr (std::is_same_v<T, FieldTable>) return to_json(v);
-        else return v;
+        } else if constexpr (std::is_same_v<T, FieldTable>)
+          return to_json(v);
+        else
+          return v;
       },
       value.get());
 }
@@ -32,20 +38,27 @@ json to_json(const FieldTable& table) {
 
 FieldValue value_from_json(const json& value) {
   switch (value.type()) {
-    case json::value_t::boolean: return FieldValue(value.get<bool>());
-    case json::value_t::number_integer: return FieldValue(value.get<int64_t>());
+    case json::value_t::boolean:
+      return FieldValue(value.get<bool>());
+    case json::value_t::number_integer:
+      return FieldValue(value.get<int64_t>());
     case json::value_t::number_unsigned:
-      return value.get<uint64_t>() <= uint64_t(INT64_MAX) ? FieldValue(int64_t(value.get<uint64_t>()))
-                                                          : FieldValue(double(value.get<uint64_t>()));
-    case json::value_t::number_float: return FieldValue(value.get<double>());
-    case json::value_t::string: return FieldValue(value.get<std::string>());
+      return value.get<uint64_t>() <= uint64_t(INT64_MAX)
+                 ? FieldValue(int64_t(value.get<uint64_t>()))
+                 : FieldValue(double(value.get<uint64_t>()));
+    case json::value_t::number_float:
+      return FieldValue(value.get<double>());
+    case json::value_t::string:
+      return FieldValue(value.get<std::string>());
     case json::value_t::array: {
       FieldArray out;
       for (const auto& item : value) out.push_back(value_from_json(item));
       return FieldValue(std::move(out));
     }
-    case json::value_t::object: return FieldValue(*table_from_json(value));
-    default: return FieldValue(Void{});
+    case json::value_t::object:
+      return FieldValue(*table_from_json(value));
+    default:
+      return FieldValue(Void{});
   }
 }
 
@@ -106,18 +119,30 @@ std::optional<BasicProperties> properties_from_json(const json& object, std::str
       return true;
     };
     bool ok = true;
-    if (key == "content_type") ok = text(p.content_type);
-    else if (key == "content_encoding") ok = text(p.content_encoding);
-    else if (key == "correlation_id") ok = text(p.correlation_id);
-    else if (key == "reply_to") ok = text(p.reply_to);
-    else if (key == "expiration") ok = text(p.expiration);
-    else if (key == "message_id") ok = text(p.message_id);
-    else if (key == "type") ok = text(p.type);
-    else if (key == "user_id") ok = text(p.user_id);
-    else if (key == "app_id") ok = text(p.app_id);
-    else if (key == "cluster_id") ok = text(p.cluster_id);
-    else if (key == "delivery_mode") ok = octet(p.delivery_mode);
-    else if (key == "priority") ok = octet(p.priority);
+    if (key == "content_type")
+      ok = text(p.content_type);
+    else if (key == "content_encoding")
+      ok = text(p.content_encoding);
+    else if (key == "correlation_id")
+      ok = text(p.correlation_id);
+    else if (key == "reply_to")
+      ok = text(p.reply_to);
+    else if (key == "expiration")
+      ok = text(p.expiration);
+    else if (key == "message_id")
+      ok = text(p.message_id);
+    else if (key == "type")
+      ok = text(p.type);
+    else if (key == "user_id")
+      ok = text(p.user_id);
+    else if (key == "app_id")
+      ok = text(p.app_id);
+    else if (key == "cluster_id")
+      ok = text(p.cluster_id);
+    else if (key == "delivery_mode")
+      ok = octet(p.delivery_mode);
+    else if (key == "priority")
+      ok = octet(p.priority);
     else if (key == "timestamp") {
       ok = value.is_number_unsigned();
       if (ok) p.timestamp = value.get<uint64_t>();
@@ -138,13 +163,15 @@ std::optional<BasicProperties> properties_from_json(const json& object, std::str
 }
 
 std::string encode_base64(std::string_view in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   for (size_t i = 0; i < in.size(); i += 3) {
     const size_t n = std::min<size_t>(3, in.size() - i);
     uint32_t chunk = 0;
     for (size_t j = 0; j < 3; ++j) chunk = chunk << 8 | (j < n ? uint8_t(in[i + j]) : 0);
-    for (size_t j = 0; j < 4; ++j) out.push_back(j <= n ? kAlphabet[(chunk >> (18 - 6 * j)) & 63] : '=');
+    for (size_t j = 0; j < 4; ++j)
+      out.push_back(j <= n ? kAlphabet[(chunk >> (18 - 6 * j)) & 63] : '=');
   }
   return out;
 }
@@ -155,13 +182,20 @@ std::optional<std::string> decode_base64(std::string_view in) {
   int bits = 0;
   for (char c : in) {
     int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else if (c == '=') break;
-    else return std::nullopt;
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '+')
+      v = 62;
+    else if (c == '/')
+      v = 63;
+    else if (c == '=')
+      break;
+    else
+      return std::nullopt;
     buffer = (buffer << 6 | uint32_t(v)) & 0xffffff;
     bits += 6;
     if (bits >= 8) {

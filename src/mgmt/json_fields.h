@@ -20,7 +20,8 @@ FieldValue value_from_json(const nlohmann::json& value);
 // Basic properties as RabbitMQ's management plugin shows them (only those that are set).
 nlohmann::json to_json(const BasicProperties& properties);
 // From a publish request's "properties"; a text saying what is wrong otherwise.
-std::optional<BasicProperties> properties_from_json(const nlohmann::json& object, std::string* error);
+std::optional<BasicProperties> properties_from_json(const nlohmann::json& object,
+                                                    std::string* error);
 
 // Payloads that are not text, and HTTP basic credentials.
 std::string encode_base64(std::string_view bytes);

@@ -23,7 +23,8 @@ std::string salted_digest(std::string_view salt, std::string_view password) {
 std::string hash_password(std::string_view password) {
   unsigned char salt[4];
   if (RAND_bytes(salt, sizeof salt) != 1) return {};
-  return encode_base64(salted_digest(std::string_view(reinterpret_cast<const char*>(salt), sizeof salt), password));
+  return encode_base64(
+      salted_digest(std::string_view(reinterpret_cast<const char*>(salt), sizeof salt), password));
 }
 
 bool password_matches(std::string_view password, std::string_view password_hash) {

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "core/engine.h"
 #include "mgmt/http_server.h"
+#include "mgmt/metrics.h"
 #include "storage/check.h"
 #include "tools/warrend_options.h"
 
@@ -62,6 +63,16 @@ int salvage(const tools::Settings& settings) {
   return 0;
 }
 
+// GET /metrics and /metrics/per-object, as RabbitMQ's Prometheus plugin serves them.
+mgmt::Response metrics(core::Engine& engine, const mgmt::Request& r) {
+  if (r.method != "GET") return {405, nullptr};
+  if (r.path != "/metrics" && r.path != "/metrics/per-object") return {404, nullptr};
+  mgmt::Response response;
+  response.text = mgmt::prometheus_metrics(engine, r.path == "/metrics/per-object");
+  response.content_type = "text/plain; version=0.0.4";
+  return response;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -89,9 +100,17 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   mgmt::Api management_api(*engine.value(), settings.amqp.users);
-  mgmt::HttpServer management(io, *engine.value(), management_api);
+  mgmt::HttpServer management(
+      io, *engine.value(), [&](const mgmt::Request& r) { return management_api.handle(r); },
+      [&](const std::string& user, const std::string& password) { return management_api.authenticate(user, password); });
+  mgmt::HttpServer prometheus(io, *engine.value(), [&](const mgmt::Request& r) { return metrics(*engine.value(), r); });
   if (settings.management_port != 0)
-    if (Status s = management.start(settings.management_bind, settings.management_port); !s) {
+    if (Status s = management.start(settings.management_bind, settings.management_port, "management API"); !s) {
+      log::error("{}", s.text());
+      return 1;
+    }
+  if (settings.prometheus_port != 0)
+    if (Status s = prometheus.start(settings.prometheus_bind, settings.prometheus_port, "Prometheus metrics"); !s) {
       log::error("{}", s.text());
       return 1;
     }
@@ -105,6 +124,7 @@ int main(int argc, char** argv) {
     if (ec) return;
     log::info("signal {}: shutting down", signal);
     management.stop();
+    prometheus.stop();
     // Every publish already read is confirmed or nacked before its connection is closed;
     // clients get a few seconds to answer connection.close.
     server.shutdown(std::chrono::seconds(5), [&] { io.stop(); });

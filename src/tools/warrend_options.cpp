@@ -98,6 +98,11 @@ Settings parse_settings(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--management-bind", s.management_bind, "Address the management HTTP API listens on")
       ->capture_default_str();
+  app.add_option("--prometheus-port", s.prometheus_port,
+                 "Port of the Prometheus metrics (/metrics, RabbitMQ's names); 0 turns it off")
+      ->capture_default_str();
+  app.add_option("--prometheus-bind", s.prometheus_bind, "Address the Prometheus metrics listen on")
+      ->capture_default_str();
   app.add_flag("--accept-data-loss", s.broker.accept_data_loss,
                "Open a store whose journal is damaged as LMDB holds it, losing what the journal lost");
   app.add_option("--log-level", level, "debug, info, warning, error or none")

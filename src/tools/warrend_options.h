@@ -19,6 +19,8 @@ struct Settings {
   uint64_t memory_high_watermark = 0;  // bytes; 0: not watched
   uint16_t management_port = 15672;     // the management HTTP API; 0: off
   std::string management_bind = "127.0.0.1";
+  uint16_t prometheus_port = 15692;     // Prometheus metrics; 0: off
+  std::string prometheus_bind = "127.0.0.1";
   // Maintenance modes instead of serving.
   bool check = false;          // report every damaged record of the data directory
   std::string salvage_from;    // copy every readable message of that directory into data-dir

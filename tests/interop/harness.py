@@ -16,12 +16,11 @@ import uuid
 
 
 def start_warrend(*args, **popen):
-    """Starts warrend with --port 0 (and no management API unless args ask for one) and
+    """Starts warrend with --port 0 (and no HTTP listeners unless args ask for them) and
     returns (process, port) once it listens."""
     popen.setdefault("text", True)
-    management = [] if "--management-port" in args else ["--management-port", "0"]
-    proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", *management, *args], stdout=subprocess.PIPE,
-                            **popen)
+    http = [arg for flag in ("--management-port", "--prometheus-port") if flag not in args for arg in (flag, "0")]
+    proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", *http, *args], stdout=subprocess.PIPE, **popen)
     line = proc.stdout.readline()
     if not line.startswith("port "):
         proc.kill()
@@ -48,28 +47,31 @@ class Broker:
         if self.external:
             self.port = int(os.environ["AMQP_PORT"])
             self.mgmt_port = int(os.environ.get("MGMT_PORT", "15672"))
+            self.prometheus_port = int(os.environ.get("PROMETHEUS_PORT", "15692"))
             self.restart_command = os.environ.get("AMQP_RESTART")
             return
         self.warrend = os.environ["WARREND"]
         self.dir = tempfile.mkdtemp(prefix="warren-interop-")
         self.port = 0  # chosen by the first start, kept across restarts
-        self.mgmt_port = None  # the management API's, likewise
+        self.mgmt_port = None  # the HTTP listeners', likewise
+        self.prometheus_port = None
         self.proc = None
         self.start()
 
     def start(self):
         for _ in range(5):  # a free port may be taken before warrend binds it: then another
-            mgmt_port = self.mgmt_port or free_port()
-            if self._start(mgmt_port):
-                self.mgmt_port = mgmt_port
+            mgmt_port, prometheus_port = self.mgmt_port or free_port(), self.prometheus_port or free_port()
+            if self._start(mgmt_port, prometheus_port):
+                self.mgmt_port, self.prometheus_port = mgmt_port, prometheus_port
                 return
-            if self.mgmt_port or not any("management API" in line for line in self.log):
+            if self.mgmt_port or not any("cannot listen" in line for line in self.log):
                 break
         raise RuntimeError("warrend exited before it was ready:\n" + "".join(self.log))
 
-    def _start(self, mgmt_port):
+    def _start(self, mgmt_port, prometheus_port):
         self.proc = subprocess.Popen(
             [self.warrend, "--port", str(self.port), "--data-dir", self.dir, "--management-port", str(mgmt_port),
+             "--prometheus-port", str(prometheus_port),
              "--durability", "nosync", "--log-level", "info"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if self.port == 0:  # "port N" comes once the AMQP port is bound, before the management one

@@ -56,7 +56,7 @@ def drain(data):
 
 
 def warrend(*args):
-    return subprocess.run([WARREND, "--management-port", "0", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([WARREND, "--management-port", "0", "--prometheus-port", "0", *args], capture_output=True, text=True, timeout=60)
 
 
 def edit(path, change):

@@ -24,7 +24,7 @@ class Server(unittest.TestCase):
     def test_config_file_users_and_port(self):
         config = os.path.join(self.dir, "warren.conf")
         with open(config, "w") as f:
-            f.write(f"# a comment\nport = 0\nmanagement-port = 0\ndata-dir = {self.dir}/data\nuser = app:secret\n"
+            f.write(f"# a comment\nport = 0\nmanagement-port = 0\nprometheus-port = 0\ndata-dir = {self.dir}/data\nuser = app:secret\n"
                     "durability = nosync\n")
         proc = subprocess.Popen([os.environ["WARREND"], "--config", config], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)

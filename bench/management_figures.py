@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""The management side's figures (issue 12), on a fresh warrend each:
+
+1. GET /metrics, /metrics/per-object and /api/queues with 10,000 queues declared: median
+   and worst of 20 requests each (goal for /metrics: under 100 ms).
+2. Publish + confirm latency, one message at a time (p50, p99 of 3,000), with 1,000 queues
+   declared, alone and while /api/queues is polled 10 times a second (goal: p99 within 10%).
+
+    /usr/bin/python3 bench/management_figures.py [build/warrend]
+"""
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import base64
+
+import pika
+
+WARREND = sys.argv[1] if len(sys.argv) > 1 else "build/warrend"
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Warrend:
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="warren-mgmt-bench-")
+        self.mgmt, self.prom = free_port(), free_port()
+        self.proc = subprocess.Popen([WARREND, "--port", "0", "--management-port", str(self.mgmt), "--prometheus-port",
+                                      str(self.prom), "--data-dir", self.dir, "--log-level", "warning"],
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline().split()[1])
+        for _ in range(100):  # the HTTP listeners start right after the AMQP port is printed
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.mgmt}/api/overview",
+                                                              headers=AUTH), timeout=5)
+                break
+            except OSError:
+                time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def declare(port, count):
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    ch = conn.channel()
+    for i in range(count):
+        ch.queue_declare(f"q{i:05}", durable=True)
+    conn.close()
+
+
+def timed_get(url, headers=None):
+    start = time.perf_counter()
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=60) as r:
+        r.read()
+    return (time.perf_counter() - start) * 1000
+
+
+def http_figures():
+    with Warrend() as w:
+        declare(w.port, 10_000)
+        for name, url, headers in [("/metrics", f"http://127.0.0.1:{w.prom}/metrics", None),
+                                   ("/metrics/per-object", f"http://127.0.0.1:{w.prom}/metrics/per-object", None),
+                                   ("/api/queues", f"http://127.0.0.1:{w.mgmt}/api/queues", AUTH)]:
+            times = [timed_get(url, headers) for _ in range(20)]
+            print(f"{name:22} 10,000 queues: median {statistics.median(times):6.1f} ms, worst {max(times):6.1f} ms")
+
+
+def confirm_latencies(port, count=3000):
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    ch = conn.channel()
+    ch.queue_declare("latency", durable=True)
+    ch.confirm_delivery()
+    out = []
+    for i in range(count):
+        start = time.perf_counter()
+        ch.basic_publish("", "latency", b"x" * 256, pika.BasicProperties(delivery_mode=2))
+        out.append((time.perf_counter() - start) * 1000)
+    conn.close()
+    return out
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def latency_figures(rounds=3):
+    with Warrend() as w:
+        declare(w.port, 1000)
+        results = {"alone": [], "polled": []}
+        for _ in range(rounds):  # interleaved, so drift hits both alike
+            results["alone"].extend(confirm_latencies(w.port))
+            stop = threading.Event()
+            polls = []
+
+            def poll():
+                while not stop.is_set():
+                    polls.append(timed_get(f"http://127.0.0.1:{w.mgmt}/api/queues", AUTH))
+                    stop.wait(0.1)
+
+            poller = threading.Thread(target=poll)
+            poller.start()
+            results["polled"].extend(confirm_latencies(w.port))
+            stop.set()
+            poller.join()
+        for name, values in results.items():
+            print(f"confirm latency, 1,000 queues, {name:7}: p50 {percentile(values, 0.5):.3f} ms, "
+                  f"p99 {percentile(values, 0.99):.3f} ms ({len(values)} publishes)")
+        print(f"p99 polled / alone: {percentile(results['polled'], 0.99) / percentile(results['alone'], 0.99):.2f}")
+
+
+if __name__ == "__main__":
+    http_figures()
+    latency_figures()

@@ -1,0 +1,16 @@
+// Prometheus metrics in the text exposition format, with the names, types and labels of
+// RabbitMQ's rabbitmq_prometheus plugin (so its Grafana dashboards and alerts work), plus
+// Warren's own as warren_*. Loop thread.
+#pragma once
+
+#include <string>
+
+#include "core/engine.h"
+
+namespace warren::mgmt {
+
+// /metrics: broker-wide figures (queue figures summed); /metrics/per-object: the queue
+// figures per queue, labelled {vhost, queue}, as RabbitMQ splits them.
+std::string prometheus_metrics(core::Engine& engine, bool per_object);
+
+}  // namespace warren::mgmt

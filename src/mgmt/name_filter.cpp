@@ -1,0 +1,54 @@
+// Compiled with -Wno-maybe-uninitialized under GCC: GCC 12 warns inside libstdc++'s <regex>
+// (a known false positive at -O2 with sanitizers), and only this file uses it.
+#include "mgmt/name_filter.h"
+
+#include <cctype>
+#include <regex>
+
+namespace warren::mgmt {
+
+namespace {
+
+// std::regex compiles repeats by copying and matches by recursion: a pattern that is short
+// and repeats little keeps both bounded.
+bool bounded(std::string_view pattern) {
+  if (pattern.size() > 256) return false;
+  bool in_repeat = false;
+  size_t digits = 0;
+  for (char c : pattern) {
+    if (c == '{') in_repeat = true;
+    if (c == '}') in_repeat = false;
+    digits = in_repeat && std::isdigit(static_cast<unsigned char>(c)) ? digits + 1 : 0;
+    if (digits > 2) return false;  // {100} and more
+  }
+  return true;
+}
+
+}  // namespace
+
+struct NameFilter::Regex {
+  std::regex compiled;
+};
+
+std::optional<NameFilter> NameFilter::make(const std::string& pattern, bool regex, std::string* error) {
+  NameFilter filter;
+  filter.pattern_ = pattern;
+  if (!regex) return filter;
+  if (!bounded(pattern)) {
+    *error = "regular expression too long or with too large a repeat";
+    return std::nullopt;
+  }
+  try {
+    filter.regex_ = std::make_shared<const Regex>(Regex{std::regex(pattern)});
+  } catch (const std::regex_error&) {
+    *error = "invalid regular expression";
+    return std::nullopt;
+  }
+  return filter;
+}
+
+bool NameFilter::matches(const std::string& name) const {
+  return regex_ ? std::regex_search(name, regex_->compiled) : name.find(pattern_) != std::string::npos;
+}
+
+}  // namespace warren::mgmt
