@@ -72,19 +72,19 @@ bool Queue::has_inflight_commits() const {
 
 void Queue::recover(storage::ReadView& view) {
   for (Lane& lane : lanes_) {
-    storage::QueueStats stats;
+    storage::QueueStats stored;
     if (auto bytes = view.get(Db::queue_stats, storage::queue_id_key(lane.store_id)))
-      stats = storage::decode_stats(*bytes).value_or(storage::QueueStats{});
+      stored = storage::decode_stats(*bytes).value_or(storage::QueueStats{});
     auto lo = storage::message_key(lane.store_id, 0), hi = storage::message_key(lane.store_id, UINT64_MAX);
     std::string_view lo_v(lo.data(), lo.size()), hi_v(hi.data(), hi.size());
     auto first_entry = view.seek(Db::messages, lo_v, hi_v);
     auto last_entry = view.last(Db::messages, lo_v, hi_v);
-    uint64_t first = first_entry ? storage::parse_message_key(first_entry->first).seq : stats.delivered_mark;
+    uint64_t first = first_entry ? storage::parse_message_key(first_entry->first).seq : stored.delivered_mark;
     uint64_t next = last_entry ? storage::parse_message_key(last_entry->first).seq + 1 : first;
-    lane.redelivered_below = stats.delivered_mark;
+    lane.redelivered_below = stored.delivered_mark;
     // Sequence numbers only grow, so new messages never fall under an old delivered mark.
-    next = std::max({next, stats.delivered_mark, first, uint64_t{1}});
-    lane.positions.recover(first, next, stats.count, stats.bytes);
+    next = std::max({next, stored.delivered_mark, first, uint64_t{1}});
+    lane.positions.recover(first, next, stored.count, stored.bytes);
     lane.tail_base = next;
   }
 }
