@@ -502,6 +502,7 @@ class Handlers {
     if (n == 5 && parts_[4] == "contents")
       return only("DELETE", [&] { return purge(vhost, name); });
     if (n == 5 && parts_[4] == "get") return only("POST", [&] { return get(vhost, name); });
+    if (n == 5 && parts_[4] == "move") return only("POST", [&] { return move(vhost, name); });
     if (n == 5 && parts_[4] == "bindings")
       return only("GET", [&] { return queue_bindings(vhost, name); });
     return not_found();
@@ -621,6 +622,26 @@ class Handlers {
       return false;
     }
     return s.find('\0') == std::string::npos;
+  }
+
+  // Warren's own: moves (or copies) ready messages to another queue, or with "to" empty
+  // back to the queue each one died in (its x-death), e.g. a dead-letter queue emptied back
+  // into its work queue. Oldest first, a commit per 1000.
+  Response move(const std::string& vhost, const std::string& name) {
+    Response failed;
+    auto body = body_object(&failed);
+    if (!body) return failed;
+    if (body->contains("to") && !(*body)["to"].is_string()) return bad_request("to must be a queue name");
+    const std::string to = body->value("to", "");
+    auto copy = flag(*body, "copy", false);
+    auto max = count_field(*body, "max", INT64_MAX);
+    if (!copy || !max) return bad_request("copy must be a boolean and max a non-negative integer");
+    if (!engine_.find_vhost(vhost)) return error(404, "not_found", "vhost_not_found");
+    auto moved = engine_.replay(vhost, name, to, uint64_t(*max), *copy);
+    if (!moved.ok()) return from_status(moved.status());
+    json answer{{"moved", moved->count}};
+    if (!moved->stopped.ok()) answer["stopped"] = moved->stopped.text();
+    return {200, std::move(answer), moved->commit};
   }
 
   Response queue_bindings(const std::string& vhost, const std::string& name) {

@@ -158,6 +158,40 @@ class Queues(unittest.TestCase):
             call("DELETE", f"/api/queues/%2F/{prefix}-{i}")
 
 
+class MoveMessages(unittest.TestCase):
+    """Warren's own: a dead-letter queue emptied back into its work queue, and a copy."""
+
+    def test_dead_letters_go_back_where_they_died_and_copies_stay(self):
+        if broker().external:
+            self.skipTest("Warren's own operation")
+        work, dead, spare = unique("work"), unique("dead"), unique("spare")
+        call("PUT", f"/api/queues/%2F/{dead}", {"durable": True})
+        call("PUT", f"/api/queues/%2F/{spare}", {"durable": True})
+        call("PUT", f"/api/queues/%2F/{work}", {"durable": True, "arguments": {
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead}})
+        publish(work, [b"a", b"b", b"c"])
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port))
+        ch = conn.channel()
+        for _ in range(3):
+            method, _, _ = ch.basic_get(work)
+            ch.basic_reject(method.delivery_tag, requeue=False)
+        conn.close()
+        depth = lambda q: call("GET", f"/api/queues/%2F/{q}")[1]["messages_ready"]
+        self.assertEqual((depth(work), depth(dead)), (0, 3))
+        self.assertEqual(call("POST", f"/api/queues/%2F/{dead}/move", {"to": spare, "copy": True, "max": 2}),
+                         (200, {"moved": 2}))
+        self.assertEqual((depth(dead), depth(spare)), (3, 2))
+        self.assertEqual(call("POST", f"/api/queues/%2F/{dead}/move", {}), (200, {"moved": 3}))
+        self.assertEqual((depth(work), depth(dead)), (3, 0))
+        got = call("POST", f"/api/queues/%2F/{work}/get", {"count": 3, "ackmode": "ack_requeue_false",
+                                                             "encoding": "auto"})[1]
+        self.assertEqual([m["payload"] for m in got], ["a", "b", "c"])
+        self.assertEqual(call("POST", f"/api/queues/%2F/{unique('none')}/move", {})[0], 404)
+        self.assertEqual(call("POST", f"/api/queues/%2F/{dead}/move", {"max": -1})[0], 400)
+        for q in (work, dead, spare):
+            call("DELETE", f"/api/queues/%2F/{q}")
+
+
 class ExchangesAndBindings(unittest.TestCase):
     def test_declare_bind_route_unbind_delete(self):
         exchange, queue = unique("mx"), unique("mxq")
