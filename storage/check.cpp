@@ -82,6 +82,30 @@ Result<CheckReport> check_store(const StoreOptions& options) {
   return report;
 }
 
+Result<std::vector<StoredQueue>> stored_queues(const StoreOptions& options) {
+  std::map<uint64_t, StoredQueue> queues;  // by queue id
+  std::map<uint64_t, QueueStats> stats;    // by store id (a priority queue has one per lane)
+  auto walk = walk_lmdb_file(FileIo(), data_file(options), key_has_shape,
+                             [&](std::string_view name, std::string_view key, std::string_view value) {
+                               auto db = db_named(name);
+                               if (db == Db::queues) {
+                                 if (auto r = decode_queue(value)) queues[r->id] = {r->vhost, r->name};
+                               } else if (db == Db::queue_stats && key.size() == 8) {
+                                 if (auto s = decode_stats(value)) stats[get_be64(key.data())] = *s;
+                               }
+                             });
+  if (!walk.ok()) return walk.status();
+  constexpr uint64_t kLaneMask = (uint64_t{1} << 56) - 1;  // core/queue.h: the lane is the top byte
+  for (const auto& [store_id, s] : stats)
+    if (auto it = queues.find(store_id & kLaneMask); it != queues.end()) {
+      it->second.messages += s.count;
+      it->second.bytes += s.bytes;
+    }
+  std::vector<StoredQueue> out;
+  for (auto& [id, q] : queues) out.push_back(std::move(q));
+  return out;
+}
+
 Result<SalvageReport> salvage_store(const StoreOptions& from, const StoreOptions& to) {
   if (std::filesystem::exists(data_file(to)))
     return Status::storage(StorageFault::io_error,

@@ -36,4 +36,12 @@ struct SalvageReport {
 // accepting data loss, to replay what its journal can; damaged pages are skipped.
 Result<SalvageReport> salvage_store(const StoreOptions& from, const StoreOptions& to);
 
+// A stopped store's queues and how many messages each holds, read from its data file
+// without opening it (warrenctl --offline): nothing is written, no lock is taken.
+struct StoredQueue {
+  std::string vhost, name;
+  uint64_t messages = 0, bytes = 0;
+};
+Result<std::vector<StoredQueue>> stored_queues(const StoreOptions& options);
+
 }  // namespace warren::storage

@@ -770,6 +770,9 @@ void Connection::handle_open(const ConnectionOpen& m) {
     return;
   }
   alarm_listener_ = engine_.add_alarm_listener([this](bool raised) { on_alarm(raised); });
+  core_->force_close = [this, alive = std::weak_ptr<bool>(alive_)](const std::string& reason) {
+    if (alive.lock()) connection_error(hard_error(ReplyCode::connection_forced, reason));
+  };
   send(0, ConnectionOpenOk{});
   state_ = State::open;
 }

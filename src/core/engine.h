@@ -38,6 +38,9 @@ struct Connection {
   std::vector<std::weak_ptr<Channel>> channels;
   std::vector<std::shared_ptr<Queue>> exclusive_queues;
   bool closed = false;
+  // Closes the client's connection with `reason` (320 CONNECTION_FORCED): set by the
+  // protocol adapter that owns it; the management API's DELETE /api/connections uses it.
+  std::function<void(const std::string& reason)> force_close = {};
 };
 
 struct EngineOptions {

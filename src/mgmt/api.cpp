@@ -167,7 +167,8 @@ Response list_response(json items, const std::multimap<std::string, std::string>
   // RabbitMQ filters by name only when paging.
   if (auto name = query("name"); name && !name->empty()) {
     std::string error;
-    auto filter = NameFilter::make(*name, query("use_regex") == std::optional<std::string>("true"), &error);
+    auto filter =
+        NameFilter::make(*name, query("use_regex") == std::optional<std::string>("true"), &error);
     if (!filter) return bad_request(error);
     json kept = json::array();
     for (auto& item : items)
@@ -257,7 +258,8 @@ class Handlers {
     if (what == "exchanges") return exchanges();
     if (what == "bindings") return bindings();
     if (what == "connections" && n == 2) return only("GET", [&] { return list(connections()); });
-    if (what == "channels" && n == 2) return only("GET", [&] { return list(json::array()); });
+    if (what == "connections" && n == 3) return connection(parts_[2]);
+    if (what == "channels" && n == 2) return only("GET", [&] { return list(channels()); });
     if (what == "consumers") return only("GET", [&] { return list(consumers()); });
     if (what == "definitions" && n == 2) return definitions();
     if (what == "aliveness-test" && n == 3)
@@ -420,11 +422,44 @@ class Handlers {
   json connections() const {
     json out = json::array();
     for (const auto& c : engine_.connections())
-      out.push_back(json{{"name", c->name},
-                         {"user", c->user},
-                         {"vhost", c->vhost ? c->vhost->name : ""},
-                         {"channels", c->channels.size()},
-                         {"state", "running"}});
+      if (c->name != "management") out.push_back(connection_json(*c));
+    return out;
+  }
+
+  // GET shows one connection; DELETE closes it as RabbitMQ's management does (320
+  // CONNECTION_FORCED - Closed via management plugin).
+  Response connection(const std::string& name) {
+    auto& all = engine_.connections();
+    auto it = std::find_if(all.begin(), all.end(), [&](const auto& c) { return c->name == name; });
+    if (it == all.end()) return not_found();
+    if (r_.method == "GET") return ok(connection_json(**it));
+    if (r_.method != "DELETE") return {405, nullptr};
+    if (!(*it)->force_close) return bad_request("this connection cannot be closed from here");
+    (*it)->force_close("Closed via management plugin");
+    return {204, nullptr};
+  }
+
+  static json connection_json(const core::Connection& c) {
+    return json{{"name", c.name},
+                {"user", c.user},
+                {"vhost", c.vhost ? c.vhost->name : ""},
+                {"channels", c.channels.size()},
+                {"state", "running"},
+                {"protocol", "AMQP 0-9-1"}};
+  }
+
+  json channels() const {
+    json out = json::array();
+    for (const auto& c : engine_.connections())
+      for (const auto& weak : c->channels)
+        if (auto ch = weak.lock())
+          out.push_back(json{{"name", fmt::format("{} ({})", c->name, ch->id())},
+                             {"connection_details", json{{"name", c->name}}},
+                             {"connection", c->name},
+                             {"number", ch->id()},
+                             {"user", c->user},
+                             {"vhost", c->vhost ? c->vhost->name : ""},
+                             {"confirm", ch->confirm_mode()}});
     return out;
   }
 
@@ -631,7 +666,8 @@ class Handlers {
     Response failed;
     auto body = body_object(&failed);
     if (!body) return failed;
-    if (body->contains("to") && !(*body)["to"].is_string()) return bad_request("to must be a queue name");
+    if (body->contains("to") && !(*body)["to"].is_string())
+      return bad_request("to must be a queue name");
     const std::string to = body->value("to", "");
     auto copy = flag(*body, "copy", false);
     auto max = count_field(*body, "max", INT64_MAX);

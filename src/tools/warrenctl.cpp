@@ -1,0 +1,316 @@
+// warrenctl: rabbitmqctl's verbs for a running warrend, through its management HTTP API.
+//
+//   warrenctl [--url URL] [--user NAME:PASSWORD] [-p VHOST] [-q] [--formatter
+//   json|tsv|pretty_table]
+//             list_queues [name messages ...]
+//   warrenctl --offline --data-dir DIR list_queues       (a stopped data directory, read-only)
+//
+// Exit codes as rabbitmqctl's: 0 done, 64 usage, 69 unreachable or not found, 77 refused
+// credentials, 70 anything else.
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "storage/check.h"
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int kUsage = 64, kUnavailable = 69, kSoftware = 70, kNoPermission = 77;
+
+struct Options {
+  std::string url = "http://127.0.0.1:15672";
+  std::string user = "guest:guest";
+  std::string vhost = "/";
+  std::string formatter = "tsv";
+  bool quiet = false;
+  bool offline = false;
+  std::string data_dir;
+  std::string verb;
+  std::vector<std::string> args;
+};
+
+[[noreturn]] void fail(int code, const std::string& what) {
+  std::fprintf(stderr, "Error:\n%s\n", what.c_str());
+  std::exit(code);
+}
+
+std::string encoded(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      out.push_back(char(c));
+    else
+      out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
+class Api {
+ public:
+  explicit Api(const Options& o) : client_(o.url) {
+    auto colon = o.user.find(':');
+    if (colon == std::string::npos) fail(kUsage, "--user wants NAME:PASSWORD");
+    client_.set_basic_auth(o.user.substr(0, colon), o.user.substr(colon + 1));
+    client_.set_connection_timeout(std::chrono::seconds(10));
+    client_.set_read_timeout(std::chrono::seconds(60));
+    url_ = o.url;
+  }
+
+  // The answer's JSON; a failure exits with rabbitmqctl's code and the server's reason.
+  json call(const std::string& method, const std::string& path, const json& body = nullptr) {
+    httplib::Result r = method == "GET"      ? client_.Get(path)
+                        : method == "DELETE" ? client_.Delete(path)
+                        : method == "PUT"    ? client_.Put(path, body.dump(), "application/json")
+                                             : client_.Post(path, body.dump(), "application/json");
+    if (!r)
+      fail(kUnavailable, fmt::format("cannot reach warrend's management API at {} ({})", url_,
+                                     httplib::to_string(r.error())));
+    const json answer = json::parse(r->body, nullptr, false);
+    const std::string reason = answer.is_object() && answer.contains("reason")
+                                   ? answer["reason"].get<std::string>()
+                                   : r->body;
+    if (r->status == 401) fail(kNoPermission, "the user name or password was refused");
+    if (r->status == 404) fail(kUnavailable, reason.empty() ? "not found" : reason);
+    if (r->status >= 400) fail(kSoftware, fmt::format("{}: {}", r->status, reason));
+    return answer.is_discarded() ? json() : answer;
+  }
+
+ private:
+  httplib::Client client_;
+  std::string url_;
+};
+
+// rabbitmqctl's output: a header line and tab-separated rows; aligned with pretty_table;
+// a JSON array with --formatter json.
+void print_table(const Options& o, const std::vector<std::string>& columns, const json& rows) {
+  auto cell = [](const json& v) -> std::string {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_null()) return "";
+    return v.dump();
+  };
+  if (o.formatter == "json") {
+    json out = json::array();
+    for (const auto& row : rows) {
+      json picked = json::object();
+      for (const auto& c : columns) picked[c] = row.value(c, json());
+      out.push_back(picked);
+    }
+    std::cout << out.dump() << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table{columns};
+  for (const auto& row : rows) {
+    std::vector<std::string> line;
+    for (const auto& c : columns) line.push_back(cell(row.value(c, json())));
+    table.push_back(line);
+  }
+  std::vector<size_t> width(columns.size(), 0);
+  for (const auto& line : table)
+    for (size_t i = 0; i < line.size(); ++i) width[i] = std::max(width[i], line[i].size());
+  for (const auto& line : table) {
+    for (size_t i = 0; i < line.size(); ++i) {
+      if (o.formatter == "pretty_table")
+        std::cout << fmt::format("{:<{}}", line[i], width[i] + 2);
+      else
+        std::cout << line[i] << (i + 1 < line.size() ? "\t" : "");
+    }
+    std::cout << "\n";
+  }
+}
+
+void say(const Options& o, const std::string& line) {
+  if (!o.quiet && o.formatter != "json") std::cout << line << "\n";
+}
+
+std::vector<std::string> columns_or(const Options& o, std::vector<std::string> fallback) {
+  return o.args.empty() ? fallback : o.args;
+}
+
+std::string read_all(const std::string& file) {
+  if (file == "-") return {std::istreambuf_iterator<char>(std::cin), {}};
+  std::ifstream in(file);
+  if (!in) fail(kSoftware, "cannot read " + file);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+int offline(const Options& o) {
+  if (o.verb != "list_queues") fail(kUsage, "--offline answers list_queues only");
+  warren::storage::StoreOptions store;
+  store.path = o.data_dir;
+  auto queues = warren::storage::stored_queues(store);
+  if (!queues.ok()) fail(kSoftware, queues.status().text());
+  json rows = json::array();
+  for (const auto& q : *queues)
+    if (q.vhost == o.vhost)
+      rows.push_back(json{{"name", q.name}, {"messages", q.messages}, {"message_bytes", q.bytes}});
+  say(o, fmt::format("Listing queues for vhost {} in {} (offline) ...", o.vhost, o.data_dir));
+  print_table(o, columns_or(o, {"name", "messages"}), rows);
+  return 0;
+}
+
+int online(const Options& o) {
+  Api api(o);
+  const std::string vhost = encoded(o.vhost);
+  auto need = [&](size_t n, const char* usage) {
+    if (o.args.size() != n) fail(kUsage, fmt::format("usage: warrenctl {} {}", o.verb, usage));
+  };
+  if (o.verb == "status") {
+    json overview = api.call("GET", "/api/overview");
+    json nodes = api.call("GET", "/api/nodes");
+    if (o.formatter == "json") {
+      std::cout << json{{"overview", overview}, {"node", nodes.empty() ? json() : nodes[0]}}.dump()
+                << "\n";
+      return 0;
+    }
+    say(o, fmt::format("Status of node {} ...", overview.value("node", "")));
+    std::cout << fmt::format(
+        "Product: {} {}\nQueues: {}\nConnections: {}\nMessages ready: {}\nMessages unacknowledged: "
+        "{}\n",
+        overview.value("product_name", ""), overview.value("product_version", ""),
+        overview["object_totals"].value("queues", 0),
+        overview["object_totals"].value("connections", 0),
+        overview["queue_totals"].value("messages_ready", 0),
+        overview["queue_totals"].value("messages_unacknowledged", 0));
+    if (!nodes.empty())
+      std::cout << fmt::format(
+          "Memory used: {} bytes\nAlarms: {}\n", nodes[0].value("mem_used", 0),
+          nodes[0].value("mem_alarm", false) || nodes[0].value("disk_free_alarm", false) ? "raised"
+                                                                                         : "none");
+    return 0;
+  }
+  struct Listing {
+    const char* verb;
+    const char* path;
+    const char* what;
+    std::vector<std::string> columns;
+  };
+  const Listing listings[] = {
+      {"list_queues", "/api/queues/", "queues", {"name", "messages"}},
+      {"list_exchanges", "/api/exchanges/", "exchanges", {"name", "type"}},
+      {"list_bindings",
+       "/api/bindings/",
+       "bindings",
+       {"source", "destination", "destination_type", "routing_key"}},
+      {"list_connections",
+       "/api/connections",
+       "connections",
+       {"name", "user", "vhost", "channels"}},
+      {"list_channels", "/api/channels", "channels", {"name", "connection", "number"}},
+      {"list_consumers",
+       "/api/consumers/",
+       "consumers",
+       {"queue_name", "consumer_tag", "ack_required", "prefetch_count"}},
+  };
+  for (const Listing& l : listings) {
+    if (o.verb != l.verb) continue;
+    std::string path = l.path;
+    if (path.back() == '/') path += vhost;
+    json rows = api.call("GET", path);
+    if (o.verb == "list_consumers")
+      for (auto& row : rows) row["queue_name"] = row["queue"].value("name", "");
+    say(o,
+        fmt::format("Listing {}{} ...", l.what,
+                    path.back() == '/' || o.verb == "list_connections" || o.verb == "list_channels"
+                        ? ""
+                        : fmt::format(" for vhost {}", o.vhost)));
+    print_table(o, columns_or(o, l.columns), rows);
+    return 0;
+  }
+  if (o.verb == "purge_queue") {
+    need(1, "QUEUE");
+    say(o, fmt::format("Purging queue '{}' in vhost '{}' ...", o.args[0], o.vhost));
+    api.call("DELETE", fmt::format("/api/queues/{}/{}/contents", vhost, encoded(o.args[0])));
+    return 0;
+  }
+  if (o.verb == "delete_queue") {
+    need(1, "QUEUE");
+    say(o, fmt::format("Deleting queue '{}' on vhost '{}' ...", o.args[0], o.vhost));
+    api.call("DELETE", fmt::format("/api/queues/{}/{}", vhost, encoded(o.args[0])));
+    return 0;
+  }
+  if (o.verb == "export_definitions") {
+    need(1, "FILE|-");
+    std::string text = api.call("GET", "/api/definitions").dump(2);
+    if (o.args[0] == "-") {
+      std::cout << text << "\n";
+    } else {
+      std::ofstream(o.args[0]) << text << "\n";
+      say(o, fmt::format("Exported definitions to {}", o.args[0]));
+    }
+    return 0;
+  }
+  if (o.verb == "import_definitions") {
+    need(1, "FILE|-");
+    json definitions = json::parse(read_all(o.args[0]), nullptr, false);
+    if (definitions.is_discarded()) fail(kUsage, o.args[0] + " is not JSON");
+    api.call("POST", "/api/definitions", definitions);
+    say(o, fmt::format("Imported definitions from {}", o.args[0]));
+    return 0;
+  }
+  if (o.verb == "move_messages") {
+    if (o.args.empty() || o.args.size() > 2)
+      fail(kUsage, "usage: warrenctl move_messages SOURCE [DESTINATION]");
+    json body = json::object();
+    if (o.args.size() == 2) body["to"] = o.args[1];
+    json answer =
+        api.call("POST", fmt::format("/api/queues/{}/{}/move", vhost, encoded(o.args[0])), body);
+    say(o, fmt::format("Moved {} message(s) from '{}' to {}", answer.value("moved", 0), o.args[0],
+                       o.args.size() == 2 ? "'" + o.args[1] + "'" : "where they died"));
+    return 0;
+  }
+  if (o.verb == "close_connection") {
+    need(1, "NAME");
+    api.call("DELETE", "/api/connections/" + encoded(o.args[0]));
+    return 0;
+  }
+  fail(kUsage, fmt::format("unknown command '{}' (see warrenctl --help)", o.verb));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (const char* url = std::getenv("WARREN_URL")) o.url = url;
+  if (const char* user = std::getenv("WARREN_USER")) o.user = user;
+  CLI::App app{"warrenctl: rabbitmqctl's commands for warrend, through its management HTTP API"};
+  app.add_option("--url", o.url, "The management API (env WARREN_URL)")->capture_default_str();
+  app.add_option("--user", o.user, "NAME:PASSWORD (env WARREN_USER; default guest:guest)");
+  app.add_option("-p,--vhost", o.vhost, "Virtual host")->capture_default_str();
+  app.add_option("--formatter", o.formatter, "tsv, pretty_table or json")
+      ->check(CLI::IsMember({"tsv", "pretty_table", "json"}))
+      ->capture_default_str();
+  app.add_flag("-q,--quiet", o.quiet, "Only the data, no informational lines");
+  app.add_flag("--offline", o.offline, "Read a stopped data directory (list_queues only)");
+  app.add_option("--data-dir", o.data_dir, "The data directory, with --offline");
+  app.add_option("command", o.verb,
+                 "status, list_queues [columns], list_exchanges, list_bindings, list_connections, "
+                 "list_channels, "
+                 "list_consumers, purge_queue Q, delete_queue Q, export_definitions FILE|-, "
+                 "import_definitions FILE|-, "
+                 "move_messages SRC [DST], close_connection NAME")
+      ->required();
+  app.add_option("args", o.args, "The command's arguments");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "warrenctl: %s\n", e.what());
+    return kUsage;
+  }
+  if (o.offline) {
+    if (o.data_dir.empty()) fail(kUsage, "--offline needs --data-dir");
+    return offline(o);
+  }
+  return online(o);
+}
