@@ -8,7 +8,7 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 for pkg in build-essential cmake pkg-config liblmdb-dev libasio-dev libfmt-dev libxxhash-dev \
            libgtest-dev libbenchmark-dev libcli11-dev libcpp-httplib-dev nlohmann-json3-dev libssl-dev clang \
            python3-pika python3-aio-pika python3-amqp python3-kombu python3-celery \
-           amqp-tools librabbitmq-dev rabbitmq-server prometheus; do  # rabbitmqadmin; prometheus, promtool
+           amqp-tools librabbitmq-dev rabbitmq-server prometheus chromium; do  # rabbitmqadmin, promtool, a browser
   have_pkg "$pkg" || need+=("$pkg")
 done
 command -v node >/dev/null && command -v npm >/dev/null || need+=(nodejs npm)

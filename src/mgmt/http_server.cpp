@@ -61,8 +61,16 @@ HttpServer::~HttpServer() {
   if (thread_.joinable()) thread_.join();
 }
 
+void HttpServer::serve_static(std::string path, std::string_view content, std::string content_type) {
+  statics_.push_back({std::move(path), content, std::move(content_type)});
+}
+
 Status HttpServer::start(const std::string& address, uint16_t port, std::string_view what) {
   server_ = std::make_unique<httplib::Server>();
+  for (const Static& s : statics_)  // before the catch-all: the first route that matches serves
+    server_->Get(s.path, [s](const httplib::Request&, httplib::Response& res) {
+      res.set_content(std::string(s.content), s.content_type);
+    });
   server_->set_payload_max_length(kMaxBody);
   server_->set_read_timeout(std::chrono::seconds(30));
   auto handle = [this](const httplib::Request& req, httplib::Response& res) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/result.h"
 #include "mgmt/api.h"
@@ -28,6 +29,9 @@ class HttpServer {
              Authenticator authenticate = {});
   ~HttpServer();  // stop()
 
+  // A fixed document anyone may fetch (the web page: it asks for credentials itself).
+  // Before start().
+  void serve_static(std::string path, std::string_view content, std::string content_type);
   // Binds and starts serving; port 0 picks a free one (port() says which).
   Status start(const std::string& address, uint16_t port, std::string_view what);
   uint16_t port() const { return port_; }
@@ -45,6 +49,12 @@ class HttpServer {
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   uint16_t port_ = 0;
+  struct Static {
+    std::string path;
+    std::string_view content;
+    std::string content_type;
+  };
+  std::vector<Static> statics_;
   struct Pending;
   std::shared_ptr<Pending> pending_;
 };

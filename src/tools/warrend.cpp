@@ -16,6 +16,7 @@
 #include "core/engine.h"
 #include "mgmt/http_server.h"
 #include "mgmt/metrics.h"
+#include "mgmt/web_ui.h"
 #include "storage/check.h"
 #include "tools/warrend_options.h"
 
@@ -104,6 +105,7 @@ int main(int argc, char** argv) {
       io, *engine.value(), [&](const mgmt::Request& r) { return management_api.handle(r); },
       [&](const std::string& user, const std::string& password) { return management_api.authenticate(user, password); });
   mgmt::HttpServer prometheus(io, *engine.value(), [&](const mgmt::Request& r) { return metrics(*engine.value(), r); });
+  management.serve_static("/", mgmt::web_ui_page(), "text/html; charset=utf-8");
   if (settings.management_port != 0)
     if (Status s = management.start(settings.management_bind, settings.management_port, "management API"); !s) {
       log::error("{}", s.text());
