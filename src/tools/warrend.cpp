@@ -7,8 +7,8 @@
 // win. Settings are parsed in tools/warrend_options.cpp.
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
-
 #include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "amqp/server.h"
@@ -64,6 +64,25 @@ int salvage(const tools::Settings& settings) {
   return 0;
 }
 
+// --definitions FILE: applied as a POST /api/definitions would, and on disk before serving.
+Status load_definitions(core::Engine& engine, mgmt::Api& api, const std::string& file) {
+  std::ifstream in(file);
+  mgmt::Request request{
+      "POST", "/api/definitions", {}, {std::istreambuf_iterator<char>(in), {}}, "warrend"};
+  mgmt::Response r = api.handle(request);
+  if (r.status >= 300)
+    return Status::error(ReplyCode::internal_error,
+                         fmt::format("definitions in {} not applied: {}", file,
+                                     r.body.value("reason", r.body.dump())));
+  bool timed_out = false;
+  if (Status s =
+          engine.wait_durable(r.commit, std::chrono::steady_clock::time_point::max(), &timed_out);
+      !s)
+    return s;
+  log::info("definitions from {} applied", file);
+  return {};
+}
+
 // GET /metrics and /metrics/per-object, as RabbitMQ's Prometheus plugin serves them.
 mgmt::Response metrics(core::Engine& engine, const mgmt::Request& r) {
   if (r.method != "GET") return {405, nullptr};
@@ -83,8 +102,9 @@ int main(int argc, char** argv) {
   if (settings.check) return check(settings);
   if (!settings.salvage_from.empty()) return salvage(settings);
   asio::io_context io;
-  auto engine = core::Engine::open(
-      io, core::EngineOptions{settings.broker, nullptr, settings.vhosts, settings.memory_high_watermark});
+  auto engine =
+      core::Engine::open(io, core::EngineOptions{settings.broker, nullptr, settings.vhosts,
+                                                 settings.memory_high_watermark});
   if (!engine.ok()) {
     log::error("cannot open {}: {}", settings.broker.data_dir, engine.status().text());
     return 1;
@@ -101,24 +121,36 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   mgmt::Api management_api(*engine.value(), settings.amqp.users);
+  if (!settings.definitions.empty())
+    if (Status s = load_definitions(*engine.value(), management_api, settings.definitions); !s) {
+      log::error("{}", s.text());
+      return 1;
+    }
   mgmt::HttpServer management(
       io, *engine.value(), [&](const mgmt::Request& r) { return management_api.handle(r); },
-      [&](const std::string& user, const std::string& password) { return management_api.authenticate(user, password); });
-  mgmt::HttpServer prometheus(io, *engine.value(), [&](const mgmt::Request& r) { return metrics(*engine.value(), r); });
+      [&](const std::string& user, const std::string& password) {
+        return management_api.authenticate(user, password);
+      });
+  mgmt::HttpServer prometheus(io, *engine.value(),
+                              [&](const mgmt::Request& r) { return metrics(*engine.value(), r); });
   management.serve_static("/", mgmt::web_ui_page(), "text/html; charset=utf-8");
   if (settings.management_port != 0)
-    if (Status s = management.start(settings.management_bind, settings.management_port, "management API"); !s) {
+    if (Status s =
+            management.start(settings.management_bind, settings.management_port, "management API");
+        !s) {
       log::error("{}", s.text());
       return 1;
     }
   if (settings.prometheus_port != 0)
-    if (Status s = prometheus.start(settings.prometheus_bind, settings.prometheus_port, "Prometheus metrics"); !s) {
+    if (Status s = prometheus.start(settings.prometheus_bind, settings.prometheus_port,
+                                    "Prometheus metrics");
+        !s) {
       log::error("{}", s.text());
       return 1;
     }
-  log::info("warrend ready: data in {} ({})", settings.broker.durability == Durability::in_memory
-                                                  ? std::string("memory")
-                                                  : settings.broker.data_dir,
+  log::info("warrend ready: data in {} ({})",
+            settings.broker.durability == Durability::in_memory ? std::string("memory")
+                                                                : settings.broker.data_dir,
             settings.broker.durability == Durability::fsync ? "fsync" : "nosync");
 
   asio::signal_set signals(io, SIGINT, SIGTERM);

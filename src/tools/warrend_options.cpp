@@ -103,6 +103,9 @@ Settings parse_settings(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--prometheus-bind", s.prometheus_bind, "Address the Prometheus metrics listen on")
       ->capture_default_str();
+  app.add_option("--definitions", s.definitions,
+                 "A definitions.json (RabbitMQ's format) whose vhosts, exchanges, queues and bindings are applied at boot")
+      ->check(CLI::ExistingFile);
   app.add_flag("--accept-data-loss", s.broker.accept_data_loss,
                "Open a store whose journal is damaged as LMDB holds it, losing what the journal lost");
   app.add_option("--log-level", level, "debug, info, warning, error or none")

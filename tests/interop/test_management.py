@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import subprocess
+import tempfile
 import time
 import unittest
 import urllib.error
@@ -13,7 +14,7 @@ import urllib.request
 
 import pika
 
-from harness import broker, setUpModule, tearDownModule, unique  # noqa: F401 (module fixtures)
+from harness import broker, setUpModule, start_warrend, tearDownModule, unique  # noqa: F401 (module fixtures)
 
 
 def call(method, path, body=None, auth=("guest", "guest"), raw=None):
@@ -256,6 +257,94 @@ class Definitions(unittest.TestCase):
         self.assertEqual([b["routing_key"] for b in bindings], ["k"])
         call("DELETE", f"/api/queues/%2F/{queue}")
         call("DELETE", f"/api/exchanges/%2F/{exchange}")
+
+
+class BootDefinitions(unittest.TestCase):
+    """warrend --definitions FILE applies a definitions.json before it serves."""
+
+    def test_a_file_is_applied_at_boot_and_a_bad_one_refused(self):
+        if broker().external:
+            self.skipTest("warrend's flag")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "definitions.json")
+            with open(path, "w") as f:
+                json.dump({"vhosts": [{"name": "/"}],
+                           "exchanges": [{"name": "boot-x", "vhost": "/", "type": "topic", "durable": True}],
+                           "queues": [{"name": "boot-q", "vhost": "/", "durable": True,
+                                       "arguments": {"x-max-length": 10}}],
+                           "bindings": [{"source": "boot-x", "vhost": "/", "destination": "boot-q",
+                                         "destination_type": "queue", "routing_key": "a.#", "arguments": {}}]}, f)
+            proc, port = start_warrend("--data-dir", os.path.join(d, "data"), "--definitions", path,
+                                       "--log-level", "warning")
+            conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+            ch = conn.channel()
+            ch.queue_declare("boot-q", durable=True, arguments={"x-max-length": 10}, passive=True)
+            ch.confirm_delivery()
+            ch.basic_publish("boot-x", "a.b", b"routed", mandatory=True)
+            self.assertEqual(ch.queue_declare("boot-q", passive=True).method.message_count, 1)
+            conn.close()
+            proc.terminate()
+            self.assertEqual(proc.wait(timeout=30), 0)
+            with open(path, "w") as f:
+                json.dump({"queues": [{"name": "bad", "vhost": "/", "arguments": {"x-max-length": "ten"}}]}, f)
+            result = subprocess.run([os.environ["WARREND"], "--port", "0", "--management-port", "0",
+                                     "--prometheus-port", "0", "--data-dir", os.path.join(d, "data2"),
+                                     "--definitions", path], capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 1)
+            self.assertIn("invalid arg 'x-max-length'", result.stderr)
+
+
+def rabbitmq(method, path, body=None):
+    """A call to the local RabbitMQ's management API (the oracle), or None if none runs."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:15672{path}", data=data, method=method, headers={
+        "content-type": "application/json",
+        "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read()
+            return response.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except OSError:
+        return None
+
+
+class DefinitionsBothWays(unittest.TestCase):
+    """Against the local RabbitMQ 3.10 when one runs with its management plugin: its export
+    imports into Warren, and Warren's (users and password hashes included) into it."""
+
+    def setUp(self):
+        if broker().external or rabbitmq("GET", "/api/overview") is None:
+            self.skipTest("needs warrend and a local RabbitMQ with the management plugin on 15672")
+
+    def test_rabbitmq_to_warren(self):
+        queue, exchange = unique("from-rabbit"), unique("from-rabbit-x")
+        rabbitmq("PUT", f"/api/exchanges/%2F/{exchange}", {"type": "headers", "durable": True})
+        rabbitmq("PUT", f"/api/queues/%2F/{queue}", {"durable": True, "arguments": {"x-max-priority": 4}})
+        rabbitmq("POST", f"/api/bindings/%2F/e/{exchange}/q/{queue}", {"routing_key": "", "arguments": {"x-match": "any", "k": "v"}})
+        exported = rabbitmq("GET", "/api/definitions")[1]
+        rabbitmq("DELETE", f"/api/queues/%2F/{queue}")
+        rabbitmq("DELETE", f"/api/exchanges/%2F/{exchange}")
+        self.assertEqual(call("POST", "/api/definitions", exported)[0], 204)
+        self.assertEqual(call("GET", f"/api/queues/%2F/{queue}")[1]["arguments"], {"x-max-priority": 4})
+        bindings = call("GET", f"/api/bindings/%2F/e/{exchange}/q/{queue}")[1]
+        self.assertEqual([b["arguments"] for b in bindings], [{"x-match": "any", "k": "v"}])
+        call("DELETE", f"/api/queues/%2F/{queue}")
+        call("DELETE", f"/api/exchanges/%2F/{exchange}")
+
+    def test_warren_to_rabbitmq_passwords_included(self):
+        queue = unique("from-warren")
+        call("PUT", f"/api/queues/%2F/{queue}", {"durable": True, "arguments": {"x-message-ttl": 1000}})
+        exported = call("GET", "/api/definitions")[1]
+        mine = dict(exported, queues=[q for q in exported["queues"] if q["name"] == queue], exchanges=[], bindings=[])
+        self.assertEqual(rabbitmq("POST", "/api/definitions", mine)[0], 204)
+        status, got = rabbitmq("GET", f"/api/queues/%2F/{queue}")
+        self.assertEqual((status, got["arguments"]), (200, {"x-message-ttl": 1000}))
+        # guest's password hash, as Warren wrote it, still lets guest in.
+        self.assertEqual(rabbitmq("GET", "/api/whoami")[0], 200)
+        rabbitmq("DELETE", f"/api/queues/%2F/{queue}")
+        call("DELETE", f"/api/queues/%2F/{queue}")
 
 
 class RabbitmqAdmin(unittest.TestCase):
