@@ -1031,6 +1031,8 @@ Response Api::handle(const Request& request) {
     return Handlers(*this, request).run();
   } catch (const json::exception& e) {  // a value of the wrong JSON type, e.g. "durable": "yes"
     return bad_request(fmt::format("bad JSON value: {}", e.what()));
+  } catch (const std::exception& e) {  // never out into the broker's loop
+    return error(500, "internal_error", e.what());
   }
 }
 
