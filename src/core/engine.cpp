@@ -54,6 +54,33 @@ Vhost& Engine::add_vhost(std::string_view name) {
   return *vhosts_.emplace(std::string(name), std::move(vhost)).first->second;
 }
 
+Result<CommitId> Engine::delete_vhost(std::string_view name) {
+  WARREN_REQUIRE_LOOP(*token_);
+  auto it = vhosts_.find(name);
+  if (it == vhosts_.end()) return Status::error(ReplyCode::not_found, fmt::format("no vhost '{}'", name));
+  Vhost* vhost = it->second.get();
+  std::vector<std::shared_ptr<Connection>> users;
+  for (const auto& c : connections_)
+    if (c->vhost == vhost) {
+      if (!c->force_close)
+        return Status::error(ReplyCode::precondition_failed,
+                             fmt::format("vhost '{}' is in use by an in-process connection", name));
+      users.push_back(c);
+    }
+  for (const auto& c : users) {
+    c->force_close(fmt::format("vhost '{}' is deleted", name));
+    disconnect(*c);
+  }
+  CommitId commit = 0;
+  {
+    WriteBatch batch(*this);
+    vhost->remove_all(batch);
+    commit = batch.id();
+  }
+  vhosts_.erase(it);
+  return commit;
+}
+
 Engine::~Engine() {
   std::lock_guard hold(*token_);  // re-entrant: usually the destroying thread holds it already
   shutdown();

@@ -76,6 +76,9 @@ class Engine {
   Vhost* find_vhost(std::string_view name);
   // Adds a vhost with the default exchanges (no-op if it exists).
   Vhost& add_vhost(std::string_view name);
+  // Deletes a vhost with everything in it: its AMQP connections are closed (320) first.
+  // Refused while an in-process connection uses it. Returns the commit that removes it.
+  Result<CommitId> delete_vhost(std::string_view name);
   std::vector<QueueInfo> list_queues() const;
   // Counts since start, broker-wide, named as RabbitMQ's Prometheus plugin names them
   // (rabbitmq_global_messages_<name>_total). Loop thread.

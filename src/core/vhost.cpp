@@ -236,6 +236,20 @@ Status Vhost::delete_exchange(std::string_view xname, bool if_unused, WriteBatch
   return {};
 }
 
+void Vhost::remove_all(WriteBatch& batch) {
+  std::vector<std::shared_ptr<Queue>> all_queues;
+  for (const auto& [qname, q] : queues) all_queues.push_back(q);
+  for (const auto& q : all_queues) remove_queue(q, batch);
+  std::vector<std::string> declared;
+  for (const auto& [xname, x] : exchanges) {
+    if (!xname.empty() && !xname.starts_with("amq.")) declared.push_back(xname);
+    else  // the predeclared ones stay with the vhost object, but their bindings go from the store
+      for (const auto& b : x->bindings)
+        if (binding_is_durable(*x, b.destination)) persist_binding(*x, b, false, batch);
+  }
+  for (const auto& xname : declared) drop_exchange(xname, batch);
+}
+
 void Vhost::drop_exchange(const std::string& xname, WriteBatch& batch) {
   auto x = find_exchange(xname);
   if (!x) return;

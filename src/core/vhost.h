@@ -52,6 +52,9 @@ class Vhost {
   void route(const Exchange& exchange, std::string_view routing_key, const FieldTable* headers,
              std::vector<std::shared_ptr<Queue>>& out) const;
 
+  // Removes every queue, exchange and binding, durable records included (the vhost is
+  // being deleted; its connections are gone already).
+  void remove_all(WriteBatch& batch);
   // Removes a queue with everything that refers to it; consumers are cancelled.
   void remove_queue(const std::shared_ptr<Queue>& queue, WriteBatch& batch);
   // Deletes an auto-delete queue once its last consumer is gone.

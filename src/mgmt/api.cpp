@@ -251,6 +251,9 @@ class Handlers {
       return only("GET", [&] {
         return ok(json{{"name", r_.user}, {"tags", json::array({"administrator"})}});
       });
+    if (what == "permissions" && n == 4) return permissions(parts_[2], parts_[3]);
+    if (what == "vhosts" && n == 3 && r_.method == "PUT") return put_vhost(parts_[2]);
+    if (what == "vhosts" && n == 3 && r_.method == "DELETE") return delete_vhost(parts_[2]);
     if (what == "vhosts") return only("GET", [&] { return vhosts(); });
     if (what == "users" && n == 2) return only("GET", [&] { return users(); });
     if (what == "nodes" && n == 2) return only("GET", [&] { return list(json::array({node()})); });
@@ -410,6 +413,31 @@ class Handlers {
     }
     if (parts_.size() == 3) return ok(out[0]);
     return list(std::move(out));
+  }
+
+  // Every user may do everything in every vhost until permissions exist (issue 14): a PUT
+  // of full permissions, as RabbitMQ needs after creating a vhost, is accepted as it is.
+  Response permissions(const std::string& vhost, const std::string& user) {
+    if (!engine_.find_vhost(vhost) || !api_.users_.count(user)) return not_found();
+    if (r_.method == "GET")
+      return ok(json{{"user", user}, {"vhost", vhost}, {"configure", ".*"}, {"write", ".*"}, {"read", ".*"}});
+    if (r_.method == "PUT") return {204, nullptr};  // RabbitMQ answers 204, first time or not
+    return {405, nullptr};
+  }
+
+  // A vhost created here lasts while the broker runs, or longer once it holds something durable.
+  Response put_vhost(const std::string& name) {
+    if (name.empty()) return bad_request("a vhost needs a name");
+    const bool existed = engine_.find_vhost(name) != nullptr;
+    engine_.add_vhost(name);
+    return {existed ? 204 : 201, nullptr};
+  }
+
+  Response delete_vhost(const std::string& name) {
+    if (!engine_.find_vhost(name)) return not_found();
+    auto r = engine_.delete_vhost(name);
+    if (!r.ok()) return from_status(r.status());
+    return {204, nullptr, r.value()};
   }
 
   Response users() const {

@@ -28,12 +28,21 @@ def start_warrend(*args, **popen):
     return proc, int(line.split()[1])
 
 
+def free_ports(count):
+    """Ports nobody listens on just now, all different (another process may take one before
+    it is used: whoever starts a server on it retries with others if it is taken)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:  # held together, so the system cannot hand out one twice
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port():
-    """A port nobody listens on just now (another process may take it before it is used:
-    whoever starts a server on it retries with another one if it is taken)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def unique(prefix):
@@ -59,12 +68,15 @@ class Broker:
         self.start()
 
     def start(self):
-        for _ in range(5):  # a free port may be taken before warrend binds it: then another
-            mgmt_port, prometheus_port = self.mgmt_port or free_port(), self.prometheus_port or free_port()
+        restarting = self.mgmt_port is not None  # then every port stays what it was
+        for _ in range(5):  # a free port may be taken before warrend binds it: then others
+            mgmt_port, prometheus_port = (self.mgmt_port, self.prometheus_port) if restarting else free_ports(2)
+            if not restarting:
+                self.port = 0
             if self._start(mgmt_port, prometheus_port):
                 self.mgmt_port, self.prometheus_port = mgmt_port, prometheus_port
                 return
-            if self.mgmt_port or not any("cannot listen" in line for line in self.log):
+            if restarting or not any("cannot listen" in line for line in self.log):
                 break
         raise RuntimeError("warrend exited before it was ready:\n" + "".join(self.log))
 

@@ -218,6 +218,30 @@ class ExchangesAndBindings(unittest.TestCase):
         call("DELETE", f"/api/queues/%2F/{queue}")
 
 
+class Vhosts(unittest.TestCase):
+    def test_create_use_and_delete_a_vhost(self):
+        vhost = unique("vh")
+        self.assertEqual(call("PUT", f"/api/vhosts/{vhost}"), (201, None))
+        self.assertEqual(call("PUT", f"/api/permissions/{vhost}/guest", {"configure": ".*", "write": ".*", "read": ".*"})[0],
+                         204)
+        self.assertEqual(call("PUT", f"/api/queues/{vhost}/q", {"durable": True})[0], 201)
+        self.assertEqual(call("GET", f"/api/vhosts/{vhost}")[1]["name"], vhost)
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port, virtual_host=vhost))
+        self.assertEqual(call("DELETE", f"/api/vhosts/{vhost}"), (204, None))
+        with self.assertRaises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            conn.process_data_events(time_limit=30)
+            conn.channel()
+        self.assertIn((closed.exception.reply_code, closed.exception.reply_text),  # RabbitMQ races to either
+                      [(320, f"CONNECTION_FORCED - vhost '{vhost}' is deleted"),
+                       (320, f"CONNECTION_FORCED - vhost '{vhost}' is down")])
+        self.assertEqual(call("GET", f"/api/vhosts/{vhost}")[0], 404)
+        self.assertEqual(call("GET", f"/api/queues/{vhost}/q")[0], 404)
+        self.assertEqual(call("DELETE", f"/api/vhosts/{vhost}")[0], 404)
+        if not broker().external:  # its durable queue does not bring it back
+            broker().restart()
+            self.assertEqual(call("GET", f"/api/vhosts/{vhost}")[0], 404)
+
+
 class Overview(unittest.TestCase):
     def test_overview_vhosts_whoami_health(self):
         status, overview = call("GET", "/api/overview")
