@@ -54,19 +54,6 @@ std::string percent_decoded(std::string_view s) {
   return out;
 }
 
-// What RabbitMQ writes in a binding's properties_key: the routing key with everything but
-// unreserved characters percent-encoded.
-std::string percent_encoded(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-      out.push_back(char(c));
-    else
-      out += fmt::format("%{:02X}", c);
-  }
-  return out;
-}
-
 std::vector<std::string> segments(std::string_view path) {
   std::vector<std::string> out;
   size_t at = 0;
@@ -101,6 +88,15 @@ std::optional<int64_t> count_field(const json& body, const char* key, int64_t fa
       return std::stoll(text);
   }
   return std::nullopt;
+}
+
+// A map's keys in order: listings are sorted by name, as RabbitMQ's are.
+template <class Map>
+std::vector<std::string> sorted_keys(const Map& map) {
+  std::vector<std::string> keys;
+  for (const auto& entry : map) keys.push_back(entry.first);
+  std::sort(keys.begin(), keys.end());
+  return keys;
 }
 
 // Adds "<name>_details": {"rate": r} next to each count, as RabbitMQ writes message_stats.
@@ -728,10 +724,7 @@ class Handlers {
       json out = json::array();
       for (const auto* v : vhosts_named(2)) {
         if (!v) return not_found();
-        std::vector<std::string> names;
-        for (const auto& [name, x] : v->exchanges) names.push_back(name);
-        std::sort(names.begin(), names.end());
-        for (const auto& name : names) out.push_back(exchange_json(*v, *v->exchanges.at(name)));
+        for (const auto& name : sorted_keys(v->exchanges)) out.push_back(exchange_json(*v, *v->exchanges.at(name)));
       }
       return list(std::move(out));
     }
@@ -970,14 +963,8 @@ class Handlers {
       json out = json::array();
       for (const auto* v : vhosts_named(2)) {
         if (!v) return not_found();
-        std::vector<std::string> queues;
-        for (const auto& [name, q] : v->queues) queues.push_back(name);
-        std::sort(queues.begin(), queues.end());
-        for (const auto& q : queues) out.push_back(binding_json(*v, "", q, true, q, {}));
-        std::vector<std::string> exchanges;
-        for (const auto& [name, x] : v->exchanges) exchanges.push_back(name);
-        std::sort(exchanges.begin(), exchanges.end());
-        for (const auto& xname : exchanges)
+        for (const auto& q : sorted_keys(v->queues)) out.push_back(binding_json(*v, "", q, true, q, {}));
+        for (const auto& xname : sorted_keys(v->exchanges))
           for (const auto& b : v->exchanges.at(xname)->bindings)
             out.push_back(binding_json(*v, xname, b.destination.name, b.destination.is_queue,
                                        b.routing_key, b.arguments));

@@ -23,6 +23,10 @@ nlohmann::json to_json(const BasicProperties& properties);
 std::optional<BasicProperties> properties_from_json(const nlohmann::json& object,
                                                     std::string* error);
 
+// Everything but URL-unreserved characters percent-encoded: a name as one path segment, and
+// what RabbitMQ writes in a binding's properties_key.
+std::string percent_encoded(std::string_view s);
+
 // Payloads that are not text, and HTTP basic credentials.
 std::string encode_base64(std::string_view bytes);
 std::optional<std::string> decode_base64(std::string_view text);  // nullopt: not base64

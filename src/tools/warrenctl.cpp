@@ -18,11 +18,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "mgmt/json_fields.h"
 #include "storage/check.h"
 
 namespace {
 
 using nlohmann::json;
+using warren::mgmt::percent_encoded;
 
 constexpr int kUsage = 64, kUnavailable = 69, kSoftware = 70, kNoPermission = 77;
 
@@ -41,17 +43,6 @@ struct Options {
 [[noreturn]] void fail(int code, const std::string& what) {
   std::fprintf(stderr, "Error:\n%s\n", what.c_str());
   std::exit(code);
-}
-
-std::string encoded(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-      out.push_back(char(c));
-    else
-      out += fmt::format("%{:02X}", c);
-  }
-  return out;
 }
 
 class Api {
@@ -159,7 +150,7 @@ int offline(const Options& o) {
 
 int online(const Options& o) {
   Api api(o);
-  const std::string vhost = encoded(o.vhost);
+  const std::string vhost = percent_encoded(o.vhost);
   auto need = [&](size_t n, const char* usage) {
     if (o.args.size() != n) fail(kUsage, fmt::format("usage: warrenctl {} {}", o.verb, usage));
   };
@@ -228,13 +219,13 @@ int online(const Options& o) {
   if (o.verb == "purge_queue") {
     need(1, "QUEUE");
     say(o, fmt::format("Purging queue '{}' in vhost '{}' ...", o.args[0], o.vhost));
-    api.call("DELETE", fmt::format("/api/queues/{}/{}/contents", vhost, encoded(o.args[0])));
+    api.call("DELETE", fmt::format("/api/queues/{}/{}/contents", vhost, percent_encoded(o.args[0])));
     return 0;
   }
   if (o.verb == "delete_queue") {
     need(1, "QUEUE");
     say(o, fmt::format("Deleting queue '{}' on vhost '{}' ...", o.args[0], o.vhost));
-    api.call("DELETE", fmt::format("/api/queues/{}/{}", vhost, encoded(o.args[0])));
+    api.call("DELETE", fmt::format("/api/queues/{}/{}", vhost, percent_encoded(o.args[0])));
     return 0;
   }
   if (o.verb == "export_definitions") {
@@ -262,14 +253,14 @@ int online(const Options& o) {
     json body = json::object();
     if (o.args.size() == 2) body["to"] = o.args[1];
     json answer =
-        api.call("POST", fmt::format("/api/queues/{}/{}/move", vhost, encoded(o.args[0])), body);
+        api.call("POST", fmt::format("/api/queues/{}/{}/move", vhost, percent_encoded(o.args[0])), body);
     say(o, fmt::format("Moved {} message(s) from '{}' to {}", answer.value("moved", 0), o.args[0],
                        o.args.size() == 2 ? "'" + o.args[1] + "'" : "where they died"));
     return 0;
   }
   if (o.verb == "close_connection") {
     need(1, "NAME");
-    api.call("DELETE", "/api/connections/" + encoded(o.args[0]));
+    api.call("DELETE", "/api/connections/" + percent_encoded(o.args[0]));
     return 0;
   }
   fail(kUsage, fmt::format("unknown command '{}' (see warrenctl --help)", o.verb));
