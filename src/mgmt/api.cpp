@@ -416,7 +416,8 @@ class Handlers {
   Response permissions(const std::string& vhost, const std::string& user) {
     if (!engine_.find_vhost(vhost) || !api_.users_.count(user)) return not_found();
     if (r_.method == "GET")
-      return ok(json{{"user", user}, {"vhost", vhost}, {"configure", ".*"}, {"write", ".*"}, {"read", ".*"}});
+      return ok(json{
+          {"user", user}, {"vhost", vhost}, {"configure", ".*"}, {"write", ".*"}, {"read", ".*"}});
     if (r_.method == "PUT") return {204, nullptr};  // RabbitMQ answers 204, first time or not
     return {405, nullptr};
   }
@@ -724,7 +725,8 @@ class Handlers {
       json out = json::array();
       for (const auto* v : vhosts_named(2)) {
         if (!v) return not_found();
-        for (const auto& name : sorted_keys(v->exchanges)) out.push_back(exchange_json(*v, *v->exchanges.at(name)));
+        for (const auto& name : sorted_keys(v->exchanges))
+          out.push_back(exchange_json(*v, *v->exchanges.at(name)));
       }
       return list(std::move(out));
     }
@@ -963,7 +965,8 @@ class Handlers {
       json out = json::array();
       for (const auto* v : vhosts_named(2)) {
         if (!v) return not_found();
-        for (const auto& q : sorted_keys(v->queues)) out.push_back(binding_json(*v, "", q, true, q, {}));
+        for (const auto& q : sorted_keys(v->queues))
+          out.push_back(binding_json(*v, "", q, true, q, {}));
         for (const auto& xname : sorted_keys(v->exchanges))
           for (const auto& b : v->exchanges.at(xname)->bindings)
             out.push_back(binding_json(*v, xname, b.destination.name, b.destination.is_queue,

@@ -61,7 +61,8 @@ HttpServer::~HttpServer() {
   if (thread_.joinable()) thread_.join();
 }
 
-void HttpServer::serve_static(std::string path, std::string_view content, std::string content_type) {
+void HttpServer::serve_static(std::string path, std::string_view content,
+                              std::string content_type) {
   statics_.push_back({std::move(path), content, std::move(content_type)});
 }
 

@@ -4,7 +4,6 @@
 
 #include <cctype>
 #include <cmath>
-
 #include <variant>
 
 namespace warren::mgmt {
@@ -170,8 +169,10 @@ std::optional<BasicProperties> properties_from_json(const json& object, std::str
 std::string percent_encoded(std::string_view s) {
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out.push_back(char(c));
-    else out += fmt::format("%{:02X}", c);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      out.push_back(char(c));
+    else
+      out += fmt::format("%{:02X}", c);
   }
   return out;
 }

@@ -30,7 +30,8 @@ struct NameFilter::Regex {
   std::regex compiled;
 };
 
-std::optional<NameFilter> NameFilter::make(const std::string& pattern, bool regex, std::string* error) {
+std::optional<NameFilter> NameFilter::make(const std::string& pattern, bool regex,
+                                           std::string* error) {
   NameFilter filter;
   filter.pattern_ = pattern;
   if (!regex) return filter;
@@ -48,7 +49,8 @@ std::optional<NameFilter> NameFilter::make(const std::string& pattern, bool rege
 }
 
 bool NameFilter::matches(const std::string& name) const {
-  return regex_ ? std::regex_search(name, regex_->compiled) : name.find(pattern_) != std::string::npos;
+  return regex_ ? std::regex_search(name, regex_->compiled)
+                : name.find(pattern_) != std::string::npos;
 }
 
 }  // namespace warren::mgmt

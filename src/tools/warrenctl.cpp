@@ -219,7 +219,8 @@ int online(const Options& o) {
   if (o.verb == "purge_queue") {
     need(1, "QUEUE");
     say(o, fmt::format("Purging queue '{}' in vhost '{}' ...", o.args[0], o.vhost));
-    api.call("DELETE", fmt::format("/api/queues/{}/{}/contents", vhost, percent_encoded(o.args[0])));
+    api.call("DELETE",
+             fmt::format("/api/queues/{}/{}/contents", vhost, percent_encoded(o.args[0])));
     return 0;
   }
   if (o.verb == "delete_queue") {
@@ -252,8 +253,8 @@ int online(const Options& o) {
       fail(kUsage, "usage: warrenctl move_messages SOURCE [DESTINATION]");
     json body = json::object();
     if (o.args.size() == 2) body["to"] = o.args[1];
-    json answer =
-        api.call("POST", fmt::format("/api/queues/{}/{}/move", vhost, percent_encoded(o.args[0])), body);
+    json answer = api.call(
+        "POST", fmt::format("/api/queues/{}/{}/move", vhost, percent_encoded(o.args[0])), body);
     say(o, fmt::format("Moved {} message(s) from '{}' to {}", answer.value("moved", 0), o.args[0],
                        o.args.size() == 2 ? "'" + o.args[1] + "'" : "where they died"));
     return 0;
