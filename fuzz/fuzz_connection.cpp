@@ -1,6 +1,5 @@
 // The whole AMQP connection state machine over an in-memory broker: a valid handshake,
 // then arbitrary frames. Whatever a client sends, the broker must neither crash nor leak.
-#include <asio/io_context.hpp>
 
 #include <cstddef>
 #include <cstdlib>
@@ -10,25 +9,10 @@
 
 #include "amqp/connection.h"
 #include "amqp/frame.h"
+#include "fuzz_broker.h"
 
 namespace {
 
-struct Broker {
-  asio::io_context io;
-  std::unique_ptr<warren::core::Engine> engine;
-  warren::amqp::ServerConfig config;
-  Broker() {
-    warren::BrokerOptions options;
-    options.durability = warren::Durability::in_memory;
-    options.max_message_size = 1 << 20;
-    engine = std::move(warren::core::Engine::open(io, {options, nullptr}).value());
-    engine->token()->lock();  // this thread runs the broker
-    // Stopped before exit() destroys static objects (error categories among them) that its
-    // writer thread may still use; the rest is left to the process's end.
-    static Broker* self = this;
-    std::atexit([] { self->engine->shutdown(); });
-  }
-};
 
 std::string handshake() {
   using namespace warren::amqp;
@@ -49,12 +33,11 @@ std::string handshake() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // Never destroyed (its writer is stopped at exit, see Broker); it stays reachable, so
-  // leak checking is unaffected.
-  static Broker& broker = *new Broker;
+  static auto& broker = warren::fuzz::FuzzBroker::instance();
+  static auto& config = *new warren::amqp::ServerConfig;  // reachable to the end, as the broker
   static const std::string prefix = handshake();
   {
-    warren::amqp::Connection conn(*broker.engine, broker.config, "fuzz", true);
+    warren::amqp::Connection conn(*broker.engine, config, "fuzz", true);
     std::string in = prefix;
     in.append(reinterpret_cast<const char*>(data), size);
     conn.feed(in);

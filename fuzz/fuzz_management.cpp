@@ -1,35 +1,17 @@
 // The management API from request to handler: a method line, a path line (with its query),
 // then a JSON body, all arbitrary, against an in-memory broker. Whatever arrives, the API
 // must answer with a status (never crash, never throw) and leave the broker usable.
-#include <asio/io_context.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
 
+#include "fuzz_broker.h"
 #include "mgmt/api.h"
 
 namespace {
 
-struct Broker {
-  asio::io_context io;
-  std::unique_ptr<warren::core::Engine> engine;
-  std::unique_ptr<warren::mgmt::Api> api;
-  Broker() {
-    warren::BrokerOptions options;
-    options.durability = warren::Durability::in_memory;
-    options.max_message_size = 1 << 20;
-    engine = std::move(warren::core::Engine::open(io, {options, nullptr}).value());
-    engine->token()->lock();  // this thread runs the broker
-    // Stopped before exit() destroys static objects (error categories among them) that its
-    // writer thread may still use; the rest is left to the process's end.
-    static Broker* self = this;
-    std::atexit([] { self->engine->shutdown(); });
-    api = std::make_unique<warren::mgmt::Api>(
-        *engine, std::map<std::string, std::string>{{"guest", "guest"}});
-  }
-};
 
 // "key=value&key=value" into the request's query (values as they come: the fuzzer decides).
 void add_query(warren::mgmt::Request& r, std::string_view q) {
@@ -46,9 +28,8 @@ void add_query(warren::mgmt::Request& r, std::string_view q) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // Never destroyed (its writer is stopped at exit, see Broker); it stays reachable, so
-  // leak checking is unaffected.
-  static Broker& broker = *new Broker;
+  static auto& broker = warren::fuzz::FuzzBroker::instance();
+  static auto& api = *new warren::mgmt::Api(*broker.engine, {{"guest", "guest"}});
   std::string_view in(reinterpret_cast<const char*>(data), size);
   warren::mgmt::Request r;
   auto line = [&in] {
@@ -64,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (question != std::string_view::npos) add_query(r, target.substr(question + 1));
   r.body = std::string(in);
   r.user = "guest";
-  auto response = broker.api->handle(r);
+  auto response = api.handle(r);
   if (auto finish = std::move(response.finish)) finish(response);
   if (response.status < 200 || response.status > 599) __builtin_trap();
   (void)response.body.dump(-1, ' ', false,
