@@ -203,9 +203,37 @@ struct QueueRow {
   core::Queue::MessageStats stats;
 };
 
-QueueRow row_of(const core::Vhost& vhost, const core::Queue& q) {
-  return {vhost.name,  q.name,    q.durable,   q.auto_delete, q.exclusive,        q.settings.quorum,
+QueueRow row_of(const std::string& vhost, const core::Queue& q) {
+  return {vhost,       q.name,    q.durable,   q.auto_delete, q.exclusive,        q.settings.quorum,
           q.arguments, q.ready(), q.unacked(), q.delayed(),   q.consumers.size(), q.stats};
+}
+
+// A queue as the listing first sees it: cheap to take on the loop, read there again in turns.
+struct QueueRef {
+  std::string vhost;
+  std::weak_ptr<const core::Queue> queue;
+};
+
+// Copies the rows in turns of a few hundred queues, so that the loop, which serves confirms
+// in between, is never held for the whole listing. A queue deleted meanwhile is left out.
+std::optional<std::vector<QueueRow>> queue_rows(const std::vector<QueueRef>& refs,
+                                                const RunOnLoop& run_on_loop) {
+  constexpr size_t kPerTurn = 128;
+  std::vector<QueueRow> rows;
+  rows.reserve(refs.size());
+  for (size_t start = 0; start < refs.size(); start += kPerTurn) {
+    const size_t end = std::min(refs.size(), start + kPerTurn);
+    bool ran = run_on_loop([&] {
+      for (size_t i = start; i < end; ++i)
+        if (auto q = refs[i].queue.lock(); q && !q->deleted) rows.push_back(row_of(refs[i].vhost, *q));
+    });
+    if (!ran) return std::nullopt;
+  }
+  return rows;
+}
+
+Response stopping() {
+  return {503, json{{"error", "unavailable"}, {"reason", "the broker is stopping"}}};
 }
 
 json queue_json(const QueueRow& q, Api& api) {
@@ -528,19 +556,24 @@ class Handlers {
   Response queues() {
     const size_t n = parts_.size();
     if (n <= 3 && r_.method == "GET") {
-      std::vector<QueueRow> rows;
+      std::vector<QueueRef> refs;
       for (const auto* v : vhosts_named(2)) {
         if (!v) return not_found();
-        for (const auto& [name, q] : v->queues) rows.push_back(row_of(*v, *q));
+        for (const auto& [name, q] : v->queues) refs.push_back({v->name, q});
       }
       Response deferred;
-      deferred.finish = [rows = std::move(rows), query = r_.query,
-                         &api = api_](Response& out) mutable {
-        std::sort(rows.begin(), rows.end(), [](const QueueRow& a, const QueueRow& b) {
+      deferred.finish = [refs = std::move(refs), query = r_.query, &api = api_](
+                            Response& out, const RunOnLoop& run_on_loop) {
+        auto rows = queue_rows(refs, run_on_loop);
+        if (!rows) {
+          out = stopping();
+          return;
+        }
+        std::sort(rows->begin(), rows->end(), [](const QueueRow& a, const QueueRow& b) {
           return std::tie(a.vhost, a.name) < std::tie(b.vhost, b.name);
         });
         json items = json::array();
-        for (const auto& row : rows) items.push_back(queue_json(row, api));
+        for (const auto& row : *rows) items.push_back(queue_json(row, api));
         out = list_response(std::move(items), query);
       };
       return deferred;
@@ -553,7 +586,7 @@ class Handlers {
         const auto* v = engine_.find_vhost(vhost);
         auto it = v ? v->queues.find(name) : decltype(v->queues.end()){};
         if (!v || it == v->queues.end()) return not_found();
-        return ok(queue_json(row_of(*v, *it->second), api_));
+        return ok(queue_json(row_of(v->name, *it->second), api_));
       }
       if (r_.method == "PUT") return declare_queue(vhost, name);
       if (r_.method == "DELETE") return delete_queue(vhost, name);
@@ -889,9 +922,9 @@ class Handlers {
   }
 
   // Vhosts, exchanges, queues and bindings are applied, each through the same rules as an
-  // AMQP declaration; the first refusal stops the import and is answered. Users,
-  // permissions, policies and parameters Warren does not apply are logged, not dropped
-  // silently.
+  // AMQP declaration. The first refusal is answered and what this import created before it is
+  // removed again, so a bad file changes nothing. Users, permissions, policies and parameters
+  // Warren does not apply are logged, not dropped silently.
   Response import_definitions() {
     Response failed;
     auto body = body_object(&failed);
@@ -904,57 +937,150 @@ class Handlers {
       if (!array(key).empty())
         log::warning("definitions import: {} {} not applied (Warren does not support them yet)",
                      array(key).size(), key);
+    Import import(*this);
     for (const auto& v : array("vhosts"))
-      if (v.contains("name") && v["name"].is_string())
-        engine_.add_vhost(v["name"].get<std::string>());
-    core::CommitId commit = 0;
-    auto each = [&](const char* key, auto&& apply) -> std::optional<Response> {
+      if (v.contains("name") && v["name"].is_string()) import.vhost(v["name"].get<std::string>());
+    auto each = [&](const char* key, auto apply) -> bool {
       for (const auto& item : array(key)) {
-        if (!item.is_object() || !item.contains("vhost") || !item["vhost"].is_string())
-          return bad_request(fmt::format("{}: every item needs a vhost", key));
-        Response r = with_channel(item["vhost"].get<std::string>(),
-                                  [&](core::Channel& ch) { return apply(ch, item); });
-        if (r.status >= 400) return r;
-        commit = std::max(commit, r.commit);
+        if (!item.is_object() || !item.contains("vhost") || !item["vhost"].is_string()) {
+          import.refuse(bad_request(fmt::format("{}: every item needs a vhost", key)));
+          return false;
+        }
+        if (!(import.*apply)(item["vhost"].get<std::string>(), item)) return false;
       }
-      return std::nullopt;
+      return true;
     };
-    auto exchange = [&](core::Channel& ch, const json& x) {
+    if (each("exchanges", &Import::exchange) && each("queues", &Import::queue))
+      each("bindings", &Import::binding);
+    return import.finish();
+  }
+
+  // One definitions import: applies items and remembers how to take back what it created.
+  class Import {
+   public:
+    explicit Import(Handlers& h) : h_(h) {}
+
+    void vhost(const std::string& name) {
+      if (h_.engine_.find_vhost(name)) return;
+      h_.engine_.add_vhost(name);
+      undo_.push_back([this, name] {
+        auto r = h_.engine_.delete_vhost(name);
+        if (r.ok()) commit_ = std::max(commit_, r.value());
+      });
+    }
+
+    bool exchange(const std::string& vhost, const json& x) {
       ExchangeOptions o;
       o.durable = x.value("durable", true);
       o.auto_delete = x.value("auto_delete", false);
       o.internal = x.value("internal", false);
       auto arguments = table_from_json(x.value("arguments", json::object()));
-      if (!arguments) return bad_request("exchange arguments must be an object");
+      if (!arguments) return refuse(bad_request("exchange arguments must be an object"));
       o.arguments = std::move(*arguments);
-      auto r = ch.exchange_declare(x.value("name", ""), x.value("type", "direct"), o);
-      return r.ok() ? Response{201, nullptr, r.value()} : from_status(r.status());
-    };
-    auto queue = [&](core::Channel& ch, const json& q) {
+      const std::string name = x.value("name", "");
+      const bool existed = exists(vhost, &core::Vhost::exchanges, name);
+      return apply(vhost, [&](core::Channel& ch) {
+        return as_response(ch.exchange_declare(name, x.value("type", "direct"), o));
+      }, existed ? Undo{} : [=](core::Channel& ch) { return ch.exchange_delete(name, false); });
+    }
+
+    bool queue(const std::string& vhost, const json& q) {
       QueueOptions o;
       o.durable = q.value("durable", true);
       o.auto_delete = q.value("auto_delete", false);
       auto arguments = table_from_json(q.value("arguments", json::object()));
-      if (!arguments) return bad_request("queue arguments must be an object");
+      if (!arguments) return refuse(bad_request("queue arguments must be an object"));
       o.arguments = std::move(*arguments);
-      auto r = ch.queue_declare(q.value("name", ""), o);
-      return r.ok() ? Response{201, nullptr, r.value().commit} : from_status(r.status());
-    };
-    auto binding = [&](core::Channel& ch, const json& b) {
+      const std::string name = q.value("name", "");
+      const bool existed = exists(vhost, &core::Vhost::queues, name);
+      return apply(vhost, [&](core::Channel& ch) {
+        auto r = ch.queue_declare(name, o);
+        return r.ok() ? Response{201, nullptr, r.value().commit} : from_status(r.status());
+      }, existed ? Undo{} : [=](core::Channel& ch) -> Result<core::CommitId> {
+        auto r = ch.queue_delete(name, {});
+        if (!r.ok()) return r.status();
+        return r.value().commit;
+      });
+    }
+
+    bool binding(const std::string& vhost, const json& b) {
       auto arguments = table_from_json(b.value("arguments", json::object()));
-      if (!arguments) return bad_request("binding arguments must be an object");
+      if (!arguments) return refuse(bad_request("binding arguments must be an object"));
       const std::string source = b.value("source", ""), destination = b.value("destination", ""),
                         key = b.value("routing_key", "");
-      auto r = b.value("destination_type", "queue") == "exchange"
-                   ? ch.exchange_bind(destination, source, key, *arguments)
-                   : ch.queue_bind(destination, source, key, *arguments);
+      const bool to_exchange = b.value("destination_type", "queue") == "exchange";
+      const core::Binding wanted{{!to_exchange, destination}, key, *arguments};
+      const bool existed = has_binding(vhost, source, wanted);
+      auto bind = [&, args = *arguments](core::Channel& ch) {
+        return to_exchange ? ch.exchange_bind(destination, source, key, args)
+                           : ch.queue_bind(destination, source, key, args);
+      };
+      auto unbind = [=, args = *arguments](core::Channel& ch) {
+        return to_exchange ? ch.exchange_unbind(destination, source, key, args)
+                           : ch.queue_unbind(destination, source, key, args);
+      };
+      return apply(vhost, [&](core::Channel& ch) { return as_response(bind(ch)); },
+                   existed ? Undo{} : Undo{unbind});
+    }
+
+    bool refuse(Response r) {
+      refusal_ = std::move(r);
+      return false;
+    }
+
+    // 204 once all of it is on disk; or the refusal, once what was taken back is.
+    Response finish() {
+      if (!refusal_) return {204, nullptr, commit_};
+      for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) (*it)();
+      Response r = std::move(*refusal_);
+      r.commit = commit_;
+      return r;
+    }
+
+   private:
+    using Undo = std::function<Result<core::CommitId>(core::Channel&)>;
+
+    static Response as_response(const Result<core::CommitId>& r) {
       return r.ok() ? Response{201, nullptr, r.value()} : from_status(r.status());
-    };
-    if (auto r = each("exchanges", exchange)) return *r;
-    if (auto r = each("queues", queue)) return *r;
-    if (auto r = each("bindings", binding)) return *r;
-    return {204, nullptr, commit};
-  }
+    }
+
+    template <typename Map>
+    bool exists(const std::string& vhost, Map core::Vhost::*objects, const std::string& name) {
+      const auto* v = h_.engine_.find_vhost(vhost);
+      return v && (v->*objects).count(name) > 0;
+    }
+
+    bool has_binding(const std::string& vhost, const std::string& source,
+                     const core::Binding& wanted) {
+      const auto* v = h_.engine_.find_vhost(vhost);
+      auto it = v ? v->exchanges.find(source) : decltype(v->exchanges.end()){};
+      if (!v || it == v->exchanges.end()) return false;
+      for (const auto& b : it->second->bindings)
+        if (b.same_as(wanted)) return true;
+      return false;
+    }
+
+    template <typename Do>
+    bool apply(const std::string& vhost, Do&& work, Undo undo) {
+      Response r = h_.with_channel(vhost, work);
+      if (r.status >= 400) return refuse(std::move(r));
+      commit_ = std::max(commit_, r.commit);
+      if (undo)
+        undo_.push_back([this, vhost, undo = std::move(undo)] {
+          h_.with_channel(vhost, [&](core::Channel& ch) {
+            auto r = undo(ch);
+            if (r.ok()) commit_ = std::max(commit_, r.value());
+            return Response{};
+          });
+        });
+      return true;
+    }
+
+    Handlers& h_;
+    core::CommitId commit_ = 0;
+    std::vector<std::function<void()>> undo_;
+    std::optional<Response> refusal_;
+  };
 
   // ---- bindings -----------------------------------------------------------------------
 

@@ -22,15 +22,19 @@ struct Request {
   std::string user;  // authenticated already
 };
 
+// Runs a function on the broker's loop and waits for it; false (not run) when the broker stops.
+using RunOnLoop = std::function<bool(const std::function<void()>&)>;
+
 struct Response {
   int status = 200;
   nlohmann::json body;        // null: no body (204), unless text is set
   core::CommitId commit = 0;  // answer once this commit is durable
   std::string text = {};      // a body that is not JSON (metrics), of content_type
   std::string content_type = {};
-  // Work that needs no broker state, done on the HTTP thread after the loop answered (e.g.
-  // turning a snapshot of 10,000 queues into JSON), so the loop is not held for it.
-  std::function<void(Response&)> finish = {};
+  // Work done on the HTTP thread after the loop answered (e.g. turning a snapshot of 10,000
+  // queues into JSON), so the loop is not held for it. What it needs of the broker it reads
+  // in short turns through run_on_loop.
+  std::function<void(Response&, const RunOnLoop& run_on_loop)> finish = {};
 };
 
 class Api {

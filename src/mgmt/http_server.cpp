@@ -2,8 +2,12 @@
 
 #include <httplib.h>
 
+#include <sched.h>
+
 #include <asio/post.hpp>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <set>
 
@@ -39,6 +43,32 @@ void write(httplib::Response& res, const Response& r) {
                     "application/json");
 }
 
+// The broker's loop must win the CPU over management work (JSON of thousands of queues on two
+// cores would otherwise delay confirms), so the HTTP workers run at the lowest priority.
+class BackgroundPool : public httplib::TaskQueue {
+ public:
+  explicit BackgroundPool(size_t threads) : pool_(threads) {}
+  void enqueue(std::function<void()> fn) override {
+    pool_.enqueue([fn = std::move(fn)] {
+      lower_this_threads_priority();
+      fn();
+    });
+  }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  static void lower_this_threads_priority() {
+    thread_local bool lowered = false;
+    if (lowered) return;
+    lowered = true;
+    // SCHED_IDLE: this thread (pid 0 is the caller) runs when the broker's threads do not.
+    sched_param none{};
+    if (sched_setscheduler(0, SCHED_IDLE, &none) != 0)
+      log::debug("cannot lower the priority of an HTTP worker: {}", std::strerror(errno));
+  }
+  httplib::ThreadPool pool_;
+};
+
 }  // namespace
 
 // Requests waiting for an answer from the loop; stop() answers them all.
@@ -68,6 +98,7 @@ void HttpServer::serve_static(std::string path, std::string_view content,
 
 Status HttpServer::start(const std::string& address, uint16_t port, std::string_view what) {
   server_ = std::make_unique<httplib::Server>();
+  server_->new_task_queue = [] { return new BackgroundPool(CPPHTTPLIB_THREAD_POOL_COUNT); };
   for (const Static& s : statics_)  // before the catch-all: the first route that matches serves
     server_->Get(s.path, [s](const httplib::Request&, httplib::Response& res) {
       res.set_content(std::string(s.content), s.content_type);
@@ -92,7 +123,8 @@ Status HttpServer::start(const std::string& address, uint16_t port, std::string_
     request.body = req.body;
     if (credentials) request.user = credentials->first;
     Response response = on_loop(std::move(request));
-    if (auto finish = std::move(response.finish)) finish(response);  // here, not on the loop
+    if (auto finish = std::move(response.finish))  // here, not on the loop
+      finish(response, [this](const std::function<void()>& fn) { return run_on_loop(fn); });
     write(res, response);
   };
   const std::string any = "/.*";
@@ -131,6 +163,22 @@ void HttpServer::stop() {
   }
   pending_->cv.notify_all();
   if (server_) server_->stop();
+}
+
+bool HttpServer::run_on_loop(const std::function<void()>& fn) {
+  auto done = std::make_shared<bool>(false);
+  auto pending = pending_;
+  asio::post(io_, [&fn, done, pending] {
+    // Under the lock, so that fn (the waiter's) never runs once stop() has let the waiter go.
+    std::lock_guard lock(pending->m);
+    if (pending->stopped) return;
+    fn();
+    *done = true;
+    pending->cv.notify_all();
+  });
+  std::unique_lock lock(pending->m);
+  pending->cv.wait(lock, [&] { return *done || pending->stopped; });
+  return *done;
 }
 
 Response HttpServer::on_loop(Request request) {

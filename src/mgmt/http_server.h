@@ -41,6 +41,7 @@ class HttpServer {
 
  private:
   Response on_loop(Request request);
+  bool run_on_loop(const std::function<void()>& fn);
 
   asio::io_context& io_;
   core::Engine& engine_;
