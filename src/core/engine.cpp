@@ -306,6 +306,39 @@ uint64_t Engine::run_schedule() {
   return next;
 }
 
+namespace {
+constexpr std::string_view kSettingPrefix = "setting:";
+std::string setting_key(std::string_view key) { return std::string(kSettingPrefix) + std::string(key); }
+}  // namespace
+
+CommitId Engine::put_setting(std::string_view key, std::string_view value) {
+  WARREN_REQUIRE_LOOP(*token_);
+  WriteBatch batch(*this);
+  return batch.add(storage::Op::put(storage::Db::meta, setting_key(key), std::string(value)));
+}
+
+CommitId Engine::delete_setting(std::string_view key) {
+  WARREN_REQUIRE_LOOP(*token_);
+  WriteBatch batch(*this);
+  return batch.add(storage::Op::del(storage::Db::meta, setting_key(key)));
+}
+
+std::vector<std::pair<std::string, std::string>> Engine::settings_with_prefix(std::string_view prefix) {
+  WARREN_REQUIRE_LOOP(*token_);
+  const std::string from = setting_key(prefix);
+  // The first key past every key that starts with `from`: its last byte below 0xff, plus one.
+  std::string to = from;
+  while (!to.empty() && uint8_t(to.back()) == 0xff) to.pop_back();
+  if (!to.empty()) to.back() = char(uint8_t(to.back()) + 1);
+  std::vector<std::pair<std::string, std::string>> out;
+  storage::ReadView view(*store_);
+  view.scan(storage::Db::meta, from, to, [&](std::string_view key, std::string_view value) {
+    out.emplace_back(key.substr(kSettingPrefix.size()), value);
+    return true;
+  });
+  return out;
+}
+
 void Engine::post(std::function<void()> fn) {
   asio::post(io_, [alive = std::weak_ptr<int>(alive_), token = token_, fn = std::move(fn)] {
     std::lock_guard hold(*token);

@@ -121,6 +121,12 @@ class Engine {
   void mark_done(std::string_view key, WriteBatch& batch);
   uint64_t forget_done(std::string_view key);
 
+  // Durable settings of the layers above (shovel definitions), kept in the store's meta
+  // database under "setting:" + key. Loop thread. put/delete return the commit that holds them.
+  CommitId put_setting(std::string_view key, std::string_view value);
+  CommitId delete_setting(std::string_view key);
+  std::vector<std::pair<std::string, std::string>> settings_with_prefix(std::string_view prefix);
+
   storage::Store& store() { return *store_; }
   storage::Writer& writer() { return *writer_; }
   const BrokerOptions& options() const { return options_.broker; }

@@ -6,9 +6,11 @@
 #include <cctype>
 
 #include "common/log.h"
+#include "common/percent.h"
 #include "core/errors.h"
 #include "mgmt/json_fields.h"
-#include "mgmt/name_filter.h"
+#include "mgmt/responses.h"
+#include "mgmt/shovel_api.h"
 #include "mgmt/password_hash.h"
 #include "wire/properties_codec.h"
 
@@ -19,40 +21,6 @@ using nlohmann::json;
 namespace {
 
 constexpr std::chrono::seconds kRateInterval{5};
-
-Response error(int status, std::string_view error, std::string_view reason) {
-  return {status, json{{"error", error}, {"reason", reason}}};
-}
-Response not_found() { return error(404, "Object Not Found", "Not Found"); }
-Response bad_request(std::string_view reason) { return error(400, "bad_request", reason); }
-
-// RabbitMQ's reply text without its "NAME - " prefix, as the management plugin shows it.
-Response from_status(const Status& s) {
-  std::string_view text = s.text();
-  if (auto dash = text.find(" - "); dash != std::string_view::npos) text.remove_prefix(dash + 3);
-  if (s.code() == ReplyCode::not_found) return not_found();
-  if (s.code() == ReplyCode::access_refused) return error(403, "access_refused", text);
-  return bad_request(text);
-}
-
-std::string percent_decoded(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    auto hex = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      return -1;
-    };
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out.push_back(char(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 std::vector<std::string> segments(std::string_view path) {
   std::vector<std::string> out;
@@ -122,77 +90,7 @@ class ReturnWatch : public core::ChannelSink {
   void on_closed(const Status&) override {}
 };
 
-json only_columns(json items, const std::string& columns) {
-  std::vector<std::string> wanted;
-  for (size_t at = 0; at <= columns.size();) {
-    size_t comma = std::min(columns.find(',', at), columns.size());
-    if (comma > at) wanted.push_back(columns.substr(at, comma - at));
-    at = comma + 1;
-  }
-  json out = json::array();
-  for (const auto& item : items) {
-    json picked = json::object();
-    for (const auto& column : wanted) {
-      // "message_stats.publish" picks inside an object, as RabbitMQ allows.
-      auto dot = column.find('.');
-      if (dot == std::string::npos) {
-        if (item.contains(column)) picked[column] = item[column];
-      } else if (auto outer = column.substr(0, dot);
-                 item.contains(outer) && item[outer].is_object()) {
-        if (auto inner = column.substr(dot + 1); item[outer].contains(inner))
-          picked[outer][inner] = item[outer][inner];
-      }
-    }
-    out.push_back(std::move(picked));
-  }
-  return out;
-}
 
-// A list answer with RabbitMQ's filtering (name, use_regex), paging (page, page_size) and
-// columns.
-Response list_response(json items, const std::multimap<std::string, std::string>& q) {
-  auto query = [&q](std::string_view key) {
-    auto it = q.find(std::string(key));
-    return it == q.end() ? std::nullopt : std::optional(it->second);
-  };
-  auto ok = [](json body) { return Response{200, std::move(body)}; };
-  auto page = query("page");
-  auto columns = query("columns");
-  if (!page) return ok(columns ? only_columns(std::move(items), *columns) : std::move(items));
-  const long total = long(items.size());
-  // RabbitMQ filters by name only when paging.
-  if (auto name = query("name"); name && !name->empty()) {
-    std::string error;
-    auto filter =
-        NameFilter::make(*name, query("use_regex") == std::optional<std::string>("true"), &error);
-    if (!filter) return bad_request(error);
-    json kept = json::array();
-    for (auto& item : items)
-      if (filter->matches(item.value("name", ""))) kept.push_back(std::move(item));
-    items = std::move(kept);
-  }
-  const auto number = [](const std::optional<std::string>& s, long fallback) {
-    if (!s) return fallback;
-    char* end = nullptr;
-    long v = std::strtol(s->c_str(), &end, 10);
-    return end && *end == '\0' && !s->empty() ? v : -1;
-  };
-  long page_number = number(page, 1), page_size = number(query("page_size"), 100);
-  if (page_number < 1 || page_size < 1 || page_size > 500)
-    return bad_request("page and page_size must be positive integers (page_size at most 500)");
-  const long filtered = long(items.size());
-  json slice = json::array();
-  for (long i = (page_number - 1) * page_size; i < std::min(filtered, page_number * page_size); ++i)
-    slice.push_back(items[size_t(i)]);
-  if (columns) slice = only_columns(std::move(slice), *columns);
-  return ok(json{{"filtered_count", filtered},
-                 {"item_count", slice.size()},
-                 {"items", std::move(slice)},
-                 {"page", page_number},
-                 {"page_count", std::max<long>(1, (filtered + page_size - 1) / page_size)},
-                 {"page_size", page_size},
-                 {"total_count", total}});
-}
 
 // What the queue listing shows of a queue, copied on the loop and turned into JSON off it.
 struct QueueRow {
@@ -289,6 +187,8 @@ class Handlers {
     if (what == "channels" && n == 2) return only("GET", [&] { return list(channels()); });
     if (what == "consumers") return only("GET", [&] { return list(consumers()); });
     if (what == "definitions" && n == 2) return definitions();
+    if (what == "parameters") return parameters_endpoint(api_.shovels_, engine_, r_, parts_);
+    if (what == "shovels") return shovels_endpoint(api_.shovels_, r_, parts_);
     if (what == "aliveness-test" && n == 3)
       return only("GET", [&] { return aliveness(parts_[2]); });
     if (what == "health" && n == 4 && parts_[2] == "checks" && parts_[3] == "alarms")
@@ -913,7 +813,7 @@ class Handlers {
                 {"vhosts", vhosts},
                 {"permissions", permissions},
                 {"topic_permissions", json::array()},
-                {"parameters", json::array()},
+                {"parameters", api_.shovels_ ? shovel_parameters(*api_.shovels_) : json::array()},
                 {"global_parameters", json::array()},
                 {"policies", json::array()},
                 {"queues", queues},
@@ -932,7 +832,7 @@ class Handlers {
     auto array = [&](const char* key) {
       return body->contains(key) && (*body)[key].is_array() ? (*body)[key] : json::array();
     };
-    for (const char* key : {"users", "permissions", "topic_permissions", "policies", "parameters",
+    for (const char* key : {"users", "permissions", "topic_permissions", "policies",
                             "global_parameters"})
       if (!array(key).empty())
         log::warning("definitions import: {} {} not applied (Warren does not support them yet)",
@@ -950,8 +850,9 @@ class Handlers {
       }
       return true;
     };
-    if (each("exchanges", &Import::exchange) && each("queues", &Import::queue))
-      each("bindings", &Import::binding);
+    if (each("exchanges", &Import::exchange) && each("queues", &Import::queue) &&
+        each("bindings", &Import::binding))
+      each("parameters", &Import::parameter);
     return import.finish();
   }
 
@@ -1021,6 +922,28 @@ class Handlers {
       };
       return apply(vhost, [&](core::Channel& ch) { return as_response(bind(ch)); },
                    existed ? Undo{} : Undo{unbind});
+    }
+
+    // Shovels; other components (federation, ...) are reported, not applied.
+    bool parameter(const std::string& vhost, const json& p) {
+      const std::string component = p.value("component", ""), name = p.value("name", "");
+      if (component != "shovel" || !h_.api_.shovels_) {
+        log::warning("definitions import: parameter '{}' of component '{}' not applied (Warren "
+                     "does not support it)", name, component);
+        return true;
+      }
+      auto& shovels = *h_.api_.shovels_;
+      std::optional<json> before;
+      for (const auto& e : shovels.list())
+        if (e.vhost == vhost && e.name == name) before = e.value;
+      auto declared = shovels.declare(vhost, name, p.value("value", json()));
+      if (!declared.ok()) return refuse(from_status(declared.status()));
+      commit_ = std::max(commit_, declared.value());
+      undo_.push_back([this, &shovels, vhost, name, before] {
+        auto r = before ? shovels.declare(vhost, name, *before) : shovels.remove(vhost, name);
+        if (r.ok()) commit_ = std::max(commit_, r.value());
+      });
+      return true;
     }
 
     bool refuse(Response r) {

@@ -12,6 +12,10 @@
 
 #include "core/engine.h"
 
+namespace warren::shovel {
+class ShovelManager;
+}
+
 namespace warren::mgmt {
 
 struct Request {
@@ -40,6 +44,8 @@ struct Response {
 class Api {
  public:
   Api(core::Engine& engine, std::map<std::string, std::string> users);
+  // The broker's shovels, for /api/parameters/shovel, /api/shovels and definitions.
+  void attach_shovels(shovel::ShovelManager* shovels) { shovels_ = shovels; }
   Response handle(const Request& request);
   // HTTP basic auth against the broker's users, in constant time for a known user.
   bool authenticate(const std::string& user, const std::string& password) const;
@@ -53,6 +59,7 @@ class Api {
     std::map<std::string, uint64_t> counts;
   };
   core::Engine& engine_;
+  shovel::ShovelManager* shovels_ = nullptr;
   std::map<std::string, std::string> users_;
   std::mutex samples_mutex_;
   std::map<std::string, Rates> samples_;

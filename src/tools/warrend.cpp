@@ -17,6 +17,7 @@
 #include "mgmt/http_server.h"
 #include "mgmt/metrics.h"
 #include "mgmt/web_ui.h"
+#include "shovel/manager.h"
 #include "storage/check.h"
 #include "tools/warrend_options.h"
 
@@ -83,6 +84,25 @@ Status load_definitions(core::Engine& engine, mgmt::Api& api, const std::string&
   return {};
 }
 
+// --shovel / shovel = 'NAME {json}': declared (and stored) at each boot.
+Status declare_configured_shovels(core::Engine& engine, shovel::ShovelManager& shovels,
+                                  const std::vector<std::pair<std::string, std::string>>& configured) {
+  core::CommitId commit = 0;
+  for (const auto& [name, text] : configured) {
+    auto value = nlohmann::json::parse(text, nullptr, false);
+    if (value.is_discarded())
+      return Status::error(ReplyCode::precondition_failed,
+                           fmt::format("shovel '{}': its definition is not JSON", name));
+    auto declared = shovels.declare("/", name, value);
+    if (!declared.ok())
+      return Status::error(ReplyCode::precondition_failed,
+                           fmt::format("shovel '{}': {}", name, declared.status().text()));
+    commit = std::max(commit, declared.value());
+  }
+  bool timed_out = false;
+  return engine.wait_durable(commit, std::chrono::steady_clock::time_point::max(), &timed_out);
+}
+
 // GET /metrics and /metrics/per-object, as RabbitMQ's Prometheus plugin serves them.
 mgmt::Response metrics(core::Engine& engine, const mgmt::Request& r) {
   if (r.method != "GET") return {405, nullptr};
@@ -120,7 +140,14 @@ int main(int argc, char** argv) {
     std::printf("port %u\n", unsigned(server.port()));
     std::fflush(stdout);
   }
+  shovel::ShovelManager shovels(*engine.value());
+  shovels.recover();
+  if (Status s = declare_configured_shovels(*engine.value(), shovels, settings.shovels); !s) {
+    log::error("{}", s.text());
+    return 1;
+  }
   mgmt::Api management_api(*engine.value(), settings.amqp.users);
+  management_api.attach_shovels(&shovels);
   if (!settings.definitions.empty())
     if (Status s = load_definitions(*engine.value(), management_api, settings.definitions); !s) {
       log::error("{}", s.text());
@@ -159,6 +186,7 @@ int main(int argc, char** argv) {
     log::info("signal {}: shutting down", signal);
     management.stop();
     prometheus.stop();
+    shovels.stop_all();
     // Every publish already read is confirmed or nacked before its connection is closed;
     // clients get a few seconds to answer connection.close.
     server.shutdown(std::chrono::seconds(5), [&] { io.stop(); });

@@ -106,6 +106,10 @@ Settings parse_settings(int argc, char** argv) {
   app.add_option("--definitions", s.definitions,
                  "A definitions.json (RabbitMQ's format) whose vhosts, exchanges, queues and bindings are applied at boot")
       ->check(CLI::ExistingFile);
+  std::vector<std::string> shovels;
+  app.add_option("--shovel", shovels,
+                 "'NAME {...}': a shovel in vhost '/' with RabbitMQ's dynamic shovel keys (repeatable; "
+                 "in the config file: shovel = 'NAME {...}', quoted)");
   app.add_flag("--accept-data-loss", s.broker.accept_data_loss,
                "Open a store whose journal is damaged as LMDB holds it, losing what the journal lost");
   app.add_option("--log-level", level, "debug, info, warning, error or none")
@@ -138,6 +142,11 @@ Settings parse_settings(int argc, char** argv) {
       if (colon == std::string::npos || colon == 0) refuse("--user wants NAME:PASSWORD");
       s.amqp.users[user.substr(0, colon)] = user.substr(colon + 1);
     }
+  }
+  for (const auto& shovel : shovels) {
+    auto space = shovel.find_first_of(" \t");
+    if (space == std::string::npos || space == 0) refuse("--shovel wants 'NAME {json}'");
+    s.shovels.emplace_back(shovel.substr(0, space), shovel.substr(space + 1));
   }
   s.amqp.handshake_timeout = std::chrono::milliseconds(handshake_ms);
   s.memory_high_watermark =

@@ -22,6 +22,8 @@ struct Settings {
   uint16_t prometheus_port = 15692;     // Prometheus metrics; 0: off
   std::string prometheus_bind = "127.0.0.1";
   std::string definitions;              // a definitions.json to apply at boot
+  // Shovels in vhost "/": "NAME {json}", the JSON being RabbitMQ's shovel parameter value.
+  std::vector<std::pair<std::string, std::string>> shovels;
   // Maintenance modes instead of serving.
   bool check = false;          // report every damaged record of the data directory
   std::string salvage_from;    // copy every readable message of that directory into data-dir
