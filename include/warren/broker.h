@@ -16,6 +16,7 @@
 #include "warren/connection.h"
 #include "warren/options.h"
 #include "warren/queue.h"
+#include "warren/shovel.h"
 
 namespace warren {
 
@@ -45,6 +46,14 @@ class Broker {
   // commit: after a crash every message is in exactly one of the queues. Returns how many
   // once they are on disk. A missing queue throws 404 (after the moves before it are done).
   uint64_t replay(std::string_view from, std::string_view to = {}, const ReplayOptions& options = {});
+
+  // Shovels (warren/shovel.h): declared or replaced by vhost and name, stored with the
+  // broker's data, running at once and again whenever this data directory is opened. A
+  // definition that breaks RabbitMQ's rules throws warren::Error (406, RabbitMQ's text).
+  void declare_shovel(const ShovelDefinition& definition);
+  // False if there is no such shovel.
+  bool delete_shovel(std::string_view name, std::string_view vhost = "/");
+  std::vector<ShovelStatus> shovels();
 
   // The internals, for the AMQP server, tools and tests built on this library.
   explicit Broker(std::shared_ptr<api::BrokerHandle> handle);

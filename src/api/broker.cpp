@@ -13,6 +13,11 @@ std::shared_ptr<BrokerHandle> BrokerHandle::open(const BrokerOptions& options,
   if (!engine.ok()) throw Error(engine.status());
   b->engine_ = std::move(engine.value());
   b->token_ = b->engine_->token();
+  b->shovels_ = std::make_unique<shovel::ShovelManager>(*b->engine_);
+  {
+    std::lock_guard hold(*b->token_);
+    b->shovels_->recover();  // stored shovels resume with the broker
+  }
   b->work_.emplace(asio::make_work_guard(*b->io_));
   b->loop_ = std::thread([io = b->io_.get()] { io->run(); });
   return b;
@@ -32,6 +37,7 @@ void BrokerHandle::close() {
   if (loop_.joinable()) {
     run([this] {
       // Every publish the broker took is settled (its confirm sent) before channels close.
+      shovels_.reset();  // each gives its source back what was unacknowledged
       engine_->settle_everything();
       for (auto& weak : channels_)
         if (auto ch = weak.lock()) ch->detach();
@@ -162,13 +168,33 @@ std::vector<QueueInfo> Broker::list_queues() {
 }
 
 uint64_t Broker::replay(std::string_view from, std::string_view to, const ReplayOptions& o) {
-  auto result = handle_->run([&] {
-    return handle_->engine().replay(o.vhost, from, to, o.max_messages, o.copy);
-  });
+  auto result = handle_->run(
+      [&] { return handle_->engine().replay(o.vhost, from, to, o.max_messages, o.copy); });
   if (!result.ok()) throw Error(result.status());
   handle_->wait_durable(result->commit, std::chrono::steady_clock::time_point::max());
   if (!result->stopped.ok()) throw Error(result->stopped);
   return result->count;
+}
+
+void Broker::declare_shovel(const ShovelDefinition& definition) {
+  auto commit = handle_->run([&] { return handle_->shovels().declare(definition); });
+  if (!commit.ok()) throw Error(commit.status());
+  handle_->wait_durable(commit.value(), std::chrono::steady_clock::time_point::max());
+}
+
+bool Broker::delete_shovel(std::string_view name, std::string_view vhost) {
+  auto commit = handle_->run([&] { return handle_->shovels().remove(vhost, name); });
+  if (!commit.ok()) return false;
+  handle_->wait_durable(commit.value(), std::chrono::steady_clock::time_point::max());
+  return true;
+}
+
+std::vector<ShovelStatus> Broker::shovels() {
+  return handle_->run([this] {
+    std::vector<ShovelStatus> out;
+    for (auto& entry : handle_->shovels().list()) out.push_back(std::move(entry.status));
+    return out;
+  });
 }
 
 Connection::Connection(std::shared_ptr<api::ConnectionHandle> handle)

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "core/engine.h"
+#include "shovel/manager.h"
 #include "warren/broker.h"
 #include "warren/error.h"
 
@@ -65,6 +66,7 @@ class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
   core::LoopToken& token() { return *token_; }
 
   core::Engine& engine() { return *engine_; }
+  shovel::ShovelManager& shovels() { return *shovels_; }
   storage::Writer& writer() { return engine_->writer(); }
   const BrokerOptions& options() const { return options_; }
   void track(const std::shared_ptr<ChannelHandle>& channel);
@@ -81,6 +83,7 @@ class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
   std::unique_ptr<asio::io_context> io_ = std::make_unique<asio::io_context>();
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::unique_ptr<core::Engine> engine_;
+  std::unique_ptr<shovel::ShovelManager> shovels_;  // loop thread only
   std::thread loop_;
   std::shared_ptr<core::LoopToken> token_;
   std::mutex mutex_;

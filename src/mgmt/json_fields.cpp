@@ -118,8 +118,10 @@ std::optional<BasicProperties> properties_from_json(const json& object, std::str
       return true;
     };
     auto octet = [&](std::optional<uint8_t>& field) {
-      if (!value.is_number_unsigned() || value.get<uint64_t>() > 255) return false;
-      field = uint8_t(value.get<uint64_t>());
+      // is_number_integer: JSON built in code holds 2 as a signed number, parsed JSON as unsigned.
+      if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > 255)
+        return false;
+      field = uint8_t(value.get<int64_t>());
       return true;
     };
     bool ok = true;
@@ -148,7 +150,7 @@ std::optional<BasicProperties> properties_from_json(const json& object, std::str
     else if (key == "priority")
       ok = octet(p.priority);
     else if (key == "timestamp") {
-      ok = value.is_number_unsigned();
+      ok = value.is_number_integer() && value.get<int64_t>() >= 0;
       if (ok) p.timestamp = value.get<uint64_t>();
     } else if (key == "headers") {
       auto headers = table_from_json(value);
