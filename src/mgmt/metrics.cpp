@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <vector>
 
+#include "shovel/manager.h"
+
 namespace warren::mgmt {
 
 namespace {
@@ -64,6 +66,43 @@ class Exposition {
  private:
   std::string out_;
 };
+
+// One sample per shovel and figure; the state as RabbitMQ names it, 1 for the current one.
+void shovel_metrics(Exposition& e, const shovel::ShovelManager& shovels) {
+  const auto entries = shovels.list();
+  auto labels = [](const shovel::ShovelManager::Entry& s) {
+    return fmt::format("vhost=\"{}\",shovel=\"{}\"", label_value(s.vhost), label_value(s.name));
+  };
+  e.family("warren_shovel_state", "gauge", "1 for the state each shovel is in");
+  for (const auto& s : entries)
+    for (const char* state : {"starting", "running", "terminated"})
+      e.sample("warren_shovel_state", s.status.state == state ? 1 : 0,
+               fmt::format("{},state=\"{}\"", labels(s), state));
+  struct Figure {
+    const char* name;
+    const char* type;
+    const char* help;
+    double (*value)(const ShovelStatus&);
+  };
+  const Figure figures[] = {
+      {"warren_shovel_forwarded_total", "counter", "Messages the destination accepted",
+       [](const ShovelStatus& s) { return double(s.forwarded); }},
+      {"warren_shovel_resent_total", "counter",
+       "Messages sent again after a break (the possible duplicates)",
+       [](const ShovelStatus& s) { return double(s.resent); }},
+      {"warren_shovel_in_flight_messages", "gauge", "Messages sent and not yet confirmed",
+       [](const ShovelStatus& s) { return double(s.in_flight); }},
+      {"warren_shovel_pending_messages", "gauge", "Messages waiting in a local source queue",
+       [](const ShovelStatus& s) { return double(s.pending.value_or(0)); }},
+      {"warren_shovel_last_connected_timestamp_seconds", "gauge",
+       "When both ends were last connected (0: never)",
+       [](const ShovelStatus& s) { return double(s.last_connected_ms) / 1000; }},
+  };
+  for (const Figure& f : figures) {
+    e.family(f.name, f.type, f.help);
+    for (const auto& s : entries) e.sample(f.name, f.value(s.status), labels(s));
+  }
+}
 
 struct QueueFigures {
   std::string vhost, name;
@@ -129,7 +168,8 @@ uint64_t disk_available(const std::string& dir) {
 
 }  // namespace
 
-std::string prometheus_metrics(core::Engine& engine, bool per_object) {
+std::string prometheus_metrics(core::Engine& engine, bool per_object,
+                               const shovel::ShovelManager* shovels) {
   Exposition e;
   const auto queues = queue_figures(engine);
   uint64_t channels = 0, consumers = 0, delayed = 0, duplicates = 0;
@@ -229,6 +269,7 @@ std::string prometheus_metrics(core::Engine& engine, bool per_object) {
   for (const auto& [reason, count] : c.dead_lettered)
     e.sample("warren_messages_dead_lettered_total", double(count),
              fmt::format("reason=\"{}\"", label_value(reason)));
+  if (shovels) shovel_metrics(e, *shovels);
   return e.take();
 }
 

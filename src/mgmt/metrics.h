@@ -7,10 +7,16 @@
 
 #include "core/engine.h"
 
+namespace warren::shovel {
+class ShovelManager;
+}
+
 namespace warren::mgmt {
 
 // /metrics: broker-wide figures (queue figures summed); /metrics/per-object: the queue
 // figures per queue, labelled {vhost, queue}, as RabbitMQ splits them.
-std::string prometheus_metrics(core::Engine& engine, bool per_object);
+// With shovels, /metrics also has warren_shovel_* per shovel, labelled {vhost, shovel}.
+std::string prometheus_metrics(core::Engine& engine, bool per_object,
+                               const shovel::ShovelManager* shovels = nullptr);
 
 }  // namespace warren::mgmt

@@ -4,6 +4,7 @@
 
 #include <deque>
 
+#include "common/log.h"
 #include "core/channel.h"
 #include "core/vhost.h"
 #include "wire/properties_codec.h"
@@ -336,6 +337,28 @@ class RemoteDestination final : public DestinationLink {
 };
 
 }  // namespace
+
+void declare_local_source(core::Engine& engine, const ShovelDefinition& definition,
+                          const AmqpUri& uri) {
+  if (!uri.local || definition.src_queue.empty()) return;
+  const std::string vhost = vhost_of(definition, uri);
+  core::Vhost* v = engine.find_vhost(vhost);
+  if (!v || v->queues.contains(definition.src_queue)) return;
+  struct Silent : core::ChannelSink {
+    void on_deliver(core::DeliveryInfo) override {}
+    void on_confirm(uint64_t, bool, bool) override {}
+    void on_return(core::ReturnInfo) override {}
+    void on_consumer_cancelled(const std::string&) override {}
+    void on_closed(const Status&) override {}
+  } silent;
+  auto connection = engine.connect(connection_name(definition, "source"), {}, vhost);
+  auto channel = engine.open_channel(*connection, 1, &silent);
+  QueueOptions o;
+  o.durable = true;
+  if (auto r = channel->queue_declare(definition.src_queue, o); !r.ok())
+    log::warning("shovel '{}': cannot declare its source queue: {}", definition.name, r.status().text());
+  engine.disconnect(*connection);
+}
 
 std::unique_ptr<SourceLink> make_source(core::Engine& engine, const ShovelDefinition& definition,
                                         const AmqpUri& uri) {

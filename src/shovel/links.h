@@ -56,6 +56,11 @@ class DestinationLink {
   virtual void stop() = 0;
 };
 
+// A local source queue is declared as soon as the shovel exists, not when its destination
+// first answers: what is published meanwhile must find it. No-op for other sources.
+void declare_local_source(core::Engine& engine, const ShovelDefinition& definition,
+                          const AmqpUri& uri);
+
 // One end of `definition`: `uri` says which broker. Local ends run on `engine`.
 std::unique_ptr<SourceLink> make_source(core::Engine& engine, const ShovelDefinition& definition,
                                         const AmqpUri& uri);

@@ -73,7 +73,10 @@ Shovel::Shovel(core::Engine& engine, ShovelDefinition definition, std::function<
 
 Shovel::~Shovel() { stop(); }
 
-void Shovel::start() { connect(); }
+void Shovel::start() {
+  declare_local_source(engine_, definition_, sources_.front());
+  connect();
+}
 
 void Shovel::stop() {
   if (state_ == State::stopped) return;

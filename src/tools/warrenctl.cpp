@@ -148,6 +148,56 @@ int offline(const Options& o) {
   return 0;
 }
 
+// rabbitmqctl shovel_status's columns, then Warren's counts.
+int shovel_status(const Options& o, Api& api) {
+  json rows = api.call("GET", "/api/shovels");
+  for (auto& row : rows) {
+    auto end = [&](const char* side) {
+      std::string what = row.value(fmt::format("{}_queue", side), "");
+      if (what.empty()) what = row.value(fmt::format("{}_exchange", side), "");
+      return fmt::format("{} {}", row.value(fmt::format("{}_uri", side), ""), what);
+    };
+    row["source"] = end("src");
+    row["destination"] = end("dest");
+    row["termination_reason"] = row.value("reason", "");
+    row["last_changed"] = row.value("timestamp", "");
+  }
+  say(o, "Shovel status ...");
+  print_table(o,
+              columns_or(o, {"name", "vhost", "type", "state", "source", "destination",
+                             "termination_reason", "last_changed", "forwarded", "resent",
+                             "pending"}),
+              rows);
+  return 0;
+}
+
+// set_parameter shovel NAME JSON, clear_parameter shovel NAME, delete_shovel NAME,
+// restart_shovel NAME (in --vhost).
+int shovel_command(const Options& o, Api& api) {
+  const std::string vhost = percent_encoded(o.vhost);
+  const bool by_parameter = o.verb == "set_parameter" || o.verb == "clear_parameter";
+  const size_t wanted = o.verb == "set_parameter" ? 3 : by_parameter ? 2 : 1;
+  if (o.args.size() != wanted || (by_parameter && o.args[0] != "shovel"))
+    fail(kUsage, fmt::format("usage: warrenctl {} {}", o.verb,
+                             o.verb == "set_parameter"     ? "shovel NAME JSON"
+                             : o.verb == "clear_parameter" ? "shovel NAME"
+                                                           : "NAME"));
+  const std::string name = percent_encoded(o.args[by_parameter ? 1 : 0]);
+  if (o.verb == "set_parameter") {
+    json value = json::parse(o.args[2], nullptr, false);
+    if (value.is_discarded()) fail(kUsage, "the parameter value is not JSON");
+    api.call("PUT", fmt::format("/api/parameters/shovel/{}/{}", vhost, name), json{{"value", value}});
+    say(o, fmt::format("Setting runtime parameter \"{}\" for component \"shovel\" ...", o.args[1]));
+  } else if (o.verb == "restart_shovel") {
+    api.call("DELETE", fmt::format("/api/shovels/vhost/{}/{}/restart", vhost, name));
+    say(o, fmt::format("Restarting dynamic Shovel {} in virtual host {}", o.args[0], o.vhost));
+  } else {
+    api.call("DELETE", fmt::format("/api/parameters/shovel/{}/{}", vhost, name));
+    say(o, fmt::format("Deleting shovel {} in vhost {}", o.args[by_parameter ? 1 : 0], o.vhost));
+  }
+  return 0;
+}
+
 int online(const Options& o) {
   Api api(o);
   const std::string vhost = percent_encoded(o.vhost);
@@ -259,6 +309,10 @@ int online(const Options& o) {
                        o.args.size() == 2 ? "'" + o.args[1] + "'" : "where they died"));
     return 0;
   }
+  if (o.verb == "shovel_status") return shovel_status(o, api);
+  if (o.verb == "set_parameter" || o.verb == "clear_parameter" || o.verb == "delete_shovel" ||
+      o.verb == "restart_shovel")
+    return shovel_command(o, api);
   if (o.verb == "close_connection") {
     need(1, "NAME");
     api.call("DELETE", "/api/connections/" + percent_encoded(o.args[0]));
@@ -288,7 +342,9 @@ int main(int argc, char** argv) {
                  "list_channels, "
                  "list_consumers, purge_queue Q, delete_queue Q, export_definitions FILE|-, "
                  "import_definitions FILE|-, "
-                 "move_messages SRC [DST], close_connection NAME")
+                 "move_messages SRC [DST], close_connection NAME, shovel_status, "
+                 "set_parameter shovel NAME JSON, clear_parameter shovel NAME, delete_shovel NAME, "
+                 "restart_shovel NAME")
       ->required();
   app.add_option("args", o.args, "The command's arguments");
   try {

@@ -104,11 +104,13 @@ Status declare_configured_shovels(core::Engine& engine, shovel::ShovelManager& s
 }
 
 // GET /metrics and /metrics/per-object, as RabbitMQ's Prometheus plugin serves them.
-mgmt::Response metrics(core::Engine& engine, const mgmt::Request& r) {
+mgmt::Response metrics(core::Engine& engine, const shovel::ShovelManager& shovels,
+                       const mgmt::Request& r) {
   if (r.method != "GET") return {405, nullptr};
   if (r.path != "/metrics" && r.path != "/metrics/per-object") return {404, nullptr};
   mgmt::Response response;
-  response.text = mgmt::prometheus_metrics(engine, r.path == "/metrics/per-object");
+  const bool per_object = r.path == "/metrics/per-object";
+  response.text = mgmt::prometheus_metrics(engine, per_object, per_object ? nullptr : &shovels);
   response.content_type = "text/plain; version=0.0.4";
   return response;
 }
@@ -159,7 +161,7 @@ int main(int argc, char** argv) {
         return management_api.authenticate(user, password);
       });
   mgmt::HttpServer prometheus(io, *engine.value(),
-                              [&](const mgmt::Request& r) { return metrics(*engine.value(), r); });
+                              [&](const mgmt::Request& r) { return metrics(*engine.value(), shovels, r); });
   management.serve_static("/", mgmt::web_ui_page(), "text/html; charset=utf-8");
   if (settings.management_port != 0)
     if (Status s =
