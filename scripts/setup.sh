@@ -18,15 +18,33 @@ if ((${#need[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# Debian's rabbitmqadmin for the management API's test, taken out of the rabbitmq-server
-# package rather than installing it: that would start a RabbitMQ on warrend's port.
-if ! command -v rabbitmqadmin >/dev/null; then
+# RabbitMQ 3.10 from Debian for the tests that compare with it or shovel to it, unpacked
+# rather than installed: installing would start a RabbitMQ service on warrend's port. The
+# tests start private nodes from it (tests/interop/rabbit_node.py); rabbitmqadmin comes
+# from it too. Its Erlang runtime is installed from Debian as usual.
+rabbit_root=/usr/local/lib/warren-test-rabbitmq
+erlang=(erlang-base erlang-crypto erlang-eldap erlang-inets erlang-mnesia erlang-os-mon erlang-parsetools
+        erlang-public-key erlang-runtime-tools erlang-ssl erlang-syntax-tools erlang-tools erlang-xmerl)
+missing_erlang=()
+for pkg in "${erlang[@]}"; do have_pkg "$pkg" || missing_erlang+=("$pkg"); done
+if ((${#missing_erlang[@]})); then
+  echo "setup: installing ${missing_erlang[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing_erlang[@]}" >/dev/null
+fi
+if [ ! -x "$rabbit_root/usr/lib/rabbitmq/bin/rabbitmq-server" ]; then
   tmp=$(mktemp -d)
   chmod 755 "$tmp"  # apt's download user writes there
   apt-get update -qq
   (cd "$tmp" && apt-get download -qq rabbitmq-server >/dev/null && dpkg-deb -x rabbitmq-server_*.deb root)
-  install -m 755 "$tmp/root/usr/bin/rabbitmqadmin" /usr/local/bin/rabbitmqadmin
+  rm -rf "$rabbit_root"
+  mkdir -p "$(dirname "$rabbit_root")"
+  mv "$tmp/root" "$rabbit_root"
   rm -rf "$tmp"
+fi
+if ! command -v rabbitmqadmin >/dev/null; then
+  install -m 755 "$rabbit_root/usr/bin/rabbitmqadmin" /usr/local/bin/rabbitmqadmin
 fi
 # Node's amqplib for its interop test, from npm at the version package-lock.json pins.
 if [ ! -d tests/interop/node/node_modules/amqplib ]; then

@@ -37,7 +37,7 @@ TEST(AmqpUri, CredentialsPortVhostAndQueryAreDecoded) {
   EXPECT_EQ(uri->vhost, "edge/one");
   EXPECT_EQ(uri->heartbeat, 5);
   EXPECT_EQ(uri->connection_timeout_ms, 2000u);
-  EXPECT_EQ(uri->redacted(), "amqp://10.0.0.1:5673/edge/one");
+  EXPECT_EQ(uri->redacted(), "amqp://10.0.0.1:5673/edge%2Fone");
 }
 
 TEST(AmqpUri, ASlashAloneIsTheEmptyVhostAndPercent2FIsTheDefault) {

@@ -1,11 +1,30 @@
-// Percent-decoding, for URL paths and AMQP URIs. A '%' not followed by two hex digits stays.
+// Percent-encoding for URL paths and AMQP URIs.
 #pragma once
 
+#include <cctype>
 #include <string>
 #include <string_view>
 
 namespace warren {
 
+// Everything but URL-unreserved characters percent-encoded: a name as one path segment (and
+// what RabbitMQ writes in a binding's properties_key).
+inline std::string percent_encoded(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(char(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// A '%' not followed by two hex digits stays as it is.
 inline std::string percent_decoded(std::string_view s) {
   auto hex = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';

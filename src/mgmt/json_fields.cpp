@@ -168,17 +168,6 @@ std::optional<BasicProperties> properties_from_json(const json& object, std::str
   return p;
 }
 
-std::string percent_encoded(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-      out.push_back(char(c));
-    else
-      out += fmt::format("%{:02X}", c);
-  }
-  return out;
-}
-
 std::string encode_base64(std::string_view in) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

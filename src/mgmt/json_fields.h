@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "common/percent.h"
 #include "warren/field_table.h"
 #include "warren/properties.h"
 
@@ -23,9 +24,7 @@ nlohmann::json to_json(const BasicProperties& properties);
 std::optional<BasicProperties> properties_from_json(const nlohmann::json& object,
                                                     std::string* error);
 
-// Everything but URL-unreserved characters percent-encoded: a name as one path segment, and
-// what RabbitMQ writes in a binding's properties_key.
-std::string percent_encoded(std::string_view s);
+using warren::percent_encoded;  // common/percent.h
 
 // Payloads that are not text, and HTTP basic credentials.
 std::string encode_base64(std::string_view bytes);

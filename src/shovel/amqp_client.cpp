@@ -49,8 +49,7 @@ FieldTable client_properties(const std::string& connection_name) {
 }  // namespace
 
 AmqpClient::AmqpClient(asio::io_context& io, std::shared_ptr<core::LoopToken> token, Events events)
-    : io_(io),
-      token_(std::move(token)),
+    : token_(std::move(token)),
       events_(std::move(events)),
       resolver_(io),
       socket_(io),

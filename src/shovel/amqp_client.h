@@ -104,7 +104,6 @@ class AmqpClient : public std::enable_shared_from_this<AmqpClient> {
   void fail(Status why);
   void finish_socket();
 
-  asio::io_context& io_;
   std::shared_ptr<core::LoopToken> token_;
   Events events_;
   asio::ip::tcp::resolver resolver_;

@@ -356,7 +356,8 @@ void declare_local_source(core::Engine& engine, const ShovelDefinition& definiti
   QueueOptions o;
   o.durable = true;
   if (auto r = channel->queue_declare(definition.src_queue, o); !r.ok())
-    log::warning("shovel '{}': cannot declare its source queue: {}", definition.name, r.status().text());
+    log::warning("shovel '{}': cannot declare its source queue: {}", definition.name,
+                 r.status().text());
   engine.disconnect(*connection);
 }
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <charconv>
 
 #include "common/percent.h"
@@ -51,6 +52,12 @@ Status parse_host_port(std::string_view text, std::string_view hostport, AmqpUri
     uri.host = percent_decoded(hostport.substr(0, colon));
     if (colon != std::string_view::npos) port = hostport.substr(colon + 1);
   }
+  const bool v6 = hostport.starts_with('[');
+  for (unsigned char c : uri.host) {
+    const bool fits = v6 ? (std::isxdigit(c) || c == ':' || c == '.')
+                         : (std::isalnum(c) || c == '-' || c == '.' || c == '_');
+    if (!fits) return not_a_uri(text, fmt::format("bad host \"{}\"", uri.host));
+  }
   if (!port.empty() && (!parse_number(port, uri.port) || uri.port == 0))
     return not_a_uri(text, fmt::format("bad port \"{}\"", port));
   return {};
@@ -74,10 +81,10 @@ Status apply_query(std::string_view text, AmqpUri& uri) {
 }  // namespace
 
 std::string AmqpUri::redacted() const {
-  if (local) return vhost_given ? fmt::format("amqp:///{}", vhost) : "amqp://";
+  if (local) return vhost_given ? fmt::format("amqp:///{}", percent_encoded(vhost)) : "amqp://";
   std::string host_part = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   return fmt::format("{}://{}:{}/{}", tls ? "amqps" : "amqp", host_part, port,
-                     vhost == "/" ? "%2F" : vhost);
+                     percent_encoded(vhost));
 }
 
 Result<AmqpUri> parse_amqp_uri(std::string_view text) {
@@ -119,7 +126,10 @@ Result<AmqpUri> parse_amqp_uri(std::string_view text) {
   if (authority.empty()) {
     if (uri.tls) return not_a_uri(text, "amqps needs a host");
     uri.local = true;
-    uri.vhost_given = uri.vhost_given && !uri.vhost.empty();
+    if (uri.vhost.empty()) {  // "amqp:///": the shovel's own vhost, as "amqp://"
+      uri.vhost = "/";
+      uri.vhost_given = false;
+    }
     return uri;
   }
   if (Status s = parse_host_port(text, authority, uri); !s) return s;

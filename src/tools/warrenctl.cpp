@@ -163,11 +163,11 @@ int shovel_status(const Options& o, Api& api) {
     row["last_changed"] = row.value("timestamp", "");
   }
   say(o, "Shovel status ...");
-  print_table(o,
-              columns_or(o, {"name", "vhost", "type", "state", "source", "destination",
-                             "termination_reason", "last_changed", "forwarded", "resent",
-                             "pending"}),
-              rows);
+  print_table(
+      o,
+      columns_or(o, {"name", "vhost", "type", "state", "source", "destination",
+                     "termination_reason", "last_changed", "forwarded", "resent", "pending"}),
+      rows);
   return 0;
 }
 
@@ -186,7 +186,8 @@ int shovel_command(const Options& o, Api& api) {
   if (o.verb == "set_parameter") {
     json value = json::parse(o.args[2], nullptr, false);
     if (value.is_discarded()) fail(kUsage, "the parameter value is not JSON");
-    api.call("PUT", fmt::format("/api/parameters/shovel/{}/{}", vhost, name), json{{"value", value}});
+    api.call("PUT", fmt::format("/api/parameters/shovel/{}/{}", vhost, name),
+             json{{"value", value}});
     say(o, fmt::format("Setting runtime parameter \"{}\" for component \"shovel\" ...", o.args[1]));
   } else if (o.verb == "restart_shovel") {
     api.call("DELETE", fmt::format("/api/shovels/vhost/{}/{}/restart", vhost, name));

@@ -85,8 +85,9 @@ Status load_definitions(core::Engine& engine, mgmt::Api& api, const std::string&
 }
 
 // --shovel / shovel = 'NAME {json}': declared (and stored) at each boot.
-Status declare_configured_shovels(core::Engine& engine, shovel::ShovelManager& shovels,
-                                  const std::vector<std::pair<std::string, std::string>>& configured) {
+Status declare_configured_shovels(
+    core::Engine& engine, shovel::ShovelManager& shovels,
+    const std::vector<std::pair<std::string, std::string>>& configured) {
   core::CommitId commit = 0;
   for (const auto& [name, text] : configured) {
     auto value = nlohmann::json::parse(text, nullptr, false);
@@ -160,8 +161,9 @@ int main(int argc, char** argv) {
       [&](const std::string& user, const std::string& password) {
         return management_api.authenticate(user, password);
       });
-  mgmt::HttpServer prometheus(io, *engine.value(),
-                              [&](const mgmt::Request& r) { return metrics(*engine.value(), shovels, r); });
+  mgmt::HttpServer prometheus(io, *engine.value(), [&](const mgmt::Request& r) {
+    return metrics(*engine.value(), shovels, r);
+  });
   management.serve_static("/", mgmt::web_ui_page(), "text/html; charset=utf-8");
   if (settings.management_port != 0)
     if (Status s =
