@@ -9,9 +9,9 @@
 #include "common/percent.h"
 #include "core/errors.h"
 #include "mgmt/json_fields.h"
+#include "mgmt/password_hash.h"
 #include "mgmt/responses.h"
 #include "mgmt/shovel_api.h"
-#include "mgmt/password_hash.h"
 #include "wire/properties_codec.h"
 
 namespace warren::mgmt {
@@ -90,8 +90,6 @@ class ReturnWatch : public core::ChannelSink {
   void on_closed(const Status&) override {}
 };
 
-
-
 // What the queue listing shows of a queue, copied on the loop and turned into JSON off it.
 struct QueueRow {
   std::string vhost, name;
@@ -123,7 +121,8 @@ std::optional<std::vector<QueueRow>> queue_rows(const std::vector<QueueRef>& ref
     const size_t end = std::min(refs.size(), start + kPerTurn);
     bool ran = run_on_loop([&] {
       for (size_t i = start; i < end; ++i)
-        if (auto q = refs[i].queue.lock(); q && !q->deleted) rows.push_back(row_of(refs[i].vhost, *q));
+        if (auto q = refs[i].queue.lock(); q && !q->deleted)
+          rows.push_back(row_of(refs[i].vhost, *q));
     });
     if (!ran) return std::nullopt;
   }
@@ -360,9 +359,27 @@ class Handlers {
 
   Response delete_vhost(const std::string& name) {
     if (!engine_.find_vhost(name)) return not_found();
+    // Its shovels go with it, as RabbitMQ deletes a vhost's runtime parameters; first, as
+    // their connections use it. Declared again if the vhost cannot go after all.
+    core::CommitId commit = 0;
+    std::vector<std::pair<std::string, json>> shovels;
+    if (api_.shovels_)
+      for (const auto& shovel : api_.shovels_->list())
+        if (shovel.vhost == name) {
+          shovels.emplace_back(shovel.name, shovel.value);
+          if (auto removed = api_.shovels_->remove(name, shovel.name); removed.ok())
+            commit = std::max(commit, removed.value());
+        }
     auto r = engine_.delete_vhost(name);
-    if (!r.ok()) return from_status(r.status());
-    return {204, nullptr, r.value()};
+    if (!r.ok()) {
+      for (const auto& [shovel, value] : shovels)
+        if (auto again = api_.shovels_->declare(name, shovel, value); again.ok())
+          commit = std::max(commit, again.value());
+      Response refused = from_status(r.status());
+      refused.commit = commit;
+      return refused;
+    }
+    return {204, nullptr, std::max(commit, r.value())};
   }
 
   Response users() const {
@@ -832,8 +849,8 @@ class Handlers {
     auto array = [&](const char* key) {
       return body->contains(key) && (*body)[key].is_array() ? (*body)[key] : json::array();
     };
-    for (const char* key : {"users", "permissions", "topic_permissions", "policies",
-                            "global_parameters"})
+    for (const char* key :
+         {"users", "permissions", "topic_permissions", "policies", "global_parameters"})
       if (!array(key).empty())
         log::warning("definitions import: {} {} not applied (Warren does not support them yet)",
                      array(key).size(), key);
@@ -880,9 +897,12 @@ class Handlers {
       o.arguments = std::move(*arguments);
       const std::string name = x.value("name", "");
       const bool existed = exists(vhost, &core::Vhost::exchanges, name);
-      return apply(vhost, [&](core::Channel& ch) {
-        return as_response(ch.exchange_declare(name, x.value("type", "direct"), o));
-      }, existed ? Undo{} : [=](core::Channel& ch) { return ch.exchange_delete(name, false); });
+      return apply(
+          vhost,
+          [&](core::Channel& ch) {
+            return as_response(ch.exchange_declare(name, x.value("type", "direct"), o));
+          },
+          existed ? Undo{} : [=](core::Channel& ch) { return ch.exchange_delete(name, false); });
     }
 
     bool queue(const std::string& vhost, const json& q) {
@@ -894,14 +914,17 @@ class Handlers {
       o.arguments = std::move(*arguments);
       const std::string name = q.value("name", "");
       const bool existed = exists(vhost, &core::Vhost::queues, name);
-      return apply(vhost, [&](core::Channel& ch) {
-        auto r = ch.queue_declare(name, o);
-        return r.ok() ? Response{201, nullptr, r.value().commit} : from_status(r.status());
-      }, existed ? Undo{} : [=](core::Channel& ch) -> Result<core::CommitId> {
-        auto r = ch.queue_delete(name, {});
-        if (!r.ok()) return r.status();
-        return r.value().commit;
-      });
+      return apply(
+          vhost,
+          [&](core::Channel& ch) {
+            auto r = ch.queue_declare(name, o);
+            return r.ok() ? Response{201, nullptr, r.value().commit} : from_status(r.status());
+          },
+          existed ? Undo{} : [=](core::Channel& ch) -> Result<core::CommitId> {
+            auto r = ch.queue_delete(name, {});
+            if (!r.ok()) return r.status();
+            return r.value().commit;
+          });
     }
 
     bool binding(const std::string& vhost, const json& b) {
@@ -920,16 +943,19 @@ class Handlers {
         return to_exchange ? ch.exchange_unbind(destination, source, key, args)
                            : ch.queue_unbind(destination, source, key, args);
       };
-      return apply(vhost, [&](core::Channel& ch) { return as_response(bind(ch)); },
-                   existed ? Undo{} : Undo{unbind});
+      return apply(
+          vhost, [&](core::Channel& ch) { return as_response(bind(ch)); },
+          existed ? Undo{} : Undo{unbind});
     }
 
     // Shovels; other components (federation, ...) are reported, not applied.
     bool parameter(const std::string& vhost, const json& p) {
       const std::string component = p.value("component", ""), name = p.value("name", "");
       if (component != "shovel" || !h_.api_.shovels_) {
-        log::warning("definitions import: parameter '{}' of component '{}' not applied (Warren "
-                     "does not support it)", name, component);
+        log::warning(
+            "definitions import: parameter '{}' of component '{}' not applied (Warren "
+            "does not support it)",
+            name, component);
         return true;
       }
       auto& shovels = *h_.api_.shovels_;

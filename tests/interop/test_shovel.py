@@ -555,6 +555,20 @@ class Operation(ShovelCase):
         self.assertEqual(restart.returncode, 0, restart.stderr)
         self.assertIsNone(self.shovel_status(self.edge, name))
 
+    def test_deleting_a_vhost_deletes_its_shovels(self):
+        vhost = unique("vh")
+        self.assertEqual(self.edge.api("PUT", f"/api/vhosts/{vhost}")[0], 201)
+        status, _ = self.edge.api("PUT", f"/api/parameters/shovel/{vhost}/s",
+                                  {"value": {"src-uri": "amqp://", "src-queue": "a", "dest-uri": "amqp://",
+                                             "dest-queue": "b"}})
+        self.assertEqual(status, 201)
+        self.assertEqual([s["vhost"] for s in self.edge.api("GET", "/api/shovels")[1]], [vhost])
+        self.assertEqual(self.edge.api("DELETE", f"/api/vhosts/{vhost}")[0], 204)
+        self.assertEqual(self.edge.api("GET", "/api/shovels")[1], [])
+        self.edge.stop()
+        self.edge.start()  # and it stays deleted
+        self.assertEqual(self.edge.api("GET", "/api/shovels")[1], [])
+
     def test_metrics_name_each_shovel(self):
         metrics_port = free_ports(1)[0]
         node = Warren("--shovel", 'cfg {"src-uri": "amqp://", "src-queue": "m-in", "dest-uri": "amqp://", '
