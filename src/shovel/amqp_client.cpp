@@ -13,6 +13,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Before tuning, frames (connection.start's properties) are small; a server that sends a
+// huge one is refused rather than buffered.
+constexpr uint32_t kHandshakeFrameMax = 1 << 20;
+
 // Every completion handler runs core code through the events: it holds the loop token.
 class Hold {
  public:
@@ -67,6 +71,7 @@ void AmqpClient::open(const AmqpUri& uri, std::string connection_name,
   connection_name_ = std::move(connection_name);
   ready_ = std::move(ready);
   phase_ = Phase::connecting;
+  parser_.set_frame_max(kHandshakeFrameMax);
   auto self = shared_from_this();
   deadline_.expires_after(std::chrono::milliseconds(uri_.connection_timeout_ms));
   deadline_.async_wait([self](std::error_code ec) {
@@ -321,7 +326,7 @@ bool AmqpClient::on_handshake(const amqp::AnyMethod& method) {
     if (frame_max_ == 0) frame_max_ = 131'072;
     heartbeat_seconds_ = uint16_t(lower(tune->heartbeat, uri_.heartbeat));
     if (uri_.heartbeat == 0) heartbeat_seconds_ = 0;
-    parser_.set_frame_max(0);
+    parser_.set_frame_max(frame_max_);  // the server must keep to what was agreed
     send(0, amqp::ConnectionTuneOk{uint16_t(lower(tune->channel_max, 16)), frame_max_,
                                    heartbeat_seconds_});
     amqp::ConnectionOpen open;

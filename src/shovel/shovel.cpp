@@ -78,13 +78,13 @@ void Shovel::start() {
   connect();
 }
 
+// The links are destroyed by teardown's task or with the shovel, not here: stop() may be
+// called from one of their callbacks (src-delete-after reached).
 void Shovel::stop() {
   if (state_ == State::stopped) return;
   retry_.cancel();
   teardown();
   set_state(State::stopped);
-  retired_sources_.clear();
-  retired_destinations_.clear();
 }
 
 // A callback for one session's links: ignored once that session is over.
