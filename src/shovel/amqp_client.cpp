@@ -37,6 +37,13 @@ Status link_error(std::string_view what) {
   return Status::error(ReplyCode::connection_forced, what);
 }
 
+// The reason a server gave for closing, as a Status ("NOT_FOUND - no queue 'q'..." keeps
+// its text once, under its own code).
+Status closed_by_server(uint16_t code, const std::string& text) {
+  const auto dash = text.find(" - ");
+  return Status::error(ReplyCode(code), dash == std::string::npos ? text : text.substr(dash + 3));
+}
+
 FieldTable client_properties(const std::string& connection_name) {
   FieldTable capabilities;
   for (const char* name : {"publisher_confirms", "consumer_cancel_notify", "connection.blocked",
@@ -285,10 +292,7 @@ bool AmqpClient::on_frame(const amqp::Frame& frame) {
 bool AmqpClient::on_method(uint16_t channel, amqp::AnyMethod method) {
   if (auto* close = std::get_if<amqp::ConnectionClose>(&method)) {
     send(0, amqp::ConnectionCloseOk{});
-    fail(Status::error(ReplyCode(close->reply_code),
-                       close->reply_text.substr(close->reply_text.find(" - ") == std::string::npos
-                                                    ? 0
-                                                    : close->reply_text.find(" - ") + 3)));
+    fail(closed_by_server(close->reply_code, close->reply_text));
     return false;
   }
   if (std::holds_alternative<amqp::ConnectionCloseOk>(method)) {
@@ -387,10 +391,7 @@ bool AmqpClient::on_channel_method(amqp::AnyMethod method) {
       on_not_found_ = nullptr;
       return true;
     }
-    fail(Status::error(ReplyCode(close->reply_code),
-                       close->reply_text.substr(close->reply_text.find(" - ") == std::string::npos
-                                                    ? 0
-                                                    : close->reply_text.find(" - ") + 3)));
+    fail(closed_by_server(close->reply_code, close->reply_text));
     return false;
   }
   if (std::holds_alternative<amqp::BasicCancel>(method)) {

@@ -110,12 +110,7 @@ void Shovel::connect() {
   events.written = WARREN_IN_SESSION(on_written);
   events.blocked = WARREN_IN_SESSION(on_blocked);
   events.failed = WARREN_IN_SESSION(fail);
-  events.returned = [weak = weak_from_this(), session = session_](const std::string& why) {
-    auto self = weak.lock();
-    if (!self || self->session_ != session || self->state_ == State::stopped) return;
-    self->fail(Status::error(ReplyCode::no_route,
-                             fmt::format("the destination returned a message ({})", why)));
-  };
+  events.returned = WARREN_IN_SESSION(on_returned);
   destination_->start(std::move(events));
 }
 
@@ -182,6 +177,12 @@ void Shovel::on_confirm(uint64_t seq, bool multiple, bool ack) {
     settle_up_to(seq, multiple);
     ack_settled_prefix();
   }
+}
+
+// Published mandatory: an unroutable message comes back, and is sent again after a delay.
+void Shovel::on_returned(const std::string& why) {
+  fail(Status::error(ReplyCode::no_route,
+                     fmt::format("the destination returned a message ({})", why)));
 }
 
 void Shovel::on_written(uint64_t seq) {

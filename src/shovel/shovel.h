@@ -45,6 +45,7 @@ class Shovel : public std::enable_shared_from_this<Shovel> {
   void forward(uint64_t tag, Carried message);
   void on_confirm(uint64_t seq, bool multiple, bool ack);
   void on_written(uint64_t seq);
+  void on_returned(const std::string& why);
   void on_blocked(bool blocked);
   void settle_up_to(uint64_t seq, bool multiple);
   void ack_settled_prefix();

@@ -5,6 +5,8 @@ RabbitMQ's): AMQP_RESTART is the shell command that restarts it. Otherwise a war
 (path in WARREND) started here with its own data directory, on a loopback port it picks
 itself (--port 0), so that tests running side by side never race for one.
 """
+import base64
+import json
 import os
 import shutil
 import socket
@@ -12,6 +14,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 
@@ -26,6 +30,21 @@ def start_warrend(*args, **popen):
         proc.kill()
         raise RuntimeError(f"warrend did not print its port: {line!r}")
     return proc, int(line.split()[1])
+
+
+def http_call(port, method, path, body=None, auth=("guest", "guest"), raw=None):
+    """(status, parsed JSON or None) of one request to a management API on this port."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    headers = {"content-type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, text = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()
+    return status, json.loads(text) if text else None
 
 
 def free_ports(count):

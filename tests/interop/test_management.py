@@ -14,23 +14,12 @@ import urllib.request
 
 import pika
 
-from harness import broker, setUpModule, start_warrend, tearDownModule, unique  # noqa: F401 (module fixtures)
+from harness import broker, http_call, setUpModule, start_warrend, tearDownModule, unique  # noqa: F401 (module fixtures)
 
 
 def call(method, path, body=None, auth=("guest", "guest"), raw=None):
-    """(status, parsed JSON or None) of one request to the management API."""
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    headers = {"content-type": "application/json"}
-    if auth:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    request = urllib.request.Request(f"http://127.0.0.1:{broker().mgmt_port}{path}", data=data, method=method,
-                                     headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, text = response.status, response.read()
-    except urllib.error.HTTPError as e:
-        status, text = e.code, e.read()
-    return status, json.loads(text) if text else None
+    """(status, parsed JSON or None) of one request to the broker's management API."""
+    return http_call(broker().mgmt_port, method, path, body, auth, raw)
 
 
 def q(name):

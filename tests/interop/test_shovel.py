@@ -6,7 +6,6 @@ After each fault, every message published locally with a confirm is at the desti
 none lost; the order is checked (see in_order) and duplicates are counted and reported.
 The management API's shovel endpoints are compared with RabbitMQ's shovel plugin.
 """
-import base64
 import json
 import os
 import shutil
@@ -17,13 +16,11 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.parse
 import urllib.request
 
 import pika
 
-from harness import free_ports, unique
+from harness import free_ports, http_call as http, unique
 from rabbit_node import RabbitNode, scripts_dir
 from tcp_proxy import TcpProxy
 
@@ -89,19 +86,6 @@ class Warren:
 
     def api(self, method, path, body=None):
         return http(self.mgmt_port, method, path, body)
-
-
-def http(port, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method, headers={
-        "content-type": "application/json",
-        "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, text = response.status, response.read()
-    except urllib.error.HTTPError as e:
-        status, text = e.code, e.read()
-    return status, json.loads(text) if text else None
 
 
 def channel(port):
