@@ -287,6 +287,58 @@ class UplinkToWarren(ShovelCase):
         self.assert_all_arrived(confirmed, received)
 
 
+class RetriesAndFailover(ShovelCase):
+    def setUp(self):
+        self.centre, self.edge = Warren(), Warren()
+
+    def tearDown(self):
+        self.edge.close()
+        self.centre.close()
+
+    def test_the_next_uri_is_tried_when_one_is_dead(self):
+        dead = free_ports(1)[0]
+        name = unique("failover")
+        self.declare_shovel(self.edge, name, {"src-uri": "amqp://", "src-queue": "out", "reconnect-delay": 0.2,
+                                              "dest-uri": [f"amqp://127.0.0.1:{dead}", f"amqp://127.0.0.1:{self.centre.port}"],
+                                              "dest-queue": "in"})
+        publish(self.edge.port, "out", range(100))
+        received = drain(self.centre.port, "in", 100)
+        self.assertEqual(self.assert_all_arrived(range(100), received), 0)
+
+    def test_an_unroutable_message_is_retried_until_it_has_a_route(self):
+        connection, ch = channel(self.centre.port)
+        ch.exchange_declare("nowhere", "direct", durable=True)
+        connection.close()
+        name = unique("route")
+        self.declare_shovel(self.edge, name, {"src-uri": "amqp://", "src-queue": "out", "reconnect-delay": 0.2,
+                                              "dest-uri": f"amqp://127.0.0.1:{self.centre.port}",
+                                              "dest-exchange": "nowhere", "dest-exchange-key": "k"})
+        publish(self.edge.port, "out", range(50))
+        status = wait_for("the return noticed", lambda: "returned" in ((s := self.shovel_status(self.edge, name))
+                                                                       .get("reason") or "") and s)
+        self.assertIn("NO_ROUTE", status["reason"])
+        self.assertEqual(status["pending"], 50)  # nothing dropped meanwhile
+        connection, ch = channel(self.centre.port)
+        ch.queue_declare("routed", durable=True)
+        ch.queue_bind("routed", "nowhere", "k")
+        connection.close()
+        received = drain(self.centre.port, "routed", 50)
+        self.assert_all_arrived(range(50), received)
+
+    def test_a_shovel_from_the_config_file(self):
+        config = os.path.join(self.edge.dir, "warren.conf")
+        with open(config, "w") as f:
+            f.write("# a shovel, its JSON quoted\n"
+                    f"shovel = 'cfg {{\"src-uri\": \"amqp://\", \"src-queue\": \"c-out\", "
+                    f"\"dest-uri\": \"amqp://127.0.0.1:{self.centre.port}\", \"dest-queue\": \"c-in\"}}'\n")
+        self.edge.stop()
+        self.edge.extra = ["--config", config]
+        self.edge.start()
+        self.wait_running(self.edge, "cfg")
+        publish(self.edge.port, "c-out", range(20))
+        self.assertEqual(self.assert_all_arrived(range(20), drain(self.centre.port, "c-in", 20)), 0)
+
+
 class ExactlyOnceWithADedupQueue(ShovelCase):
     """A dedup queue at the destination, keyed on message_id, drops what a break sends twice."""
 
@@ -447,27 +499,53 @@ class WithRabbitMQ(ShovelCase):
         duplicates = self.assert_all_arrived(range(1000), received, keep="last")
         self.assertLessEqual(duplicates, self.shovel_status(self.edge, queue)["resent"])
 
-    def test_downlink_commands_from_rabbitmq_across_its_restart_and_the_edge_killed(self):
+    def test_downlink_commands_across_a_cut_link_rabbitmqs_restart_and_the_edge_killed(self):
         queue = unique("commands")
         connection, ch = channel(rabbit.port)
         ch.queue_declare(queue, durable=True)
         connection.close()
+        proxy = TcpProxy(rabbit.port)
         name = unique("down")
-        self.declare_shovel(self.edge, name, {"src-uri": self.rabbit_uri, "src-queue": queue, "dest-uri": "amqp://",
-                                              "dest-queue": "commands", "reconnect-delay": 0.5,
-                                              "src-prefetch-count": 50})
+        self.declare_shovel(self.edge, name, {
+            "src-uri": f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F?heartbeat=2&connection_timeout=3000",
+            "src-queue": queue, "dest-uri": "amqp://", "dest-queue": "commands", "reconnect-delay": 0.5,
+            "src-prefetch-count": 50})
         self.wait_running(self.edge, name)
+        forwarded = lambda: self.shovel_status(self.edge, name)["forwarded"]  # noqa: E731
         publish(rabbit.port, queue, range(1000))
-        wait_for("some commands down", lambda: self.shovel_status(self.edge, name)["forwarded"] > 100)
+        wait_for("some commands down", lambda: forwarded() > 100)
+        proxy.cut()
+        wait_for("more commands down", lambda: forwarded() > 600)
         rabbit.stop()
         rabbit.start()
         publish(rabbit.port, queue, range(1000, 2000))
-        wait_for("more commands down", lambda: self.shovel_status(self.edge, name)["forwarded"] > 1200)
+        wait_for("more commands down", lambda: forwarded() > 1200)
         self.edge.kill()
         publish(rabbit.port, queue, range(2000, 3000))
         self.edge.start()
         received = drain(self.edge.port, "commands", 3000)
         self.assert_all_arrived(range(3000), received)
+        self.assertGreaterEqual(proxy.accepted, 3)
+        proxy.close()
+
+    def test_a_blocked_upstream_pauses_the_shovel(self):
+        queue = unique("blocked")
+        self.declare_shovel(self.edge, queue, {"src-uri": "amqp://", "src-queue": "to-blocked",
+                                               "dest-uri": self.rabbit_uri, "dest-queue": queue})
+        self.wait_running(self.edge, queue)
+        alarm = rabbit.ctl("set_vm_memory_high_watermark", "absolute", "1")  # every publisher blocked
+        self.assertEqual(alarm.returncode, 0, alarm.stderr)
+        try:
+            # RabbitMQ blocks a connection when it next publishes; the edge confirms them all the same.
+            publish(self.edge.port, "to-blocked", range(200))
+            status = wait_for("connection.blocked", lambda: (s := self.shovel_status(self.edge, queue))["blocked"] and s)
+            self.assertEqual(status["state"], "running")
+            self.assertLess(status["forwarded"], 200)
+        finally:
+            rabbit.ctl("set_vm_memory_high_watermark", "0.4")
+        received = drain(rabbit.port, queue, 200)
+        self.assertEqual(self.assert_all_arrived(range(200), received), 0)
+        self.assertFalse(self.shovel_status(self.edge, queue)["blocked"])
 
     def test_the_shovel_api_answers_as_rabbitmqs_plugin_does(self):
         """The same requests to RabbitMQ's shovel plugin and to warrend: status codes and texts."""
