@@ -229,6 +229,22 @@ TEST(LocalShovel, MovesMessagesInOrderWithTheirPropertiesAndAcksThemAtTheSource)
   EXPECT_EQ(s->resent, 0u);
 }
 
+TEST(LocalShovel, NoAckMovesABacklogAPrefetchAtATime) {
+  auto broker = memory_broker();
+  auto ch = broker->channel();
+  ch.queue_declare("many", {.durable = true});
+  ch.queue_declare("moved", {.durable = true});
+  for (int i = 0; i < 5000; ++i) ch.basic_publish("", "many", transient(std::to_string(i)));
+  ch.flush();
+  auto d = local_shovel("fast", "many", "moved");
+  d.ack_mode = ShovelAckMode::no_ack;
+  d.src_prefetch_count = 10;  // what may wait between the two ends at once
+  broker->declare_shovel(d);
+  ASSERT_TRUE(eventually([&] { return info(*broker, "moved").messages_ready == 5000; }));
+  EXPECT_EQ(ch.basic_get("moved", true)->message.body, "0");
+  EXPECT_EQ(info(*broker, "many").messages_ready, 0u);
+}
+
 TEST(LocalShovel, ForwardHeadersAsRabbitMQWritesThem) {
   auto broker = memory_broker();
   auto d = local_shovel("stamp", "a", "b");

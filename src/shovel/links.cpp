@@ -32,6 +32,9 @@ class Mailbox : public std::enable_shared_from_this<Mailbox> {
     closed_ = true;
     events_.clear();
   }
+  size_t size() const { return events_.size(); }
+  // Runs after each drain (a source takes deliveries again).
+  void when_drained(std::function<void()> fn) { drained_ = std::move(fn); }
 
  private:
   void drain() {
@@ -41,7 +44,9 @@ class Mailbox : public std::enable_shared_from_this<Mailbox> {
       events_.pop_front();
       event();
     }
+    if (drained_ && !closed_) drained_();
   }
+  std::function<void()> drained_;
   core::Engine& engine_;
   std::deque<std::function<void()>> events_;
   bool scheduled_ = false;
@@ -146,9 +151,18 @@ class LocalSource final : public SourceLink, public LocalEnd {
     const bool no_ack = definition_.ack_mode == ShovelAckMode::no_ack;
     if (Status s = channel_->basic_qos(definition_.src_prefetch_count, false); !s) return report(s);
     mailbox_->put([this, length = *length] { events_.ready(length); });
+    mailbox_->when_drained([this] {
+      if (channel_ && channel_->is_open()) channel_->resume_deliveries();
+    });
     ConsumeOptions consume;
     consume.no_ack = no_ack;
     if (auto r = channel_->basic_consume(queue_, consume); !r.ok()) return report(r.status());
+  }
+
+  // No-ack consumers have no prefetch: the core holds deliveries while a prefetch's worth
+  // waits here, so a long queue is not copied onto the heap at once.
+  bool ready_for_delivery() const override {
+    return mailbox_->size() < std::max<size_t>(definition_.src_prefetch_count, 1);
   }
 
   void on_deliver(core::DeliveryInfo d) override {
