@@ -29,7 +29,7 @@ void add_query(warren::mgmt::Request& r, std::string_view q) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static auto& broker = warren::fuzz::FuzzBroker::instance();
-  static auto& api = *new warren::mgmt::Api(*broker.engine, {{"guest", "guest"}});
+  static auto& api = *new warren::mgmt::Api(*broker.engine);
   std::string_view in(reinterpret_cast<const char*>(data), size);
   warren::mgmt::Request r;
   auto line = [&in] {

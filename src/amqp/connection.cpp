@@ -16,16 +16,17 @@ struct Overloaded : F... {
 template <class... F>
 Overloaded(F...) -> Overloaded<F...>;  // clang 14 has no aggregate deduction
 
-Status hard_error(ReplyCode code, std::string_view detail, uint16_t class_id = 0, uint16_t method_id = 0) {
+Status hard_error(ReplyCode code, std::string_view detail, uint16_t class_id = 0,
+                  uint16_t method_id = 0) {
   return Status::error(code, detail, class_id, method_id);
 }
 
 FieldTable server_properties() {
   FieldTable capabilities{
-      {"publisher_confirms", FieldValue(true)},   {"exchange_exchange_bindings", FieldValue(true)},
-      {"basic.nack", FieldValue(true)},           {"consumer_cancel_notify", FieldValue(true)},
-      {"connection.blocked", FieldValue(true)},   {"authentication_failure_close", FieldValue(true)},
-      {"per_consumer_qos", FieldValue(true)},    {"consumer_priorities", FieldValue(true)},
+      {"publisher_confirms", FieldValue(true)}, {"exchange_exchange_bindings", FieldValue(true)},
+      {"basic.nack", FieldValue(true)},         {"consumer_cancel_notify", FieldValue(true)},
+      {"connection.blocked", FieldValue(true)}, {"authentication_failure_close", FieldValue(true)},
+      {"per_consumer_qos", FieldValue(true)},   {"consumer_priorities", FieldValue(true)},
       {"direct_reply_to", FieldValue(true)},
   };
   return FieldTable{
@@ -83,12 +84,15 @@ class Connection::ChannelState : public core::ChannelSink {
       return;
     }
     flush_acks();
-    if (ack) conn_.send(id_, BasicAck{seq, multiple});
-    else conn_.send(id_, BasicNack{seq, multiple, true});
+    if (ack)
+      conn_.send(id_, BasicAck{seq, multiple});
+    else
+      conn_.send(id_, BasicNack{seq, multiple, true});
   }
   void flush_acks() {
     if (pending_ack_ == 0) return;
-    conn_.send(id_, BasicAck{std::exchange(pending_ack_, 0), std::exchange(pending_multiple_, false)});
+    conn_.send(id_,
+               BasicAck{std::exchange(pending_ack_, 0), std::exchange(pending_multiple_, false)});
   }
   void on_return(core::ReturnInfo r) override {
     BasicReturn m{uint16_t(r.code), r.text, r.message->exchange, r.message->routing_key};
@@ -103,9 +107,12 @@ class Connection::ChannelState : public core::ChannelSink {
       return;
     }
     closing_ = true;
-    conn_.send(id_, ChannelClose{uint16_t(reason.code()), reason.text(), reason.class_id(), reason.method_id()});
+    conn_.send(id_, ChannelClose{uint16_t(reason.code()), reason.text(), reason.class_id(),
+                                 reason.method_id()});
   }
-  bool ready_for_delivery() const override { return conn_.out_.size() < conn_.config_.output_high_water; }
+  bool ready_for_delivery() const override {
+    return conn_.out_.size() < conn_.config_.output_high_water;
+  }
 
  private:
   void handle_method(AnyMethod& m);
@@ -125,7 +132,7 @@ class Connection::ChannelState : public core::ChannelSink {
   Connection& conn_;
   const uint16_t id_;
   std::shared_ptr<core::Channel> core_;
-  bool closing_ = false;  // we sent channel.close and wait for close-ok
+  bool closing_ = false;      // we sent channel.close and wait for close-ok
   uint64_t pending_ack_ = 0;  // acks held back until the read is worked off
   bool pending_multiple_ = false;
   // Content being assembled: basic.publish, then a header, then body frames.
@@ -142,27 +149,29 @@ void Connection::ChannelState::handle_frame(const Frame& f) {
     auto d = decode_method(f.payload);
     if (!d.method) return;
     if (std::holds_alternative<ChannelClose>(*d.method)) conn_.send(id_, ChannelCloseOk{});
-    if (std::holds_alternative<ChannelCloseOk>(*d.method) || std::holds_alternative<ChannelClose>(*d.method))
+    if (std::holds_alternative<ChannelCloseOk>(*d.method) ||
+        std::holds_alternative<ChannelClose>(*d.method))
       conn_.retire_channel(id_);
     return;
   }
   switch (FrameType(f.type)) {
     case FrameType::method: {
       if (publish_) {
-        conn_.connection_error(hard_error(ReplyCode::unexpected_frame,
-                                          "expected content header for class 60, got non content header frame instead",
-                                          60, 40));
+        conn_.connection_error(hard_error(
+            ReplyCode::unexpected_frame,
+            "expected content header for class 60, got non content header frame instead", 60, 40));
         return;
       }
       auto d = decode_method(f.payload);
       if (d.outcome == DecodedMethod::Outcome::unknown_method) {
-        conn_.connection_error(hard_error(ReplyCode::command_invalid,
-                                          fmt::format("unknown method {}/{}", d.class_id, d.method_id),
-                                          d.class_id, d.method_id));
+        conn_.connection_error(hard_error(
+            ReplyCode::command_invalid,
+            fmt::format("unknown method {}/{}", d.class_id, d.method_id), d.class_id, d.method_id));
         return;
       }
       if (!d.method) {
-        conn_.connection_error(hard_error(ReplyCode::syntax_error, "malformed method frame", d.class_id, d.method_id));
+        conn_.connection_error(
+            hard_error(ReplyCode::syntax_error, "malformed method frame", d.class_id, d.method_id));
         return;
       }
       handle_method(*d.method);
@@ -179,7 +188,8 @@ void Connection::ChannelState::handle_frame(const Frame& f) {
     default:
       break;
   }
-  conn_.connection_error(hard_error(ReplyCode::unexpected_frame, "expected method frame, got non method frame instead"));
+  conn_.connection_error(hard_error(ReplyCode::unexpected_frame,
+                                    "expected method frame, got non method frame instead"));
 }
 
 void Connection::ChannelState::start_content(const BasicPublish& p) {
@@ -214,9 +224,10 @@ void Connection::ChannelState::handle_header(std::string_view payload) {
     // Refused before the body arrives; its frames are ignored on the closing channel.
     publish_.reset();
     core_->close();
-    on_closed(core::error(ReplyCode::precondition_failed,
-                          fmt::format("message size {} is larger than configured max size {}", body_size_, max),
-                          core::method::basic_publish));
+    on_closed(core::error(
+        ReplyCode::precondition_failed,
+        fmt::format("message size {} is larger than configured max size {}", body_size_, max),
+        core::method::basic_publish));
     return;
   }
   have_header_ = true;
@@ -227,12 +238,14 @@ void Connection::ChannelState::handle_header(std::string_view payload) {
 
 void Connection::ChannelState::handle_body(std::string_view payload) {
   if (content_.body.size() + payload.size() > body_size_) {
-    conn_.connection_error(hard_error(ReplyCode::frame_error, "content body larger than its header said", 60, 40));
+    conn_.connection_error(
+        hard_error(ReplyCode::frame_error, "content body larger than its header said", 60, 40));
     return;
   }
   // The body grows as its bytes arrive: a header alone reserves nothing, and a body whose
   // frames stop reserves little more than what came.
-  if (content_.body.empty()) content_.body.reserve(std::min<uint64_t>(body_size_, 4 * payload.size()));
+  if (content_.body.empty())
+    content_.body.reserve(std::min<uint64_t>(body_size_, 4 * payload.size()));
   content_.body.append(payload);
   conn_.note_partial_body(int64_t(payload.size()));
   if (content_.body.size() == body_size_) finish_content();
@@ -257,39 +270,48 @@ void Connection::ChannelState::handle_method(AnyMethod& method) {
           },
           [&](ChannelCloseOk&) {},
           [&](ChannelFlow& m) {
-            if (!m.active) conn_.connection_error(hard_error(ReplyCode::not_implemented, "active=false", 20, 20));
-            else conn_.send(id_, ChannelFlowOk{true});
+            if (!m.active)
+              conn_.connection_error(
+                  hard_error(ReplyCode::not_implemented, "active=false", 20, 20));
+            else
+              conn_.send(id_, ChannelFlowOk{true});
           },
           [&](ChannelOpen&) {
-            conn_.connection_error(hard_error(ReplyCode::channel_error, "second 'channel.open' seen", 20, 10));
+            conn_.connection_error(
+                hard_error(ReplyCode::channel_error, "second 'channel.open' seen", 20, 10));
           },
           [&](ExchangeDeclare& m) {
             ExchangeOptions o{m.passive, m.durable, m.auto_delete, m.internal, m.arguments};
-            durable_reply(ch.exchange_declare(m.exchange, m.type, o), m.no_wait, ExchangeDeclareOk{});
+            durable_reply(ch.exchange_declare(m.exchange, m.type, o), m.no_wait,
+                          ExchangeDeclareOk{});
           },
           [&](ExchangeDelete& m) {
-            durable_reply(ch.exchange_delete(m.exchange, m.if_unused), m.no_wait, ExchangeDeleteOk{});
+            durable_reply(ch.exchange_delete(m.exchange, m.if_unused), m.no_wait,
+                          ExchangeDeleteOk{});
           },
           [&](ExchangeBind& m) {
-            durable_reply(ch.exchange_bind(m.destination, m.source, m.routing_key, m.arguments), m.no_wait,
-                          ExchangeBindOk{});
+            durable_reply(ch.exchange_bind(m.destination, m.source, m.routing_key, m.arguments),
+                          m.no_wait, ExchangeBindOk{});
           },
           [&](ExchangeUnbind& m) {
-            durable_reply(ch.exchange_unbind(m.destination, m.source, m.routing_key, m.arguments), m.no_wait,
-                          ExchangeUnbindOk{});
+            durable_reply(ch.exchange_unbind(m.destination, m.source, m.routing_key, m.arguments),
+                          m.no_wait, ExchangeUnbindOk{});
           },
           [&](QueueDeclare& m) {
             QueueOptions o{m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments};
             auto r = ch.queue_declare(m.queue, o);
             if (r.ok())
-              conn_.reply_when_durable(id_, r->commit, m.no_wait,
-                                       QueueDeclareOk{r->value.queue, r->value.message_count, r->value.consumer_count});
+              conn_.reply_when_durable(
+                  id_, r->commit, m.no_wait,
+                  QueueDeclareOk{r->value.queue, r->value.message_count, r->value.consumer_count});
           },
           [&](QueueBind& m) {
-            durable_reply(ch.queue_bind(m.queue, m.exchange, m.routing_key, m.arguments), m.no_wait, QueueBindOk{});
+            durable_reply(ch.queue_bind(m.queue, m.exchange, m.routing_key, m.arguments), m.no_wait,
+                          QueueBindOk{});
           },
           [&](QueueUnbind& m) {
-            durable_reply(ch.queue_unbind(m.queue, m.exchange, m.routing_key, m.arguments), false, QueueUnbindOk{});
+            durable_reply(ch.queue_unbind(m.queue, m.exchange, m.routing_key, m.arguments), false,
+                          QueueUnbindOk{});
           },
           [&](QueuePurge& m) {
             auto r = ch.queue_purge(m.queue);
@@ -297,12 +319,14 @@ void Connection::ChannelState::handle_method(AnyMethod& method) {
           },
           [&](QueueDelete& m) {
             auto r = ch.queue_delete(m.queue, {m.if_unused, m.if_empty});
-            if (r.ok()) conn_.reply_when_durable(id_, r->commit, m.no_wait, QueueDeleteOk{r->value});
+            if (r.ok())
+              conn_.reply_when_durable(id_, r->commit, m.no_wait, QueueDeleteOk{r->value});
           },
           [&](BasicQos& m) {
             if (m.prefetch_size != 0) {
-              conn_.connection_error(hard_error(ReplyCode::not_implemented,
-                                                fmt::format("prefetch_size!=0 ({})", m.prefetch_size), 60, 10));
+              conn_.connection_error(
+                  hard_error(ReplyCode::not_implemented,
+                             fmt::format("prefetch_size!=0 ({})", m.prefetch_size), 60, 10));
               return;
             }
             if (ch.basic_qos(m.prefetch_count, m.global)) conn_.send(id_, BasicQosOk{});
@@ -328,7 +352,8 @@ void Connection::ChannelState::handle_method(AnyMethod& method) {
               return;
             }
             core::DeliveryInfo& d = **r;
-            BasicGetOk ok{d.delivery_tag, d.redelivered, d.message->exchange, d.message->routing_key, d.message_count};
+            BasicGetOk ok{d.delivery_tag, d.redelivered, d.message->exchange,
+                          d.message->routing_key, d.message_count};
             conn_.send_content(id_, encode_method(ok), *d.message);
           },
           [&](BasicAck& m) { ch.basic_ack(m.delivery_tag, m.multiple); },
@@ -367,8 +392,12 @@ void BodyBudget::release(uint64_t bytes) {
     for (auto& waiter : std::exchange(waiters, {})) waiter();
 }
 
-Connection::Connection(core::Engine& engine, const ServerConfig& config, std::string peer, bool peer_is_loopback)
-    : engine_(engine), config_(config), peer_(std::move(peer)), peer_is_loopback_(peer_is_loopback) {
+Connection::Connection(core::Engine& engine, const ServerConfig& config, std::string peer,
+                       bool peer_is_loopback)
+    : engine_(engine),
+      config_(config),
+      peer_(std::move(peer)),
+      peer_is_loopback_(peer_is_loopback) {
   parser_.set_frame_max(kFrameMinSize);
 }
 
@@ -419,7 +448,8 @@ Connection::~Connection() {
 }
 
 template <class M>
-void Connection::reply_when_durable(uint16_t channel, core::CommitId commit, bool no_wait, M reply) {
+void Connection::reply_when_durable(uint16_t channel, core::CommitId commit, bool no_wait,
+                                    M reply) {
   if (commit == 0) {
     if (!no_wait) send(channel, reply);
     return;
@@ -450,7 +480,8 @@ template <class M>
 void Connection::send(uint16_t channel, const M& method) {
   if (!acks_pending_.empty()) flush_pending_acks();  // frames leave in the order they were made
   // Once a connection.close went out, only the closing handshake is sent.
-  bool closing_handshake = std::is_same_v<M, ConnectionClose> || std::is_same_v<M, ConnectionCloseOk>;
+  bool closing_handshake =
+      std::is_same_v<M, ConnectionClose> || std::is_same_v<M, ConnectionCloseOk>;
   if (state_ == State::closed || (state_ == State::closing && !closing_handshake)) return;
   bool was_empty = out_.empty();
   append_frame(out_, FrameType::method, channel, encode_method(method));
@@ -479,7 +510,8 @@ void Connection::send_heartbeat() {
 
 void Connection::connection_error(const Status& status) {
   if (state_ == State::closing || state_ == State::closed) return;
-  send(0, ConnectionClose{uint16_t(status.code()), status.text(), status.class_id(), status.method_id()});
+  send(0, ConnectionClose{uint16_t(status.code()), status.text(), status.class_id(),
+                          status.method_id()});
   release();
   state_ = State::closing;
 }
@@ -501,8 +533,10 @@ void Connection::block_if_alarmed() {
 void Connection::on_alarm(bool raised) {
   if (raised || !blocked_) return;
   blocked_ = false;
-  if (client_wants_blocked_) send(0, ConnectionUnblocked{});
-  else if (output_listener_) output_listener_();  // the session resumes reading
+  if (client_wants_blocked_)
+    send(0, ConnectionUnblocked{});
+  else if (output_listener_)
+    output_listener_();  // the session resumes reading
 }
 
 void Connection::release() {
@@ -593,7 +627,8 @@ void Connection::handle_frame(const Frame& f) {
   if (state_ == State::closing) {
     if (f.channel != 0 || f.type != uint8_t(FrameType::method)) return;
     auto d = decode_method(f.payload);
-    if (d.method && std::holds_alternative<ConnectionClose>(*d.method)) send(0, ConnectionCloseOk{});
+    if (d.method && std::holds_alternative<ConnectionClose>(*d.method))
+      send(0, ConnectionCloseOk{});
     if (d.method && (std::holds_alternative<ConnectionCloseOk>(*d.method) ||
                      std::holds_alternative<ConnectionClose>(*d.method)))
       closed_by_handshake();
@@ -601,26 +636,30 @@ void Connection::handle_frame(const Frame& f) {
   }
   switch (FrameType(f.type)) {
     case FrameType::heartbeat:
-      if (f.channel != 0) connection_error(hard_error(ReplyCode::unexpected_frame, "type 8, all octets = <<>>"));
+      if (f.channel != 0)
+        connection_error(hard_error(ReplyCode::unexpected_frame, "type 8, all octets = <<>>"));
       return;
     case FrameType::method:
     case FrameType::header:
     case FrameType::body:
       break;
     default:
-      connection_error(hard_error(ReplyCode::frame_error,
-                                  fmt::format("type {}, all octets = <<>>: unknown_frame", f.type)));
+      connection_error(
+          hard_error(ReplyCode::frame_error,
+                     fmt::format("type {}, all octets = <<>>: unknown_frame", f.type)));
       close_socket_now();
       return;
   }
   if (f.channel == 0) {
     if (f.type != uint8_t(FrameType::method)) {
-      connection_error(hard_error(ReplyCode::unexpected_frame, "expected method frame, got non method frame instead"));
+      connection_error(hard_error(ReplyCode::unexpected_frame,
+                                  "expected method frame, got non method frame instead"));
       return;
     }
     auto d = decode_method(f.payload);
     if (!d.method) {
-      connection_error(hard_error(ReplyCode::syntax_error, "malformed method frame", d.class_id, d.method_id));
+      connection_error(
+          hard_error(ReplyCode::syntax_error, "malformed method frame", d.class_id, d.method_id));
       return;
     }
     handle_connection_method(*d.method);
@@ -650,14 +689,16 @@ void Connection::handle_channel_frame(const Frame& f) {
     class_id = d.class_id;
     method_id = d.method_id;
   }
-  connection_error(hard_error(ReplyCode::channel_error, "expected 'channel.open'", class_id, method_id));
+  connection_error(
+      hard_error(ReplyCode::channel_error, "expected 'channel.open'", class_id, method_id));
 }
 
 void Connection::open_channel(uint16_t id) {
   if (channel_max_ && channels_.size() >= channel_max_) {
-    connection_error(hard_error(ReplyCode::not_allowed,
-                                fmt::format("number of channels opened ({}) has reached the negotiated channel_max ({})",
-                                            channels_.size(), channel_max_)));
+    connection_error(hard_error(
+        ReplyCode::not_allowed,
+        fmt::format("number of channels opened ({}) has reached the negotiated channel_max ({})",
+                    channels_.size(), channel_max_)));
     return;
   }
   auto state = std::make_unique<ChannelState>(*this, id);
@@ -669,16 +710,22 @@ void Connection::open_channel(uint16_t id) {
 void Connection::handle_connection_method(const AnyMethod& m) {
   std::visit(Overloaded{
                  [&](const ConnectionStartOk& x) {
-                   if (state_ == State::awaiting_start_ok) handle_start_ok(x);
-                   else close_socket_now();
+                   if (state_ == State::awaiting_start_ok)
+                     handle_start_ok(x);
+                   else
+                     close_socket_now();
                  },
                  [&](const ConnectionTuneOk& x) {
-                   if (state_ == State::awaiting_tune_ok) handle_tune_ok(x);
-                   else close_socket_now();
+                   if (state_ == State::awaiting_tune_ok)
+                     handle_tune_ok(x);
+                   else
+                     close_socket_now();
                  },
                  [&](const ConnectionOpen& x) {
-                   if (state_ == State::awaiting_open) handle_open(x);
-                   else close_socket_now();
+                   if (state_ == State::awaiting_open)
+                     handle_open(x);
+                   else
+                     close_socket_now();
                  },
                  [&](const ConnectionClose&) {
                    release();
@@ -690,9 +737,10 @@ void Connection::handle_connection_method(const AnyMethod& m) {
                  [&](const ConnectionBlocked&) {},
                  [&](const ConnectionUnblocked&) {},
                  [&](const auto& other) {
-                   connection_error(hard_error(ReplyCode::command_invalid,
-                                               fmt::format("method {} not allowed on channel 0", other.name),
-                                               other.class_id, other.method_id));
+                   connection_error(
+                       hard_error(ReplyCode::command_invalid,
+                                  fmt::format("method {} not allowed on channel 0", other.name),
+                                  other.class_id, other.method_id));
                  },
              },
              m);
@@ -720,13 +768,13 @@ bool Connection::authenticate(const ConnectionStartOk& m, std::string* user) {
     *user = *login->as<std::string>();
     password = *pass->as<std::string>();
   }
-  auto it = config_.users.find(*user);
-  if (it == config_.users.end() || it->second != password) return false;
+  if (!engine_.users().password_matches(*user, password)) return false;
   return peer_is_loopback_ || !config_.loopback_users.count(*user);
 }
 
 void Connection::handle_start_ok(const ConnectionStartOk& m) {
-  client_wants_auth_failure_close_ = capability(m.client_properties, "authentication_failure_close");
+  client_wants_auth_failure_close_ =
+      capability(m.client_properties, "authentication_failure_close");
   client_wants_cancel_notify_ = capability(m.client_properties, "consumer_cancel_notify");
   client_wants_blocked_ = capability(m.client_properties, "connection.blocked");
   if (m.mechanism != "PLAIN" && m.mechanism != "AMQPLAIN") {
@@ -737,12 +785,14 @@ void Connection::handle_start_ok(const ConnectionStartOk& m) {
   if (!authenticate(m, &user_)) {
     // The user's name is logged, never what was sent as its password.
     log::warning("{}: login refused for user '{}' (mechanism {})", peer_, user_, m.mechanism);
-    refusal_ = client_wants_auth_failure_close_
-                   ? hard_error(ReplyCode::access_refused,
-                                fmt::format("Login was refused using authentication mechanism {}. For details "
-                                            "see the broker logfile.",
-                                            m.mechanism))
-                   : Status{};
+    refusal_ =
+        client_wants_auth_failure_close_
+            ? hard_error(
+                  ReplyCode::access_refused,
+                  fmt::format("Login was refused using authentication mechanism {}. For details "
+                              "see the broker logfile.",
+                              m.mechanism))
+            : Status{};
     return;
   }
   send(0, ConnectionTune{config_.channel_max, config_.frame_max, config_.heartbeat});
@@ -764,9 +814,16 @@ void Connection::handle_tune_ok(const ConnectionTuneOk& m) {
 }
 
 void Connection::handle_open(const ConnectionOpen& m) {
+  if (engine_.find_vhost(m.virtual_host) && !engine_.users().may_use_vhost(user_, m.virtual_host)) {
+    connection_error(hard_error(
+        ReplyCode::not_allowed,
+        fmt::format("access to vhost '{}' refused for user '{}'", m.virtual_host, user_), 10, 40));
+    return;
+  }
   core_ = engine_.connect(peer_, user_, m.virtual_host);
   if (!core_) {
-    connection_error(hard_error(ReplyCode::not_allowed, fmt::format("vhost {} not found", m.virtual_host), 10, 40));
+    connection_error(hard_error(ReplyCode::not_allowed,
+                                fmt::format("vhost {} not found", m.virtual_host), 10, 40));
     return;
   }
   alarm_listener_ = engine_.add_alarm_listener([this](bool raised) { on_alarm(raised); });

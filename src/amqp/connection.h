@@ -31,7 +31,7 @@ struct BodyBudget {
 };
 
 struct ServerConfig {
-  std::map<std::string, std::string> users{{"guest", "guest"}};  // user -> password
+  // Users and their passwords are the engine's (core/users.h).
   std::set<std::string> loopback_users{"guest"};  // may only log in from loopback
   uint16_t channel_max = 2047;
   uint32_t frame_max = 131072;

@@ -73,6 +73,44 @@ Result<CommitId> committed(const Status& s, CommitId commit) {
 }
 }  // namespace
 
+Status Channel::permit(Access access, std::string_view kind, std::string_view name, MethodId m) {
+  if (connection_.user.empty() || engine_.users().may(connection_.user, vhost().name, access, name))
+    return {};
+  return error(ReplyCode::access_refused,
+               fmt::format("access to {} refused for user '{}'", resource(kind, name, vhost().name),
+                           connection_.user),
+               m);
+}
+
+// Every publish checks write access; the answers per exchange are kept until a user changes.
+Status Channel::permit_publish(std::string_view exchange) {
+  if (connection_.user.empty()) return {};
+  const std::string_view name = exchange.empty() ? "amq.default" : exchange;
+  auto& cache = publish_permits_;
+  if (cache.generation != engine_.users().generation()) cache = {engine_.users().generation(), {}};
+  for (const auto& [known, allowed] : cache.answers)
+    if (known == name)
+      return allowed ? Status{} : permit(Access::write, "exchange", name, method::basic_publish);
+  Status s = permit(Access::write, "exchange", name, method::basic_publish);
+  if (cache.answers.size() >= 8) cache.answers.erase(cache.answers.begin());
+  cache.answers.emplace_back(std::string(name), s.ok());
+  return s;
+}
+
+// A check on an open channel that closes it when refused.
+Status Channel::guarded(Access access, std::string_view kind, std::string_view name, MethodId m) {
+  if (Status s = check_open(); !s) return s;
+  if (Status s = permit(access, kind, name, m); !s) return fail(s);
+  return {};
+}
+
+// Bindings: write on the destination, read on the source exchange.
+Status Channel::permit_binding(std::string_view kind, std::string_view destination,
+                               std::string_view source, MethodId m) {
+  if (Status s = guarded(Access::write, kind, destination, m); !s) return s;
+  return guarded(Access::read, "exchange", source.empty() ? "amq.default" : source, m);
+}
+
 // Runs one declaration-class method in its own batch: refused on a closed channel, closes
 // it on failure; returns the result with the commit that makes it durable.
 template <class F>
@@ -92,7 +130,8 @@ auto Channel::declare(F&& method) {
   return committed(std::move(result), commit);
 }
 
-Result<Committed<QueueDeclareOk>> Channel::queue_declare(std::string_view queue, const QueueOptions& o) {
+Result<Committed<QueueDeclareOk>> Channel::queue_declare(std::string_view queue,
+                                                         const QueueOptions& o) {
   if (queue == kReplyTo || queue.starts_with(kReplyToPrefix)) {
     // The pseudo-queue always exists; a token's name exists while its consumer does.
     if (Status s = check_open(); !s) return s;
@@ -100,19 +139,43 @@ Result<Committed<QueueDeclareOk>> Channel::queue_declare(std::string_view queue,
       return fail(no_queue(vhost().name, queue, method::queue_declare));
     return Committed<QueueDeclareOk>{QueueDeclareOk{std::string(queue), 0, 1}, 0};
   }
-  return declare([&](WriteBatch& b) { return vhost().declare_queue(connection_, queue, o, b); });
+  // Checked against the name the queue will have: a server-named one is named first.
+  const std::string server_name =
+      queue.empty() && !o.passive ? engine_.random_name("amq.gen-") : std::string();
+  const std::string_view name = queue.empty() ? std::string_view(server_name) : queue;
+  if (!o.passive)
+    if (Status s = check_open().ok() ? permit_declare_queue(name, o) : Status{}; !s) return fail(s);
+  return declare(
+      [&](WriteBatch& b) { return vhost().declare_queue(connection_, queue, o, b, server_name); });
 }
 
-Result<Committed<uint32_t>> Channel::queue_delete(std::string_view queue, const QueueDeleteOptions& o) {
+// configure on the queue; with a dead-letter exchange also write there and read the queue.
+Status Channel::permit_declare_queue(std::string_view name, const QueueOptions& o) {
+  const MethodId m = method::queue_declare;
+  if (Status s = permit(Access::configure, "queue", name, m); !s) return s;
+  if (const FieldValue* dlx = o.arguments.find("x-dead-letter-exchange"))
+    if (const auto* x = dlx->as<std::string>()) {
+      if (Status s = permit(Access::write, "exchange", x->empty() ? "amq.default" : *x, m); !s)
+        return s;
+      return permit(Access::read, "queue", name, m);
+    }
+  return {};
+}
+
+Result<Committed<uint32_t>> Channel::queue_delete(std::string_view queue,
+                                                  const QueueDeleteOptions& o) {
+  if (Status s = guarded(Access::configure, "queue", queue, method::queue_delete); !s) return s;
   return declare([&](WriteBatch& b) { return vhost().delete_queue(connection_, queue, o, b); });
 }
 
 Result<Committed<uint32_t>> Channel::queue_purge(std::string_view queue) {
+  if (Status s = guarded(Access::read, "queue", queue, method::queue_purge); !s) return s;
   return declare([&](WriteBatch& b) { return vhost().purge_queue(connection_, queue, b); });
 }
 
 Result<CommitId> Channel::queue_bind(std::string_view queue, std::string_view exchange,
                                      std::string_view key, const FieldTable& args) {
+  if (Status s = permit_binding("queue", queue, exchange, method::queue_bind); !s) return s;
   return declare([&](WriteBatch& b) {
     return vhost().bind(Destination{true, std::string(queue)}, exchange, key, args, connection_,
                         method::queue_bind, b);
@@ -121,6 +184,7 @@ Result<CommitId> Channel::queue_bind(std::string_view queue, std::string_view ex
 
 Result<CommitId> Channel::queue_unbind(std::string_view queue, std::string_view exchange,
                                        std::string_view key, const FieldTable& args) {
+  if (Status s = permit_binding("queue", queue, exchange, method::queue_unbind); !s) return s;
   return declare([&](WriteBatch& b) {
     return vhost().unbind(Destination{true, std::string(queue)}, exchange, key, args, connection_,
                           method::queue_unbind, b);
@@ -129,15 +193,29 @@ Result<CommitId> Channel::queue_unbind(std::string_view queue, std::string_view 
 
 Result<CommitId> Channel::exchange_declare(std::string_view exchange, std::string_view type,
                                            const ExchangeOptions& o) {
+  if (!o.passive) {
+    const MethodId m = method::exchange_declare;
+    if (Status s = guarded(Access::configure, "exchange", exchange, m); !s) return s;
+    // An alternate exchange: write there, read this one.
+    if (const FieldValue* ae = o.arguments.find("alternate-exchange"))
+      if (const auto* x = ae->as<std::string>())
+        for (Status s : {guarded(Access::write, "exchange", *x, m),
+                         guarded(Access::read, "exchange", exchange, m)})
+          if (!s) return s;
+  }
   return declare([&](WriteBatch& b) { return vhost().declare_exchange(exchange, type, o, b); });
 }
 
 Result<CommitId> Channel::exchange_delete(std::string_view exchange, bool if_unused) {
+  if (Status s = guarded(Access::configure, "exchange", exchange, method::exchange_delete); !s)
+    return s;
   return declare([&](WriteBatch& b) { return vhost().delete_exchange(exchange, if_unused, b); });
 }
 
 Result<CommitId> Channel::exchange_bind(std::string_view destination, std::string_view source,
                                         std::string_view key, const FieldTable& args) {
+  if (Status s = permit_binding("exchange", destination, source, method::exchange_bind); !s)
+    return s;
   return declare([&](WriteBatch& b) {
     return vhost().bind(Destination{false, std::string(destination)}, source, key, args,
                         connection_, method::exchange_bind, b);
@@ -146,6 +224,8 @@ Result<CommitId> Channel::exchange_bind(std::string_view destination, std::strin
 
 Result<CommitId> Channel::exchange_unbind(std::string_view destination, std::string_view source,
                                           std::string_view key, const FieldTable& args) {
+  if (Status s = permit_binding("exchange", destination, source, method::exchange_unbind); !s)
+    return s;
   return declare([&](WriteBatch& b) {
     return vhost().unbind(Destination{false, std::string(destination)}, source, key, args,
                           connection_, method::exchange_unbind, b);
@@ -239,6 +319,7 @@ Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>
         ReplyCode::precondition_failed,
         fmt::format("message size {} is larger than configured max size {}", in.body.size(), max),
         m);
+  if (Status s = permit_publish(in.exchange); !s) return s;
   *exchange = vhost().find_exchange(in.exchange);
   if (!*exchange) return no_exchange(vhost().name, in.exchange, m);
   if ((*exchange)->internal)
@@ -315,7 +396,8 @@ Status Channel::publish_now(PublishInput in, WriteBatch& batch) {
   if (!reply_target) route(*exchange, in, &has_bcc);
   // The requester's replies come to this channel's reply consumer under its token.
   const bool names_reply_consumer = in.properties.reply_to && *in.properties.reply_to == kReplyTo;
-  if (names_reply_consumer) in.properties.reply_to = fmt::format("{}{}", kReplyToPrefix, reply_token_);
+  if (names_reply_consumer)
+    in.properties.reply_to = fmt::format("{}{}", kReplyToPrefix, reply_token_);
 
   auto data = std::make_shared<storage::MessageData>();
   data->flags = in.properties.persistent() ? storage::MessageData::kPersistent : 0;
@@ -343,7 +425,8 @@ Status Channel::publish_now(PublishInput in, WriteBatch& batch) {
   Engine::Counters& counters = engine_.counters;
   ++counters.received;
   counters.received_confirm += confirm_mode_;
-  ++(unroutable ? (in.mandatory ? counters.unroutable_returned : counters.unroutable_dropped) : counters.routed);
+  ++(unroutable ? (in.mandatory ? counters.unroutable_returned : counters.unroutable_dropped)
+                : counters.routed);
   targets_.clear();  // holds no queue alive between publishes
   if (unroutable && in.mandatory && sink_)
     sink_->on_return(ReturnInfo{ReplyCode::no_route, "NO_ROUTE", message});
@@ -444,7 +527,8 @@ DeliveryInfo Channel::delivery_info(uint64_t tag, Queue& q, Taken& t, std::strin
   q.stats.redeliver += redelivered;
   ++engine_.counters.delivered;
   engine_.counters.redelivered += redelivered;
-  if (q.settings.counts_deliveries() && (is_get || m->delivery_count > 0)) m = with_delivery_count(m);
+  if (q.settings.counts_deliveries() && (is_get || m->delivery_count > 0))
+    m = with_delivery_count(m);
   uint32_t count = is_get ? uint32_t(q.ready()) : 0;
   return DeliveryInfo{tag, redelivered, std::move(consumer_tag), count, std::move(m)};
 }
@@ -464,7 +548,7 @@ void Channel::deliver(const std::shared_ptr<Consumer>& c, Queue& q, Taken t, Wri
 
 Result<std::optional<DeliveryInfo>> Channel::basic_get(std::string_view queue, bool no_ack) {
   WARREN_REQUIRE_LOOP(*engine_.token());
-  if (Status s = check_open(); !s) return s;
+  if (Status s = guarded(Access::read, "queue", queue, method::basic_get); !s) return s;
   auto q = vhost().usable_queue(connection_, queue, method::basic_get);
   if (!q.ok()) return fail(q.status());
   Queue& queue_ref = *q.value();
@@ -492,7 +576,9 @@ Result<std::string> Channel::basic_consume(std::string_view queue, const Consume
   const MethodId m = method::basic_consume;
   if (Status s = check_open(); !s) return s;
   if (queue == kReplyTo)
-    return consume_replies(o.consumer_tag.empty() ? engine_.random_name("amq.ctag-") : o.consumer_tag, o);
+    return consume_replies(
+        o.consumer_tag.empty() ? engine_.random_name("amq.ctag-") : o.consumer_tag, o);
+  if (Status s = guarded(Access::read, "queue", queue, m); !s) return s;
   auto q = vhost().usable_queue(connection_, queue, m);
   if (!q.ok()) return fail(q.status());
   std::string tag = o.consumer_tag.empty() ? engine_.random_name("amq.ctag-") : o.consumer_tag;
@@ -548,10 +634,13 @@ Status Channel::basic_cancel(std::string_view consumer_tag) {
 
 Result<std::string> Channel::consume_replies(std::string tag, const ConsumeOptions& o) {
   const MethodId m = method::basic_consume;
-  if (!o.no_ack) return fail(error(ReplyCode::precondition_failed, "reply consumer cannot acknowledge", m));
-  if (reply_consumer_) return fail(error(ReplyCode::precondition_failed, "reply consumer already set", m));
+  if (!o.no_ack)
+    return fail(error(ReplyCode::precondition_failed, "reply consumer cannot acknowledge", m));
+  if (reply_consumer_)
+    return fail(error(ReplyCode::precondition_failed, "reply consumer already set", m));
   if (consumers_.count(tag))
-    return fail(error(ReplyCode::not_allowed, fmt::format("attempt to reuse consumer tag '{}'", tag), m));
+    return fail(
+        error(ReplyCode::not_allowed, fmt::format("attempt to reuse consumer tag '{}'", tag), m));
   reply_consumer_ = tag;
   reply_token_ = engine_.random_name("");
   engine_.register_reply_token(reply_token_, this);
@@ -566,7 +655,8 @@ void Channel::stop_consuming_replies() {
 
 Channel* Channel::reply_target(const PublishInput& in) const {
   if (!in.exchange.empty() || !in.routing_key.starts_with(kReplyToPrefix)) return nullptr;
-  Channel* target = engine_.reply_channel(std::string_view(in.routing_key).substr(kReplyToPrefix.size()));
+  Channel* target =
+      engine_.reply_channel(std::string_view(in.routing_key).substr(kReplyToPrefix.size()));
   return target && target->connection_.vhost == connection_.vhost ? target : nullptr;
 }
 

@@ -20,6 +20,7 @@
 #include "core/errors.h"
 #include "core/queue.h"
 #include "core/types.h"
+#include "core/users.h"
 #include "warren/consumer.h"
 #include "warren/exchange.h"
 #include "warren/queue.h"
@@ -137,9 +138,22 @@ class Channel {
   };
 
   Status fail(Status status);
+  // Exchanges this channel may publish to, as last checked (publishes check each time).
+  struct PublishPermit {
+    uint64_t generation = 0;
+    std::vector<std::pair<std::string, bool>> answers;
+  } publish_permits_;
   template <class F>
   auto declare(F&& method);
   Status check_open() const;
+  // RabbitMQ's permission check for the connection's user (in-process connections, which
+  // have none, may do anything): 403 with RabbitMQ's text if refused.
+  Status permit(Access access, std::string_view kind, std::string_view name, MethodId m);
+  Status permit_publish(std::string_view exchange);
+  Status permit_declare_queue(std::string_view name, const QueueOptions& o);
+  Status guarded(Access access, std::string_view kind, std::string_view name, MethodId m);
+  Status permit_binding(std::string_view kind, std::string_view destination,
+                        std::string_view source, MethodId m);
   Vhost& vhost();
   void note_commit(CommitId commit) { last_commit_ = std::max(last_commit_, commit); }
   Status settle(uint64_t tag, bool multiple, Settle how, MethodId m);

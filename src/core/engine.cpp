@@ -3,14 +3,13 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <fstream>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 
-#include "core/args.h"
 #include "common/log.h"
+#include "core/args.h"
 #include "core/dead_letter.h"
 #include "storage/keys.h"
 #include "wire/field_codec.h"
@@ -33,6 +32,10 @@ Result<std::unique_ptr<Engine>> Engine::open(asio::io_context& io, const EngineO
   if (!store.ok()) return store.status();
   std::unique_ptr<Engine> engine(new Engine(io, options, std::move(store.value())));
   if (Status s = engine->recover(); !s) return s;
+  if (engine->users_.empty()) {
+    engine->users_.put(User{"guest", hash_password("guest"), {"administrator"}, {}, true});
+    engine->default_user_ = true;
+  }
   if (options.memory_high_watermark) engine->watch_memory();
   return engine;
 }
@@ -54,10 +57,48 @@ Vhost& Engine::add_vhost(std::string_view name) {
   return *vhosts_.emplace(std::string(name), std::move(vhost)).first->second;
 }
 
+namespace {
+// Settings the core keeps itself (engine.h's settings are for the layers above).
+std::string vhost_setting(std::string_view name) {
+  return "vhost" + std::string(1, '\0') + std::string(name);
+}
+std::string user_setting(std::string_view name) {
+  return "user" + std::string(1, '\0') + std::string(name);
+}
+}  // namespace
+
+CommitId Engine::create_vhost(std::string_view name) {
+  add_vhost(name);
+  return put_setting(vhost_setting(name), "");
+}
+
+void Engine::drop_default_user() {
+  if (default_user_) users_.remove("guest");
+  default_user_ = false;
+}
+
+CommitId Engine::store_user(User user) {
+  if (default_user_) {  // guest becomes a stored user like the one added now, as in RabbitMQ
+    default_user_ = false;
+    if (const User* guest = users_.find("guest"); guest && user.name != "guest")
+      put_setting(user_setting("guest"), Users::encode(*guest));
+  }
+  std::string bytes = Users::encode(user);
+  std::string key = user_setting(user.name);
+  users_.put(std::move(user));
+  return put_setting(key, bytes);
+}
+
+CommitId Engine::delete_user(std::string_view name) {
+  if (!users_.remove(name)) return 0;
+  return delete_setting(user_setting(name));
+}
+
 Result<CommitId> Engine::delete_vhost(std::string_view name) {
   WARREN_REQUIRE_LOOP(*token_);
   auto it = vhosts_.find(name);
-  if (it == vhosts_.end()) return Status::error(ReplyCode::not_found, fmt::format("no vhost '{}'", name));
+  if (it == vhosts_.end())
+    return Status::error(ReplyCode::not_found, fmt::format("no vhost '{}'", name));
   Vhost* vhost = it->second.get();
   std::vector<std::shared_ptr<Connection>> users;
   for (const auto& c : connections_)
@@ -75,6 +116,7 @@ Result<CommitId> Engine::delete_vhost(std::string_view name) {
   {
     WriteBatch batch(*this);
     vhost->remove_all(batch);
+    batch.add(storage::Op::del(Db::meta, "setting:" + vhost_setting(name)));
     commit = batch.id();
   }
   vhosts_.erase(it);
@@ -91,6 +133,21 @@ Vhost* Engine::find_vhost(std::string_view name) {
   return it == vhosts_.end() ? nullptr : it->second.get();
 }
 
+// Vhosts an operator created, and users.
+void Engine::recover_settings(storage::ReadView& view) {
+  const std::string prefix = "setting:";
+  view.scan(Db::meta, prefix, "setting;", [&](std::string_view key, std::string_view value) {
+    key.remove_prefix(prefix.size());
+    auto nul = key.find('\0');
+    if (nul == std::string_view::npos) return true;
+    const std::string_view kind = key.substr(0, nul), name = key.substr(nul + 1);
+    if (kind == "vhost") add_vhost(name);
+    if (kind == "user")
+      if (auto user = Users::decode(value)) users_.put(std::move(*user));
+    return true;
+  });
+}
+
 Status Engine::recover() {
   std::vector<std::shared_ptr<Queue>> recovered;
   // A vhost that holds durable definitions comes back even if no flag names it.
@@ -98,6 +155,7 @@ Status Engine::recover() {
     storage::ReadView view(*store_);
     if (!view.status()) return view.status();
     for (const auto& name : options_.vhosts) add_vhost(name);
+    recover_settings(view);
     view.for_each(Db::exchanges, [&](std::string_view, std::string_view bytes) {
       auto r = storage::decode_exchange(bytes);
       auto type = r ? Exchange::parse_type(r->type) : std::nullopt;
@@ -143,10 +201,11 @@ Status Engine::recover() {
   recover_delayed();
   writer_ = std::make_unique<storage::Writer>(*store_, [this] {
     // Coalesced: one catch-up on the loop applies every outcome finished by then.
-    if (!catch_up_posted_.exchange(true)) post([this] {
-      catch_up_posted_ = false;
-      catch_up();
-    });
+    if (!catch_up_posted_.exchange(true))
+      post([this] {
+        catch_up_posted_ = false;
+        catch_up();
+      });
   });
   uint64_t marks = 0;
   {
@@ -195,8 +254,9 @@ void Engine::watch_memory() {
       if (shut_down_) return;
       uint64_t rss = resident_memory(), limit = options_.memory_high_watermark;
       if (rss > limit && !memory_alarm_)
-        log::warning("memory alarm: {} MB resident, above the {} MB watermark; publishers are blocked",
-                     rss >> 20, limit >> 20);
+        log::warning(
+            "memory alarm: {} MB resident, above the {} MB watermark; publishers are blocked",
+            rss >> 20, limit >> 20);
       else if (rss <= limit && memory_alarm_)
         log::info("memory alarm cleared: {} MB resident", rss >> 20);
       set_memory_alarm(rss > limit);
@@ -308,7 +368,9 @@ uint64_t Engine::run_schedule() {
 
 namespace {
 constexpr std::string_view kSettingPrefix = "setting:";
-std::string setting_key(std::string_view key) { return std::string(kSettingPrefix) + std::string(key); }
+std::string setting_key(std::string_view key) {
+  return std::string(kSettingPrefix) + std::string(key);
+}
 }  // namespace
 
 CommitId Engine::put_setting(std::string_view key, std::string_view value) {
@@ -323,7 +385,8 @@ CommitId Engine::delete_setting(std::string_view key) {
   return batch.add(storage::Op::del(storage::Db::meta, setting_key(key)));
 }
 
-std::vector<std::pair<std::string, std::string>> Engine::settings_with_prefix(std::string_view prefix) {
+std::vector<std::pair<std::string, std::string>> Engine::settings_with_prefix(
+    std::string_view prefix) {
   WARREN_REQUIRE_LOOP(*token_);
   const std::string from = setting_key(prefix);
   // The first key past every key that starts with `from`: its last byte below 0xff, plus one.
@@ -412,7 +475,8 @@ void Engine::submit_open_batch() {
   if (id != open_batch_.id) {
     // The ids recorded for this batch are wrong: a submit went around the open batch.
     std::fprintf(stderr, "warren: commit %llu submitted as %llu\n",
-                 static_cast<unsigned long long>(open_batch_.id), static_cast<unsigned long long>(id));
+                 static_cast<unsigned long long>(open_batch_.id),
+                 static_cast<unsigned long long>(id));
     std::abort();
   }
   open_batch_.ops.clear();
@@ -572,8 +636,7 @@ void Engine::shutdown() {
     WriteBatch marks(*this);
     for (const auto& [vname, vhost] : vhosts_)
       for (const auto& [qname, q] : vhost->queues)
-        if (q->durable && !q->exclusive)
-          q->add_delivered_marks_for_close(marks);
+        if (q->durable && !q->exclusive) q->add_delivered_marks_for_close(marks);
   }
   writer_->stop();
 }

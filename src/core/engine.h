@@ -21,6 +21,7 @@
 #include "common/result.h"
 #include "core/channel.h"
 #include "core/loop_token.h"
+#include "core/users.h"
 #include "core/vhost.h"
 #include "core/write_batch.h"
 #include "storage/store.h"
@@ -76,6 +77,19 @@ class Engine {
   Vhost* find_vhost(std::string_view name);
   // Adds a vhost with the default exchanges (no-op if it exists).
   Vhost& add_vhost(std::string_view name);
+  // Adds a vhost and stores it, so that it exists after a restart even while it holds
+  // nothing durable (an operator created it). The commit that stores it.
+  CommitId create_vhost(std::string_view name);
+
+  // The users (core/users.h). Changes through store_user / delete_user are stored.
+  const Users& users() const { return users_; }
+  CommitId store_user(User user);
+  // 0 if there was no such user.
+  CommitId delete_user(std::string_view name);
+  // A broker with no users has guest/guest (an administrator, on every vhost, as before
+  // users could be managed); it is stored with the first user added. drop_default_user
+  // removes it (warrend's configured users replace it).
+  void drop_default_user();
   // Deletes a vhost with everything in it: its AMQP connections are closed (320) first.
   // Refused while an in-process connection uses it. Returns the commit that removes it.
   Result<CommitId> delete_vhost(std::string_view name);
@@ -209,6 +223,7 @@ class Engine {
  private:
   Engine(asio::io_context& io, EngineOptions options, std::unique_ptr<storage::Store> store);
   Status recover();
+  void recover_settings(storage::ReadView& view);
   void recover_delayed();
   void apply_outcomes(const storage::CommitOutcomes& outcomes);
   void on_timer();
@@ -221,6 +236,8 @@ class Engine {
   asio::io_context& io_;
   EngineOptions options_;
   std::unique_ptr<storage::Store> store_;
+  Users users_;
+  bool default_user_ = false;  // users_ holds only the unstored guest
   std::unique_ptr<storage::Writer> writer_;
   std::map<std::string, std::unique_ptr<Vhost>, std::less<>> vhosts_;
   std::vector<std::shared_ptr<Connection>> connections_;

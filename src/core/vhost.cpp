@@ -70,11 +70,13 @@ Result<std::shared_ptr<Queue>> Vhost::usable_queue(Connection& conn, std::string
 // ---- queues ---------------------------------------------------------------------------
 
 Result<QueueDeclareOk> Vhost::declare_queue(Connection& conn, std::string_view qname,
-                                            const QueueOptions& o, WriteBatch& batch) {
+                                            const QueueOptions& o, WriteBatch& batch,
+                                            std::string_view server_name) {
   const MethodId m = method::queue_declare;
   if (qname.size() > 255) return name_too_long(m);
   std::string actual(qname);
-  if (actual.empty() && !o.passive) actual = engine_.random_name("amq.gen-");
+  if (actual.empty() && !o.passive)
+    actual = server_name.empty() ? engine_.random_name("amq.gen-") : std::string(server_name);
   auto it = queues.find(actual);
   if (it == queues.end()) {
     if (o.passive) return no_queue(name, actual, m);

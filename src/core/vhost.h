@@ -30,8 +30,11 @@ class Vhost {
   void create_default_exchanges();
 
   // Each writes what it changes durably into `batch`.
+  // An empty name declares a server-named queue: `server_name` if given (the channel picks
+  // it first, to check the user may configure it), else a new amq.gen- name.
   Result<QueueDeclareOk> declare_queue(Connection& conn, std::string_view name,
-                                       const QueueOptions& options, WriteBatch& batch);
+                                       const QueueOptions& options, WriteBatch& batch,
+                                       std::string_view server_name = {});
   Result<uint32_t> delete_queue(Connection& conn, std::string_view name,
                                 const QueueDeleteOptions& options, WriteBatch& batch);
   Result<uint32_t> purge_queue(Connection& conn, std::string_view name, WriteBatch& batch);

@@ -9,9 +9,9 @@
 #include "common/percent.h"
 #include "core/errors.h"
 #include "mgmt/json_fields.h"
-#include "mgmt/password_hash.h"
 #include "mgmt/responses.h"
 #include "mgmt/shovel_api.h"
+#include "mgmt/users_api.h"
 #include "wire/properties_codec.h"
 
 namespace warren::mgmt {
@@ -167,16 +167,16 @@ class Handlers {
     if (parts_.empty() || parts_[0] != "api") return not_found();
     const std::string what = parts_.size() > 1 ? parts_[1] : "";
     const size_t n = parts_.size();
+    if (auto refused = access_refused(what)) return *refused;
     if (what == "overview" && n == 2) return only("GET", [&] { return overview(); });
-    if (what == "whoami" && n == 2)
-      return only("GET", [&] {
-        return ok(json{{"name", r_.user}, {"tags", json::array({"administrator"})}});
-      });
-    if (what == "permissions" && n == 4) return permissions(parts_[2], parts_[3]);
+    if (what == "whoami" && n == 2) return only("GET", [&] { return whoami(); });
+    if (what == "users") return users_endpoint(engine_, r_, parts_);
+    if (what == "permissions") return permissions_endpoint(engine_, r_, parts_);
+    if (what == "vhosts" && n == 4 && parts_[3] == "permissions")
+      return only("GET", [&] { return list(vhost_permissions(engine_, parts_[2])); });
     if (what == "vhosts" && n == 3 && r_.method == "PUT") return put_vhost(parts_[2]);
     if (what == "vhosts" && n == 3 && r_.method == "DELETE") return delete_vhost(parts_[2]);
     if (what == "vhosts") return only("GET", [&] { return vhosts(); });
-    if (what == "users" && n == 2) return only("GET", [&] { return users(); });
     if (what == "nodes" && n == 2) return only("GET", [&] { return list(json::array({node()})); });
     if (what == "queues") return queues();
     if (what == "exchanges") return exchanges();
@@ -263,10 +263,61 @@ class Handlers {
   }
 
   // The vhosts a path names: all of them, or the one in parts_[i] (nullptr: no such vhost).
+  // ---- who may do what (RabbitMQ's user tags) ---------------------------------------------
+
+  // The broker itself (definitions applied at boot) has no user and may do anything.
+  bool internal() const { return r_.user.empty(); }
+  const core::User* me() const { return engine_.users().find(r_.user); }
+  bool tagged(std::string_view tag) const { return internal() || (me() && me()->has_tag(tag)); }
+  bool administrator() const { return tagged("administrator"); }
+  // Administrators and monitoring users see every vhost; others those they may use.
+  bool sees(std::string_view vhost) const {
+    return administrator() || tagged("monitoring") || engine_.users().may_use_vhost(r_.user, vhost);
+  }
+
+  // 401 with RabbitMQ's reason when the user's tags do not allow the request at all.
+  std::optional<Response> access_refused(const std::string& what) const {
+    auto refuse = [](std::string_view reason) {
+      return std::optional(error(401, "not_authorised", reason));
+    };
+    if (!tagged("administrator") && !tagged("monitoring") && !tagged("management") &&
+        !tagged("policymaker"))
+      return refuse("Not management user");
+    const bool reading = r_.method == "GET";
+    const bool admin_only = what == "users" || what == "permissions" || what == "definitions" ||
+                            (what == "vhosts" && !reading) ||
+                            (what == "vhosts" && parts_.size() == 4) ||
+                            (what == "connections" && !reading);
+    if (admin_only && !administrator()) return refuse("Not administrator user");
+    if (what == "parameters" && !reading && !administrator() && !tagged("policymaker"))
+      return refuse("Not policymaker user");
+    // A path that names a vhost (/api/queues/{vhost}/...) needs access to it.
+    static const std::set<std::string, std::less<>> kByVhost = {
+        "queues", "exchanges", "bindings", "consumers", "aliveness-test", "shovels", "vhosts"};
+    std::string vhost;
+    if (kByVhost.contains(what) && parts_.size() > 2) vhost = parts_[2];
+    if (what == "parameters" && parts_.size() > 3) vhost = parts_[3];
+    if (what == "shovels" && parts_.size() > 3 && parts_[2] == "vhost") vhost = parts_[3];
+    // Reading: monitoring users and administrators see every vhost. Changing: only where
+    // the user may use the vhost at all (the AMQP permissions then decide).
+    const bool may =
+        reading ? sees(vhost) : internal() || engine_.users().may_use_vhost(r_.user, vhost);
+    if (!vhost.empty() && engine_.find_vhost(vhost) && !may &&
+        !(what == "vhosts" && administrator()))
+      return refuse("User not authorised to access virtual host");
+    return std::nullopt;
+  }
+
+  Response whoami() const {
+    const core::User* user = me();
+    return ok(json{{"name", r_.user}, {"tags", user ? json(user->tags) : json::array()}});
+  }
+
   std::vector<const core::Vhost*> vhosts_named(size_t i) const {
     std::vector<const core::Vhost*> out;
     if (parts_.size() <= i) {
-      for (const auto& [name, vhost] : engine_.vhosts()) out.push_back(vhost.get());
+      for (const auto& [name, vhost] : engine_.vhosts())
+        if (sees(name)) out.push_back(vhost.get());
     } else if (auto* v = engine_.find_vhost(parts_[i])) {
       out.push_back(v);
     } else {
@@ -338,23 +389,17 @@ class Handlers {
     return list(std::move(out));
   }
 
-  // Every user may do everything in every vhost until permissions exist (issue 14): a PUT
-  // of full permissions, as RabbitMQ needs after creating a vhost, is accepted as it is.
-  Response permissions(const std::string& vhost, const std::string& user) {
-    if (!engine_.find_vhost(vhost) || !api_.users_.count(user)) return not_found();
-    if (r_.method == "GET")
-      return ok(json{
-          {"user", user}, {"vhost", vhost}, {"configure", ".*"}, {"write", ".*"}, {"read", ".*"}});
-    if (r_.method == "PUT") return {204, nullptr};  // RabbitMQ answers 204, first time or not
-    return {405, nullptr};
-  }
-
-  // A vhost created here lasts while the broker runs, or longer once it holds something durable.
+  // Stored; the user who creates it may use it fully, as RabbitMQ's API grants.
   Response put_vhost(const std::string& name) {
     if (name.empty()) return bad_request("a vhost needs a name");
-    const bool existed = engine_.find_vhost(name) != nullptr;
-    engine_.add_vhost(name);
-    return {existed ? 204 : 201, nullptr};
+    if (engine_.find_vhost(name)) return {204, nullptr};
+    core::CommitId commit = engine_.create_vhost(name);
+    if (const core::User* user = me(); user && !user->every_vhost) {
+      core::User granted = *user;
+      granted.permissions[name] = core::Permissions{};
+      commit = std::max(commit, engine_.store_user(std::move(granted)));
+    }
+    return {201, nullptr, commit};
   }
 
   Response delete_vhost(const std::string& name) {
@@ -380,13 +425,6 @@ class Handlers {
       return refused;
     }
     return {204, nullptr, std::max(commit, r.value())};
-  }
-
-  Response users() const {
-    json out = json::array();
-    for (const auto& [name, password] : api_.users_)
-      out.push_back(json{{"name", name}, {"tags", json::array({"administrator"})}});
-    return ok(std::move(out));
   }
 
   json connections() const {
@@ -780,22 +818,12 @@ class Handlers {
   json export_definitions() {
     json users = json::array(), permissions = json::array(), vhosts = json::array();
     json queues = json::array(), exchanges = json::array(), bindings = json::array();
-    for (const auto& [name, password] : api_.users_)
-      users.push_back(json{{"name", name},
-                           {"password_hash", hash_password(password)},
-                           {"hashing_algorithm", "rabbit_password_hashing_sha256"},
-                           {"tags", json::array({"administrator"})},
-                           {"limits", json::object()}});
+    for (const core::User* user : engine_.users().list()) users.push_back(user_json(*user));
+    permissions = all_permissions(engine_);
     for (const auto& [vname, v] : engine_.vhosts()) {
       vhosts.push_back(json{{"name", vname},
                             {"limits", json::array()},
                             {"metadata", {{"description", ""}, {"tags", json::array()}}}});
-      for (const auto& [user, password] : api_.users_)
-        permissions.push_back(json{{"user", user},
-                                   {"vhost", vname},
-                                   {"configure", ".*"},
-                                   {"write", ".*"},
-                                   {"read", ".*"}});
       for (const auto& [qname, q] : v->queues)
         if (!q->exclusive)
           queues.push_back(json{{"name", qname},
@@ -849,8 +877,7 @@ class Handlers {
     auto array = [&](const char* key) {
       return body->contains(key) && (*body)[key].is_array() ? (*body)[key] : json::array();
     };
-    for (const char* key :
-         {"users", "permissions", "topic_permissions", "policies", "global_parameters"})
+    for (const char* key : {"topic_permissions", "policies", "global_parameters"})
       if (!array(key).empty())
         log::warning("definitions import: {} {} not applied (Warren does not support them yet)",
                      array(key).size(), key);
@@ -867,7 +894,11 @@ class Handlers {
       }
       return true;
     };
-    if (each("exchanges", &Import::exchange) && each("queues", &Import::queue) &&
+    bool applied = true;
+    for (const auto& u : array("users"))
+      if (!(applied = import.user(u))) break;
+    if (applied && each("permissions", &Import::permission) &&
+        each("exchanges", &Import::exchange) && each("queues", &Import::queue) &&
         each("bindings", &Import::binding))
       each("parameters", &Import::parameter);
     return import.finish();
@@ -948,6 +979,26 @@ class Handlers {
           existed ? Undo{} : Undo{unbind});
     }
 
+    // Users with their password hashes (RabbitMQ's own, so their passwords work here).
+    bool user(const json& item) {
+      const std::string name = item.is_object() ? item.value("name", "") : "";
+      const core::User* existing = h_.engine_.users().find(name);
+      auto user = user_from_json(item, existing);
+      if (!user.ok()) return refuse(from_status(user.status()));
+      keep_user(name, existing);
+      commit_ = std::max(commit_, h_.engine_.store_user(std::move(user.value())));
+      return true;
+    }
+
+    bool permission(const std::string&, const json& item) {
+      keep_user(item.value("user", ""), h_.engine_.users().find(item.value("user", "")));
+      core::CommitId commit = 0;
+      if (Status s = permission_from_json(h_.engine_, item, &commit); !s)
+        return refuse(from_status(s));
+      commit_ = std::max(commit_, commit);
+      return true;
+    }
+
     // Shovels; other components (federation, ...) are reported, not applied.
     bool parameter(const std::string& vhost, const json& p) {
       const std::string component = p.value("component", ""), name = p.value("name", "");
@@ -1025,7 +1076,20 @@ class Handlers {
       return true;
     }
 
+    // Remembers a user as it was before this import changed it, to put it back.
+    void keep_user(const std::string& name, const core::User* existing) {
+      if (name.empty() || kept_users_.contains(name)) return;
+      kept_users_.insert(name);
+      std::optional<core::User> before;
+      if (existing) before = *existing;
+      undo_.push_back([this, name, before] {
+        core::CommitId c = before ? h_.engine_.store_user(*before) : h_.engine_.delete_user(name);
+        commit_ = std::max(commit_, c);
+      });
+    }
+
     Handlers& h_;
+    std::set<std::string> kept_users_;
     core::CommitId commit_ = 0;
     std::vector<std::function<void()>> undo_;
     std::optional<Response> refusal_;
@@ -1116,8 +1180,7 @@ class Handlers {
   ReturnWatch watch_;
 };
 
-Api::Api(core::Engine& engine, std::map<std::string, std::string> users)
-    : engine_(engine), users_(std::move(users)) {}
+Api::Api(core::Engine& engine) : engine_(engine) {}
 
 Response Api::handle(const Request& request) {
   try {
@@ -1146,14 +1209,10 @@ std::map<std::string, double> Api::rates(const std::string& key,
   return out;
 }
 
-bool Api::authenticate(const std::string& user, const std::string& password) const {
-  auto it = users_.find(user);
-  const std::string& expected = it == users_.end() ? password : it->second;
-  // Every byte compared whatever differs: the time says nothing about the password.
-  unsigned char diff = expected.size() == password.size() ? 0 : 1;
-  for (size_t i = 0; i < password.size(); ++i)
-    diff |= uint8_t(password[i] ^ expected[i % std::max<size_t>(1, expected.size())]);
-  return it != users_.end() && diff == 0;
+bool Api::authenticate(const std::string& user, const std::string& password, bool loopback) const {
+  static const std::set<std::string, std::less<>> kLoopbackOnly = {"guest"};  // as AMQP's
+  return engine_.users().password_matches(user, password) &&
+         (loopback || !kLoopbackOnly.contains(user));
 }
 
 }  // namespace warren::mgmt

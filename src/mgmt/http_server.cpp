@@ -1,7 +1,6 @@
 #include "mgmt/http_server.h"
 
 #include <httplib.h>
-
 #include <sched.h>
 
 #include <asio/post.hpp>
@@ -107,12 +106,9 @@ Status HttpServer::start(const std::string& address, uint16_t port, std::string_
   server_->set_read_timeout(std::chrono::seconds(30));
   auto handle = [this](const httplib::Request& req, httplib::Response& res) {
     auto credentials = basic_credentials(req);
-    if (authenticate_ &&
-        (!credentials || !authenticate_(credentials->first, credentials->second))) {
+    if (authenticate_ && !credentials) {
       res.set_header("WWW-Authenticate", "Basic realm=\"Warren Management\"");
-      write(res, {401, credentials
-                           ? nlohmann::json{{"error", "not_authorized"}, {"reason", "Login failed"}}
-                           : nullptr});
+      write(res, {401, nullptr});
       return;
     }
     Request request;
@@ -122,7 +118,12 @@ Status HttpServer::start(const std::string& address, uint16_t port, std::string_
     for (const auto& [key, value] : req.params) request.query.emplace(key, value);
     request.body = req.body;
     if (credentials) request.user = credentials->first;
-    Response response = on_loop(std::move(request));
+    const bool loopback = req.remote_addr == "127.0.0.1" || req.remote_addr == "::1" ||
+                          req.remote_addr.starts_with("::ffff:127.");
+    Response response =
+        on_loop(std::move(request), credentials ? credentials->second : "", loopback);
+    if (response.status == 401)
+      res.set_header("WWW-Authenticate", "Basic realm=\"Warren Management\"");
     if (auto finish = std::move(response.finish))  // here, not on the loop
       finish(response, [this](const std::function<void()>& fn) { return run_on_loop(fn); });
     write(res, response);
@@ -181,7 +182,7 @@ bool HttpServer::run_on_loop(const std::function<void()>& fn) {
   return *done;
 }
 
-Response HttpServer::on_loop(Request request) {
+Response HttpServer::on_loop(Request request, std::string password, bool loopback) {
   struct Call {
     std::optional<Response> answer;
   };
@@ -194,7 +195,10 @@ Response HttpServer::on_loop(Request request) {
     }
     pending->cv.notify_all();
   };
-  asio::post(io_, [this, request = std::move(request), finish]() mutable {
+  asio::post(io_, [this, request = std::move(request), password = std::move(password), loopback,
+                   finish]() mutable {
+    if (authenticate_ && !authenticate_(request.user, password, loopback))
+      return finish({401, nlohmann::json{{"error", "not_authorized"}, {"reason", "Login failed"}}});
     Response r = handler_(request);
     if (r.commit == 0) return finish(std::move(r));
     // Answered once what it changed is on disk, as AMQP's declare-ok is.

@@ -23,7 +23,9 @@ namespace warren::mgmt {
 class HttpServer {
  public:
   using Handler = std::function<Response(const Request&)>;  // runs on the loop
-  using Authenticator = std::function<bool(const std::string& user, const std::string& password)>;
+  // Runs on the loop (the users live there); `loopback`: the client is on this machine.
+  using Authenticator =
+      std::function<bool(const std::string& user, const std::string& password, bool loopback)>;
   // With an authenticator every request needs HTTP basic credentials it accepts.
   HttpServer(asio::io_context& io, core::Engine& engine, Handler handler,
              Authenticator authenticate = {});
@@ -40,7 +42,7 @@ class HttpServer {
   void stop();
 
  private:
-  Response on_loop(Request request);
+  Response on_loop(Request request, std::string password, bool loopback);
   bool run_on_loop(const std::function<void()>& fn);
 
   asio::io_context& io_;

@@ -5,26 +5,9 @@
 #include <cctype>
 #include <regex>
 
+#include "common/bounded_regex.h"
+
 namespace warren::mgmt {
-
-namespace {
-
-// std::regex compiles repeats by copying and matches by recursion: a pattern that is short
-// and repeats little keeps both bounded.
-bool bounded(std::string_view pattern) {
-  if (pattern.size() > 256) return false;
-  bool in_repeat = false;
-  size_t digits = 0;
-  for (char c : pattern) {
-    if (c == '{') in_repeat = true;
-    if (c == '}') in_repeat = false;
-    digits = in_repeat && std::isdigit(static_cast<unsigned char>(c)) ? digits + 1 : 0;
-    if (digits > 2) return false;  // {100} and more
-  }
-  return true;
-}
-
-}  // namespace
 
 struct NameFilter::Regex {
   std::regex compiled;
@@ -35,7 +18,7 @@ std::optional<NameFilter> NameFilter::make(const std::string& pattern, bool rege
   NameFilter filter;
   filter.pattern_ = pattern;
   if (!regex) return filter;
-  if (!bounded(pattern)) {
+  if (!regex_is_bounded(pattern)) {
     *error = "regular expression too long or with too large a repeat";
     return std::nullopt;
   }

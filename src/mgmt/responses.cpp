@@ -19,7 +19,8 @@ Response from_status(const Status& s) {
   std::string_view text = s.text();
   if (auto dash = text.find(" - "); dash != std::string_view::npos) text.remove_prefix(dash + 3);
   if (s.code() == ReplyCode::not_found) return not_found();
-  if (s.code() == ReplyCode::access_refused) return error(403, "access_refused", text);
+  // RabbitMQ's management answers a refused declaration, deletion or binding so.
+  if (s.code() == ReplyCode::access_refused) return error(401, "not_authorised", "Access refused.");
   return bad_request(text);
 }
 

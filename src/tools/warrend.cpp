@@ -69,7 +69,7 @@ int salvage(const tools::Settings& settings) {
 Status load_definitions(core::Engine& engine, mgmt::Api& api, const std::string& file) {
   std::ifstream in(file);
   mgmt::Request request{
-      "POST", "/api/definitions", {}, {std::istreambuf_iterator<char>(in), {}}, "warrend"};
+      "POST", "/api/definitions", {}, {std::istreambuf_iterator<char>(in), {}}, ""};
   mgmt::Response r = api.handle(request);
   if (r.status >= 300)
     return Status::error(ReplyCode::internal_error,
@@ -82,6 +82,16 @@ Status load_definitions(core::Engine& engine, mgmt::Api& api, const std::string&
     return s;
   log::info("definitions from {} applied", file);
   return {};
+}
+
+// --user / --user-hash: administrators on every vhost, stored again at each boot (their
+// passwords may have changed); they replace the default guest.
+void configure_users(core::Engine& engine,
+                     const std::vector<std::pair<std::string, std::string>>& users) {
+  if (users.empty()) return;
+  engine.drop_default_user();
+  for (const auto& [name, hash] : users)
+    engine.store_user(core::User{name, hash, {"administrator"}, {}, true});
 }
 
 // --shovel / shovel = 'NAME {json}': declared (and stored) at each boot.
@@ -143,13 +153,14 @@ int main(int argc, char** argv) {
     std::printf("port %u\n", unsigned(server.port()));
     std::fflush(stdout);
   }
+  configure_users(*engine.value(), settings.users);
   shovel::ShovelManager shovels(*engine.value());
   shovels.recover();
   if (Status s = declare_configured_shovels(*engine.value(), shovels, settings.shovels); !s) {
     log::error("{}", s.text());
     return 1;
   }
-  mgmt::Api management_api(*engine.value(), settings.amqp.users);
+  mgmt::Api management_api(*engine.value());
   management_api.attach_shovels(&shovels);
   if (!settings.definitions.empty())
     if (Status s = load_definitions(*engine.value(), management_api, settings.definitions); !s) {
@@ -158,8 +169,8 @@ int main(int argc, char** argv) {
     }
   mgmt::HttpServer management(
       io, *engine.value(), [&](const mgmt::Request& r) { return management_api.handle(r); },
-      [&](const std::string& user, const std::string& password) {
-        return management_api.authenticate(user, password);
+      [&](const std::string& user, const std::string& password, bool loopback) {
+        return management_api.authenticate(user, password, loopback);
       });
   mgmt::HttpServer prometheus(io, *engine.value(), [&](const mgmt::Request& r) {
     return metrics(*engine.value(), shovels, r);

@@ -1,12 +1,16 @@
 #include "tools/warrend_options.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+
+#include "core/users.h"
+#include "mgmt/json_fields.h"
 
 namespace warren::tools {
 namespace {
@@ -42,15 +46,40 @@ void check_config_shape(const std::string& path) {
   }
 }
 
+// base64 of 36 bytes (a 4-byte salt and a SHA-256 digest).
+bool is_password_hash(const std::string& hash) {
+  auto bytes = mgmt::decode_base64(hash);
+  return bytes && bytes->size() == 36;
+}
+
+// "--user NAME:PASSWORD" stays in /proc/PID/cmdline for anyone to read: the password part
+// is overwritten once it is parsed.
+void hide_passwords(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    char* value = nullptr;
+    if (arg == "--user" && i + 1 < argc)
+      value = argv[i + 1];
+    else if (arg.starts_with("--user="))
+      value = argv[i] + 7;
+    if (!value) continue;
+    if (char* colon = std::strchr(value, ':'))
+      for (char* p = colon + 1; *p; ++p) *p = '*';
+  }
+}
+
 }  // namespace
 
 Settings parse_settings(int argc, char** argv) {
   Settings s;
   s.broker.data_dir = default_data_dir();
-  CLI::App app{"warrend: a durable single-node AMQP 0-9-1 broker (unmodified RabbitMQ clients connect to it)",
-               "warrend"};
-  app.set_config("--config", "", "Read settings from a file of 'key = value' lines (keys are the long "
-                                 "flags without dashes; flags given on the command line win)");
+  CLI::App app{
+      "warrend: a durable single-node AMQP 0-9-1 broker (unmodified RabbitMQ clients connect to "
+      "it)",
+      "warrend"};
+  app.set_config("--config", "",
+                 "Read settings from a file of 'key = value' lines (keys are the long "
+                 "flags without dashes; flags given on the command line win)");
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.get_formatter()->column_width(34);
 
@@ -65,13 +94,20 @@ Settings parse_settings(int argc, char** argv) {
   app.add_option("--durability", durability, "fsync (a confirm means on disk), nosync, or memory")
       ->check(CLI::IsMember({"fsync", "nosync", "memory"}))
       ->capture_default_str();
-  app.add_option("--user", users, "NAME:PASSWORD (repeatable; replaces the default guest:guest)");
+  app.add_option("--user", users,
+                 "NAME:PASSWORD (repeatable; replaces the default guest:guest; the process list "
+                 "does not show the password, but prefer --user-hash in config files)");
+  std::vector<std::string> user_hashes;
+  app.add_option("--user-hash", user_hashes,
+                 "NAME:HASH, HASH in RabbitMQ's rabbit_password_hashing_sha256 form (warrenctl "
+                 "hash_password makes one; repeatable)");
   app.add_option("--vhost", s.vhosts, "Virtual host to create (repeatable; '/' always exists)");
   app.add_option("--max-map-size", s.broker.max_map_size, "Largest the store may grow, in bytes")
       ->capture_default_str();
   app.add_option("--max-message-size", s.broker.max_message_size, "Largest message body, in bytes")
       ->capture_default_str();
-  app.add_option("--heartbeat", s.amqp.heartbeat, "Heartbeat interval offered to clients, in seconds")
+  app.add_option("--heartbeat", s.amqp.heartbeat,
+                 "Heartbeat interval offered to clients, in seconds")
       ->capture_default_str();
   app.add_option("--frame-max", s.amqp.frame_max, "Largest frame offered to clients, in bytes")
       ->check(CLI::Range(4096u, 1u << 30))
@@ -80,7 +116,8 @@ Settings parse_settings(int argc, char** argv) {
       ->check(CLI::Range(1, 65535))
       ->capture_default_str();
   uint64_t handshake_ms = uint64_t(s.amqp.handshake_timeout.count());
-  app.add_option("--handshake-timeout", handshake_ms, "Milliseconds a client has to open its connection")
+  app.add_option("--handshake-timeout", handshake_ms,
+                 "Milliseconds a client has to open its connection")
       ->capture_default_str();
   app.add_option("--memory-high-watermark", watermark,
                  "Above this anonymous memory publishers are blocked: bytes, or a fraction of RAM")
@@ -96,7 +133,8 @@ Settings parse_settings(int argc, char** argv) {
   app.add_option("--management-port", s.management_port,
                  "Port of the management HTTP API (RabbitMQ's paths and JSON); 0 turns it off")
       ->capture_default_str();
-  app.add_option("--management-bind", s.management_bind, "Address the management HTTP API listens on")
+  app.add_option("--management-bind", s.management_bind,
+                 "Address the management HTTP API listens on")
       ->capture_default_str();
   app.add_option("--prometheus-port", s.prometheus_port,
                  "Port of the Prometheus metrics (/metrics, RabbitMQ's names); 0 turns it off")
@@ -104,18 +142,22 @@ Settings parse_settings(int argc, char** argv) {
   app.add_option("--prometheus-bind", s.prometheus_bind, "Address the Prometheus metrics listen on")
       ->capture_default_str();
   app.add_option("--definitions", s.definitions,
-                 "A definitions.json (RabbitMQ's format) whose vhosts, exchanges, queues and bindings are applied at boot")
+                 "A definitions.json (RabbitMQ's format) whose vhosts, exchanges, queues and "
+                 "bindings are applied at boot")
       ->check(CLI::ExistingFile);
   std::vector<std::string> shovels;
-  app.add_option("--shovel", shovels,
-                 "'NAME {...}': a shovel in vhost '/' with RabbitMQ's dynamic shovel keys (repeatable; "
-                 "in the config file: shovel = 'NAME {...}', quoted)");
-  app.add_flag("--accept-data-loss", s.broker.accept_data_loss,
-               "Open a store whose journal is damaged as LMDB holds it, losing what the journal lost");
+  app.add_option(
+      "--shovel", shovels,
+      "'NAME {...}': a shovel in vhost '/' with RabbitMQ's dynamic shovel keys (repeatable; "
+      "in the config file: shovel = 'NAME {...}', quoted)");
+  app.add_flag(
+      "--accept-data-loss", s.broker.accept_data_loss,
+      "Open a store whose journal is damaged as LMDB holds it, losing what the journal lost");
   app.add_option("--log-level", level, "debug, info, warning, error or none")
       ->check(CLI::IsMember({"debug", "info", "warning", "error", "none"}))
       ->capture_default_str();
-  app.add_flag("--check", s.check, "Report every damaged record of --data-dir, then exit (1 if any)");
+  app.add_flag("--check", s.check,
+               "Report every damaged record of --data-dir, then exit (1 if any)");
   app.add_option("--salvage-from", s.salvage_from,
                  "Copy every readable message of this data directory into --data-dir, then exit");
 
@@ -135,14 +177,21 @@ Settings parse_settings(int argc, char** argv) {
   s.broker.durability = durability == "fsync"    ? Durability::fsync
                         : durability == "nosync" ? Durability::nosync
                                                  : Durability::in_memory;
-  if (!users.empty()) {
-    s.amqp.users.clear();
-    for (const auto& user : users) {
-      auto colon = user.find(':');
-      if (colon == std::string::npos || colon == 0) refuse("--user wants NAME:PASSWORD");
-      s.amqp.users[user.substr(0, colon)] = user.substr(colon + 1);
-    }
+  for (const auto& user : users) {
+    auto colon = user.find(':');
+    if (colon == std::string::npos || colon == 0) refuse("--user wants NAME:PASSWORD");
+    s.users.emplace_back(user.substr(0, colon), core::hash_password(user.substr(colon + 1)));
   }
+  for (const auto& user : user_hashes) {
+    auto colon = user.find(':');
+    if (colon == std::string::npos || colon == 0) refuse("--user-hash wants NAME:HASH");
+    std::string hash = user.substr(colon + 1);
+    if (!is_password_hash(hash))
+      refuse(fmt::format("--user-hash for {}: not a rabbit_password_hashing_sha256 hash",
+                         user.substr(0, colon)));
+    s.users.emplace_back(user.substr(0, colon), hash);
+  }
+  hide_passwords(argc, argv);
   for (const auto& shovel : shovels) {
     auto space = shovel.find_first_of(" \t");
     if (space == std::string::npos || space == 0) refuse("--shovel wants 'NAME {json}'");

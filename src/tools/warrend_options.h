@@ -15,6 +15,9 @@ struct Settings {
   BrokerOptions broker;
   amqp::ServerConfig amqp;
   std::vector<std::string> vhosts;
+  // --user / --user-hash: name and password hash (rabbit_password_hashing_sha256). Each is
+  // an administrator on every vhost and replaces the default guest.
+  std::vector<std::pair<std::string, std::string>> users;
   log::Level level = log::Level::info;
   uint64_t memory_high_watermark = 0;  // bytes; 0: not watched
   uint16_t management_port = 15672;     // the management HTTP API; 0: off

@@ -1,0 +1,186 @@
+// Compiled with -Wno-maybe-uninitialized under GCC, as mgmt/name_filter.cpp: GCC 12 warns
+// inside libstdc++'s <regex>.
+#include "core/users.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <regex>
+
+#include "common/bounded_regex.h"
+#include "mgmt/json_fields.h"
+#include "wire/field_codec.h"
+
+namespace warren::core {
+
+namespace {
+
+std::string salted_digest(std::string_view salt, std::string_view password) {
+  std::string input(salt);
+  input += password;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  return std::string(salt) + std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
+// What an unknown user's password is checked against, so that the answer takes as long.
+const std::string& decoy_hash() {
+  static const std::string hash = hash_password("no such user");
+  return hash;
+}
+
+}  // namespace
+
+std::string hash_password(std::string_view password) {
+  unsigned char salt[4];
+  if (RAND_bytes(salt, sizeof salt) != 1) return {};
+  return mgmt::encode_base64(
+      salted_digest(std::string_view(reinterpret_cast<const char*>(salt), sizeof salt), password));
+}
+
+bool password_matches(std::string_view password, std::string_view hash) {
+  auto stored = mgmt::decode_base64(hash);
+  if (!stored || stored->size() != 4 + SHA256_DIGEST_LENGTH) return false;
+  std::string computed = salted_digest(std::string_view(*stored).substr(0, 4), password);
+  return CRYPTO_memcmp(computed.data(), stored->data(), computed.size()) == 0;
+}
+
+std::string_view access_name(Access access) {
+  return access == Access::configure ? "configure" : access == Access::write ? "write" : "read";
+}
+
+bool User::has_tag(std::string_view tag) const {
+  return std::find(tags.begin(), tags.end(), tag) != tags.end();
+}
+
+struct Users::Patterns {
+  std::map<std::string, std::regex, std::less<>> compiled;
+  const std::regex* get(const std::string& pattern) {
+    auto it = compiled.find(pattern);
+    if (it != compiled.end()) return &it->second;
+    if (!regex_is_bounded(pattern)) return nullptr;
+    try {
+      return &compiled.emplace(pattern, std::regex(pattern)).first->second;
+    } catch (const std::regex_error&) {
+      return nullptr;
+    }
+  }
+};
+
+Users::Users() : patterns_(std::make_unique<Patterns>()) {}
+Users::~Users() = default;
+
+const User* Users::find(std::string_view name) const {
+  auto it = users_.find(name);
+  return it == users_.end() ? nullptr : &it->second;
+}
+
+void Users::put(User user) {
+  std::string name = user.name;
+  users_[name] = std::move(user);
+  ++generation_;
+}
+
+bool Users::remove(std::string_view name) {
+  auto it = users_.find(name);
+  if (it == users_.end()) return false;
+  users_.erase(it);
+  ++generation_;
+  return true;
+}
+
+std::vector<const User*> Users::list() const {
+  std::vector<const User*> out;
+  for (const auto& [name, user] : users_) out.push_back(&user);
+  return out;
+}
+
+bool Users::password_matches(std::string_view name, std::string_view password) const {
+  const User* user = find(name);
+  const bool known = user && !user->password_hash.empty();
+  const bool matches = core::password_matches(password, known ? user->password_hash : decoy_hash());
+  return known && matches;
+}
+
+bool Users::may_use_vhost(std::string_view name, std::string_view vhost) const {
+  const User* user = find(name);
+  return user && (user->every_vhost || user->permissions.contains(vhost));
+}
+
+bool Users::may(std::string_view name, std::string_view vhost, Access access,
+                std::string_view resource) const {
+  const User* user = find(name);
+  if (!user) return false;
+  if (user->every_vhost) return true;
+  auto it = user->permissions.find(vhost);
+  if (it == user->permissions.end()) return false;
+  const std::string& pattern = it->second[access];
+  if (pattern.empty()) return false;  // RabbitMQ's "no access"
+  if (pattern == ".*") return true;
+  const std::regex* re = patterns_->get(pattern);
+  // A name matches when the pattern is found anywhere in it (Erlang's re:run).
+  return re && std::regex_search(resource.begin(), resource.end(), *re);
+}
+
+std::optional<std::string> Users::pattern_error(const std::string& pattern) {
+  if (!regex_is_bounded(pattern)) return "the pattern is too long or repeats too much";
+  try {
+    std::regex compiled(pattern);
+  } catch (const std::regex_error& e) {
+    return std::string(e.what());
+  }
+  return std::nullopt;
+}
+
+// ---- stored form ------------------------------------------------------------------------------
+
+std::string Users::encode(const User& user) {
+  FieldTable t;
+  t.set("name", FieldValue(user.name));
+  t.set("password_hash", FieldValue(user.password_hash));
+  FieldArray tags;
+  for (const auto& tag : user.tags) tags.push_back(FieldValue(tag));
+  t.set("tags", FieldValue(std::move(tags)));
+  FieldTable permissions;
+  for (const auto& [vhost, p] : user.permissions)
+    permissions.set(vhost, FieldValue(FieldTable{{"configure", FieldValue(p.configure)},
+                                                 {"write", FieldValue(p.write)},
+                                                 {"read", FieldValue(p.read)}}));
+  t.set("permissions", FieldValue(std::move(permissions)));
+  t.set("every_vhost", FieldValue(user.every_vhost));
+  return wire::encode_table(t);
+}
+
+std::optional<User> Users::decode(std::string_view bytes) {
+  auto t = wire::decode_table(bytes);
+  if (!t) return std::nullopt;
+  auto text = [&](const FieldTable& table, std::string_view key) -> std::optional<std::string> {
+    const FieldValue* v = table.find(key);
+    const std::string* s = v ? v->as<std::string>() : nullptr;
+    return s ? std::optional(*s) : std::nullopt;
+  };
+  User user;
+  auto name = text(*t, "name");
+  auto hash = text(*t, "password_hash");
+  if (!name || !hash) return std::nullopt;
+  user.name = *name;
+  user.password_hash = *hash;
+  if (const FieldValue* tags = t->find("tags"))
+    if (const auto* list = tags->as<FieldArray>())
+      for (const auto& tag : *list)
+        if (const auto* s = tag.as<std::string>()) user.tags.push_back(*s);
+  if (const FieldValue* permissions = t->find("permissions"))
+    if (const auto* by_vhost = permissions->as<FieldTable>())
+      for (const auto& [vhost, value] : *by_vhost)
+        if (const auto* p = value.as<FieldTable>())
+          user.permissions[vhost] =
+              Permissions{text(*p, "configure").value_or(""), text(*p, "write").value_or(""),
+                          text(*p, "read").value_or("")};
+  if (const FieldValue* every = t->find("every_vhost"))
+    if (const bool* b = every->as<bool>()) user.every_vhost = *b;
+  return user;
+}
+
+}  // namespace warren::core

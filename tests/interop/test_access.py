@@ -1,0 +1,265 @@
+"""Users, tags and permissions, reply by reply against RabbitMQ: the same users and
+permissions are made through each broker's management API, then the same AMQP operations
+and HTTP requests are tried on both and every outcome (ok, or the reply code and text)
+must be the same. A private RabbitMQ node (rabbit_node.py) is the oracle; the expected
+outcomes are also written down, so that the test fails on a broker that checks nothing.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import pika
+
+from harness import free_ports, http_call, unique
+from rabbit_node import RabbitNode, scripts_dir
+
+rabbit = None
+
+
+def setUpModule():
+    global rabbit
+    if scripts_dir():
+        rabbit = RabbitNode(plugins=("rabbitmq_management",))
+
+
+def tearDownModule():
+    if rabbit:
+        rabbit.close()
+
+
+class Warren:
+    def __init__(self, *args):
+        self.dir = tempfile.mkdtemp(prefix="warren-access-")
+        self.port, self.mgmt_port = free_ports(2)
+        self.start(*args)
+
+    def start(self, *args):
+        # Its log goes to a file: a closed pipe would end warrend at its next log line.
+        self.log = open(os.path.join(self.dir, "log"), "a+")
+        seen = self.log.tell()
+        self.proc = subprocess.Popen([os.environ["WARREND"], "--port", str(self.port), "--management-port",
+                                      str(self.mgmt_port), "--prometheus-port", "0", "--data-dir",
+                                      os.path.join(self.dir, "data"), "--durability", "nosync", *args],
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        while self.proc.poll() is None:
+            self.log.seek(seen)
+            if "warrend ready" in self.log.read():
+                return
+            time.sleep(0.02)  # no event to wait on: the log file is polled
+        raise RuntimeError("warrend did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def outcome(fn):
+    """'ok', or the reply code and text the broker closed with."""
+    try:
+        fn()
+        return "ok"
+    except pika.exceptions.ChannelClosedByBroker as e:
+        return f"{e.reply_code} {e.reply_text}"
+    except pika.exceptions.ConnectionClosedByBroker as e:
+        return f"{e.reply_code} {e.reply_text}"
+    except pika.exceptions.ProbableAccessDeniedError as e:
+        return f"access denied: {e.args[0]}"
+    except pika.exceptions.ProbableAuthenticationError:
+        return "login refused"
+
+
+def setup_users(mgmt_port, vhost):
+    def put(path, body):
+        status, reply = http_call(mgmt_port, "PUT", path, body)
+        assert status in (201, 204), (path, status, reply)
+    put(f"/api/vhosts/{vhost}", {})
+    put("/api/users/nobody", {"password": "secret", "tags": ""})
+    put("/api/users/partial", {"password": "secret", "tags": "management"})
+    put("/api/users/watcher", {"password": "secret", "tags": "monitoring"})
+    put("/api/permissions/%2F/partial", {"configure": "^p-", "write": "^p-|^amq\\.default$", "read": "^p-"})
+    put(f"/api/permissions/{vhost}/partial", {"configure": "", "write": "", "read": ".*"})
+
+
+def amqp_scenario(port, vhost):
+    """Each step on a fresh channel (a refusal closes its channel)."""
+    def connect(user, v="/"):
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", port, v, pika.PlainCredentials(user, "secret"), connection_attempts=1))
+
+    out = [("nobody on /", outcome(lambda: connect("nobody").close())),
+           ("bad password", outcome(lambda: pika.BlockingConnection(pika.ConnectionParameters(
+               "127.0.0.1", port, "/", pika.PlainCredentials("partial", "wrong"), connection_attempts=1))))]
+    conn = connect("partial")
+    steps = [
+        ("declare q", lambda ch: ch.queue_declare("q")),
+        ("declare p-q", lambda ch: ch.queue_declare("p-q")),
+        ("passive declare p-q", lambda ch: ch.queue_declare("p-q", passive=True)),
+        ("declare server-named", lambda ch: ch.queue_declare("", exclusive=True)),
+        ("declare p-dlx with DLX x", lambda ch: ch.queue_declare("p-dlx", arguments={"x-dead-letter-exchange": "x"})),
+        ("declare exchange x", lambda ch: ch.exchange_declare("x", "direct")),
+        ("declare exchange p-x", lambda ch: ch.exchange_declare("p-x", "direct")),
+        ("passive declare amq.direct", lambda ch: ch.exchange_declare("amq.direct", passive=True)),
+        ("bind p-q to amq.direct", lambda ch: ch.queue_bind("p-q", "amq.direct", "k")),
+        ("bind p-q to p-x", lambda ch: ch.queue_bind("p-q", "p-x", "k")),
+        ("unbind p-q from p-x", lambda ch: ch.queue_unbind("p-q", "p-x", "k")),
+        ("bind exchange p-x to amq.fanout", lambda ch: ch.exchange_bind("p-x", "amq.fanout")),
+        ("publish to amq.direct", lambda ch: (ch.confirm_delivery(), ch.basic_publish("amq.direct", "k", b"x"))),
+        ("publish to the default exchange", lambda ch: (ch.confirm_delivery(), ch.basic_publish("", "p-q", b"x"))),
+        ("get p-q", lambda ch: ch.basic_get("p-q", auto_ack=True)),
+        ("get amq-like other", lambda ch: ch.basic_get("other", auto_ack=True)),
+        ("consume p-q", lambda ch: ch.basic_consume("p-q", lambda *a: None)),
+        ("purge p-q", lambda ch: ch.queue_purge("p-q")),
+        ("delete exchange p-x", lambda ch: ch.exchange_delete("p-x")),
+        ("delete p-q", lambda ch: ch.queue_delete("p-q")),
+    ]
+    for name, step in steps:
+        out.append((name, outcome(lambda: step(conn.channel()))))
+    conn.close()
+    conn = connect("partial", vhost)
+    out.append((f"declare in {vhost} (read only)", outcome(lambda: conn.channel().queue_declare("any"))))
+    conn.close()
+    out.append(("watcher on / (no permissions)", outcome(lambda: connect("watcher").close())))
+    return out
+
+
+def http_scenario(mgmt_port, vhost):
+    out = []
+    for user, method, path in [("nobody", "GET", "/api/overview"),
+                               ("partial", "GET", "/api/users"),
+                               ("partial", "GET", "/api/whoami"),
+                               ("partial", "PUT", "/api/vhosts/another"),
+                               ("partial", "GET", f"/api/queues/{vhost}"),
+                               ("watcher", "GET", "/api/whoami"),
+                               ("watcher", "GET", "/api/users"),
+                               ("watcher", "PUT", "/api/queues/%2F/w-q"),
+                               ("partial", "PUT", "/api/queues/%2F/q-by-http")]:
+        status, body = http_call(mgmt_port, method, path, {} if method == "PUT" else None, auth=(user, "secret"))
+        if isinstance(body, dict) and "reason" in body:
+            body = body["reason"]
+        elif isinstance(body, dict):
+            body = {k: body[k] for k in ("name", "tags") if k in body}
+        out.append((f"{user} {method} {path}", status, body))
+    return out
+
+
+EXPECTED_AMQP = {
+    "nobody on /": "access denied",
+    "bad password": "login refused",
+    "declare q": "403 ACCESS_REFUSED - access to queue 'q' in vhost '/' refused for user 'partial'",
+    "declare p-q": "ok",
+    "declare exchange x": "403 ACCESS_REFUSED - access to exchange 'x' in vhost '/' refused for user 'partial'",
+    "bind p-q to amq.direct": "403 ACCESS_REFUSED - access to exchange 'amq.direct' in vhost '/' refused for user 'partial'",
+    "publish to amq.direct": "403 ACCESS_REFUSED - access to exchange 'amq.direct' in vhost '/' refused for user 'partial'",
+    "publish to the default exchange": "ok",
+    "get p-q": "ok",
+    "purge p-q": "ok",
+}
+
+
+@unittest.skipUnless(scripts_dir(), "no RabbitMQ here (scripts/setup.sh unpacks one)")
+class SameAsRabbitMQ(unittest.TestCase):
+    def setUp(self):
+        self.warren = Warren()
+
+    def tearDown(self):
+        self.warren.close()
+
+    def test_amqp_operations_reply_as_rabbitmq(self):
+        vhost = unique("vh")
+        results = []
+        for port, mgmt in ((rabbit.port, rabbit.mgmt_port), (self.warren.port, self.warren.mgmt_port)):
+            setup_users(mgmt, vhost)
+            results.append(amqp_scenario(port, vhost))
+        for (step, theirs), (_, ours) in zip(*results):
+            theirs, ours = (re.sub(r"amq\.gen-[\w-]+", "amq.gen-*", x) for x in (theirs, ours))
+            if theirs.startswith("access denied"):  # pika's wording holds the reply text
+                theirs = theirs.split(":")[0]
+                ours = ours.split(":")[0]
+            self.assertEqual(ours, theirs, step)
+        for step, expected in EXPECTED_AMQP.items():
+            self.assertTrue(dict(results[1])[step].startswith(expected), (step, dict(results[1])[step]))
+
+    def test_management_tags_reply_as_rabbitmq(self):
+        vhost = unique("vh")
+        results = []
+        for mgmt in (rabbit.mgmt_port, self.warren.mgmt_port):
+            setup_users(mgmt, vhost)
+            results.append(http_scenario(mgmt, vhost))
+        for theirs, ours in zip(*results):
+            self.assertEqual(ours, theirs)
+        self.assertIn(("nobody GET /api/overview", 401, "Not management user"), results[1])
+        self.assertIn(("partial GET /api/users", 401, "Not administrator user"), results[1])
+
+
+class Warrens(unittest.TestCase):
+    """Warren's own: users that survive restarts, hashes from definitions, no passwords shown."""
+
+    def test_users_and_permissions_survive_a_restart_and_hashes_import(self):
+        warren = Warren()
+        try:
+            status, _ = http_call(warren.mgmt_port, "PUT", "/api/users/keeper", {"password": "kept", "tags": "management"})
+            self.assertEqual(status, 201)
+            self.assertEqual(http_call(warren.mgmt_port, "PUT", "/api/permissions/%2F/keeper",
+                                       {"configure": "^k", "write": "^k", "read": "^k"})[0], 201)
+            # A hash as RabbitMQ exports it (password "from-rabbit").
+            hashed = {"name": "imported", "password_hash": make_hash("from-rabbit"),
+                      "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["management"]}
+            self.assertEqual(http_call(warren.mgmt_port, "POST", "/api/definitions",
+                                       {"users": [hashed], "permissions": [{"user": "imported", "vhost": "/",
+                                                                            "configure": ".*", "write": ".*",
+                                                                            "read": ".*"}]})[0], 204)
+            warren.stop()
+            warren.start()
+            params = lambda user, pw: pika.ConnectionParameters("127.0.0.1", warren.port, "/",  # noqa: E731
+                                                                pika.PlainCredentials(user, pw))
+            conn = pika.BlockingConnection(params("keeper", "kept"))
+            self.assertIn("403", outcome(lambda: conn.channel().queue_declare("other")))
+            self.assertEqual(outcome(lambda: conn.channel().queue_declare("kq")), "ok")
+            conn.close()
+            pika.BlockingConnection(params("imported", "from-rabbit")).close()
+            self.assertEqual(outcome(lambda: pika.BlockingConnection(params("imported", "wrong"))), "login refused")
+        finally:
+            warren.close()
+
+    def test_a_password_on_the_command_line_is_hidden_from_the_process_list(self):
+        warren = Warren("--user", "admin:s3cret-pass")
+        try:
+            with open(f"/proc/{warren.proc.pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode()
+            self.assertNotIn("s3cret-pass", cmdline)
+            self.assertIn("admin:", cmdline)
+            pika.BlockingConnection(pika.ConnectionParameters(
+                "127.0.0.1", warren.port, "/", pika.PlainCredentials("admin", "s3cret-pass"))).close()
+            self.assertEqual(outcome(lambda: pika.BlockingConnection(pika.ConnectionParameters(
+                "127.0.0.1", warren.port, "/", pika.PlainCredentials("guest", "guest")))), "login refused")
+        finally:
+            warren.close()
+
+    def test_a_hash_on_the_command_line(self):
+        warren = Warren("--user-hash", "hashed:" + make_hash("by-hash"))
+        try:
+            pika.BlockingConnection(pika.ConnectionParameters(
+                "127.0.0.1", warren.port, "/", pika.PlainCredentials("hashed", "by-hash"))).close()
+        finally:
+            warren.close()
+
+
+def make_hash(password):
+    """rabbit_password_hashing_sha256, as RabbitMQ computes it."""
+    import base64
+    import hashlib
+    salt = os.urandom(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+if __name__ == "__main__":
+    unittest.main()
