@@ -15,9 +15,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/users.h"
 #include "mgmt/json_fields.h"
 #include "storage/check.h"
 
@@ -56,6 +58,13 @@ class Api {
     url_ = o.url;
   }
 
+  // GET that answers null for 404 instead of exiting.
+  json call_allowing_404(const std::string& method, const std::string& path) {
+    httplib::Result r = client_.Get(path);
+    if (r && r->status == 404) return nullptr;
+    return call(method, path);
+  }
+
   // The answer's JSON; a failure exits with rabbitmqctl's code and the server's reason.
   json call(const std::string& method, const std::string& path, const json& body = nullptr) {
     httplib::Result r = method == "GET"      ? client_.Get(path)
@@ -69,7 +78,9 @@ class Api {
     const std::string reason = answer.is_object() && answer.contains("reason")
                                    ? answer["reason"].get<std::string>()
                                    : r->body;
-    if (r->status == 401) fail(kNoPermission, "the user name or password was refused");
+    if (r->status == 401)
+      fail(kNoPermission, reason.empty() || reason == r->body ? "the user name or password was refused"
+                                                               : reason);
     if (r->status == 404) fail(kUnavailable, reason.empty() ? "not found" : reason);
     if (r->status >= 400) fail(kSoftware, fmt::format("{}: {}", r->status, reason));
     return answer.is_discarded() ? json() : answer;
@@ -145,6 +156,85 @@ int offline(const Options& o) {
       rows.push_back(json{{"name", q.name}, {"messages", q.messages}, {"message_bytes", q.bytes}});
   say(o, fmt::format("Listing queues for vhost {} in {} (offline) ...", o.vhost, o.data_dir));
   print_table(o, columns_or(o, {"name", "messages"}), rows);
+  return 0;
+}
+
+// add_user, change_password, delete_user, set_user_tags, list_users, set_permissions,
+// clear_permissions, list_permissions, list_user_permissions, hash_password: rabbitmqctl's
+// verbs and arguments (-p VHOST for permissions).
+int user_command(const Options& o, Api& api) {
+  const std::string vhost = percent_encoded(o.vhost);
+  auto need = [&](size_t n, const char* usage) {
+    if (o.args.size() != n) fail(kUsage, fmt::format("usage: warrenctl {} {}", o.verb, usage));
+  };
+  auto user_path = [&](const std::string& name) { return "/api/users/" + percent_encoded(name); };
+  if (o.verb == "hash_password") {
+    need(1, "PASSWORD");
+    std::cout << warren::core::hash_password(o.args[0]) << "\n";
+    return 0;
+  }
+  if (o.verb == "list_users") {
+    json rows = api.call("GET", "/api/users");
+    for (auto& row : rows) row["user"] = row["name"];
+    say(o, "Listing users ...");
+    print_table(o, columns_or(o, {"user", "tags"}), rows);
+    return 0;
+  }
+  if (o.verb == "add_user") {
+    need(2, "USER PASSWORD");
+    json existing = api.call_allowing_404("GET", user_path(o.args[0]));
+    if (!existing.is_null()) fail(kSoftware, fmt::format("User \"{}\" already exists", o.args[0]));
+    say(o, fmt::format("Adding user \"{}\" ...", o.args[0]));
+    api.call("PUT", user_path(o.args[0]), json{{"password", o.args[1]}, {"tags", ""}});
+    return 0;
+  }
+  if (o.verb == "change_password" || o.verb == "set_user_tags") {
+    const bool password = o.verb == "change_password";
+    if (password) need(2, "USER PASSWORD");
+    if (!password && o.args.empty()) fail(kUsage, "usage: warrenctl set_user_tags USER [TAG ...]");
+    json user = api.call("GET", user_path(o.args[0]));
+    json body{{"tags", user["tags"]}, {"password_hash", user["password_hash"]}};
+    if (password) {
+      body.erase("password_hash");
+      body["password"] = o.args[1];
+    } else {
+      body["tags"] = std::vector<std::string>(o.args.begin() + 1, o.args.end());
+    }
+    say(o, password ? fmt::format("Changing password for user \"{}\" ...", o.args[0])
+                    : fmt::format("Setting tags for user \"{}\" ...", o.args[0]));
+    api.call("PUT", user_path(o.args[0]), body);
+    return 0;
+  }
+  if (o.verb == "delete_user") {
+    need(1, "USER");
+    say(o, fmt::format("Deleting user \"{}\" ...", o.args[0]));
+    api.call("DELETE", user_path(o.args[0]));
+    return 0;
+  }
+  const std::string permission_path =
+      o.args.empty() ? "" : fmt::format("/api/permissions/{}/{}", vhost, percent_encoded(o.args[0]));
+  if (o.verb == "set_permissions") {
+    need(4, "[-p VHOST] USER CONFIGURE WRITE READ");
+    say(o, fmt::format("Setting permissions for user \"{}\" in vhost \"{}\" ...", o.args[0], o.vhost));
+    api.call("PUT", permission_path,
+             json{{"configure", o.args[1]}, {"write", o.args[2]}, {"read", o.args[3]}});
+    return 0;
+  }
+  if (o.verb == "clear_permissions") {
+    need(1, "[-p VHOST] USER");
+    say(o, fmt::format("Clearing permissions for user \"{}\" in vhost \"{}\" ...", o.args[0], o.vhost));
+    api.call("DELETE", permission_path);
+    return 0;
+  }
+  const bool of_user = o.verb == "list_user_permissions";
+  need(of_user ? 1 : 0, of_user ? "USER" : "[-p VHOST]");
+  json rows = api.call("GET", of_user ? user_path(o.args[0]) + "/permissions"
+                                      : fmt::format("/api/vhosts/{}/permissions", vhost));
+  say(o, of_user ? fmt::format("Listing permissions for user \"{}\" ...", o.args[0])
+                 : fmt::format("Listing permissions for vhost \"{}\" ...", o.vhost));
+  print_table(o, columns_or(o, of_user ? std::vector<std::string>{"vhost", "configure", "write", "read"}
+                                       : std::vector<std::string>{"user", "configure", "write", "read"}),
+              rows);
   return 0;
 }
 
@@ -311,6 +401,11 @@ int online(const Options& o) {
     return 0;
   }
   if (o.verb == "shovel_status") return shovel_status(o, api);
+  static const std::set<std::string, std::less<>> kUserVerbs = {
+      "add_user",        "change_password",   "delete_user",      "set_user_tags",
+      "list_users",      "set_permissions",   "clear_permissions", "list_permissions",
+      "list_user_permissions", "hash_password"};
+  if (kUserVerbs.contains(o.verb)) return user_command(o, api);
   if (o.verb == "set_parameter" || o.verb == "clear_parameter" || o.verb == "delete_shovel" ||
       o.verb == "restart_shovel")
     return shovel_command(o, api);
@@ -345,7 +440,9 @@ int main(int argc, char** argv) {
                  "import_definitions FILE|-, "
                  "move_messages SRC [DST], close_connection NAME, shovel_status, "
                  "set_parameter shovel NAME JSON, clear_parameter shovel NAME, delete_shovel NAME, "
-                 "restart_shovel NAME")
+                 "restart_shovel NAME, add_user U P, change_password U P, delete_user U, "
+                 "set_user_tags U [TAG...], list_users, set_permissions U CONF WRITE READ, "
+                 "clear_permissions U, list_permissions, list_user_permissions U, hash_password P")
       ->required();
   app.add_option("args", o.args, "The command's arguments");
   try {

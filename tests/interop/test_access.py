@@ -4,6 +4,7 @@ and HTTP requests are tried on both and every outcome (ok, or the reply code and
 must be the same. A private RabbitMQ node (rabbit_node.py) is the oracle; the expected
 outcomes are also written down, so that the test fails on a broker that checks nothing.
 """
+import json
 import os
 import re
 import shutil
@@ -251,6 +252,55 @@ class Warrens(unittest.TestCase):
                 "127.0.0.1", warren.port, "/", pika.PlainCredentials("hashed", "by-hash"))).close()
         finally:
             warren.close()
+
+
+class Warrenctl(unittest.TestCase):
+    """rabbitmqctl's user and permission verbs, through the management API."""
+
+    def setUp(self):
+        self.warren = Warren()
+
+    def tearDown(self):
+        self.warren.close()
+
+    def ctl(self, *args, ok=True):
+        r = subprocess.run([os.environ["WARRENCTL"], "--url", f"http://127.0.0.1:{self.warren.mgmt_port}", "-q",
+                            *args], capture_output=True, text=True, timeout=60)
+        if ok:
+            self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def login(self, user, password, vhost="/"):
+        return outcome(lambda: pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", self.warren.port, vhost, pika.PlainCredentials(user, password))).close())
+
+    def test_users_and_permissions_from_the_command_line(self):
+        self.ctl("add_user", "ops", "first")
+        self.assertEqual(self.ctl("add_user", "ops", "again", ok=False).returncode, 70)
+        self.assertTrue(self.login("ops", "first").startswith("access denied"))  # no permissions yet
+        self.ctl("set_permissions", "ops", "^ops-", "^ops-", "^ops-")
+        self.assertEqual(self.login("ops", "first"), "ok")
+        self.ctl("set_user_tags", "ops", "monitoring", "management")
+        users = json.loads(self.ctl("list_users", "--formatter", "json").stdout)
+        self.assertIn({"user": "ops", "tags": ["monitoring", "management"]}, users)
+        self.assertEqual(self.login("ops", "first"), "ok")  # tags kept the password
+        self.ctl("change_password", "ops", "second")
+        self.assertEqual(self.login("ops", "first"), "login refused")
+        self.assertEqual(self.login("ops", "second"), "ok")
+        rows = json.loads(self.ctl("list_permissions", "--formatter", "json").stdout)
+        self.assertIn({"user": "ops", "configure": "^ops-", "write": "^ops-", "read": "^ops-"}, rows)
+        self.ctl("clear_permissions", "ops")
+        self.assertTrue(self.login("ops", "second").startswith("access denied"))
+        self.ctl("delete_user", "ops")
+        self.assertEqual(self.login("ops", "second"), "login refused")
+        self.assertEqual(self.ctl("delete_user", "ops", ok=False).returncode, 69)
+
+    def test_hash_password_makes_a_hash_warrend_takes(self):
+        hashed = self.ctl("hash_password", "made-here").stdout.strip()
+        self.warren.stop()
+        self.warren.start("--user-hash", f"viahash:{hashed}")
+        self.assertEqual(self.login("viahash", "made-here"), "ok")
+        self.assertEqual(self.login("viahash", "wrong"), "login refused")
 
 
 def make_hash(password):
