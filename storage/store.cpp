@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -95,6 +96,34 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   return store;
 }
 
+namespace {
+
+// Messages are private data: a new data directory is the broker's user's alone, and one
+// that someone else could write (and so replace the store or its journal) is refused.
+Status make_private_directory(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    fs::create_directories(path, ec);
+    if (ec)
+      return Status::storage(StorageFault::io_error,
+                             fmt::format("cannot create {}: {}", path, ec.message()));
+    fs::permissions(path, fs::perms::owner_all, fs::perm_options::replace, ec);
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return FileIo::status(errno, fmt::format("cannot read the data directory {}", path));
+  if (st.st_uid != ::geteuid() || (st.st_mode & 022) != 0)
+    return Status::storage(
+        StorageFault::io_error,
+        fmt::format("data directory {} can be written by other users (owner uid {}, mode {:04o}); "
+                    "it must belong to the broker's user and not be group- or world-writable "
+                    "(chmod go-w {})",
+                    path, st.st_uid, st.st_mode & 07777, path));
+  return {};
+}
+
+}  // namespace
+
 Status Store::open_env() {
   if (options_.durability == Durability::in_memory) {
     path_ = make_memory_dir();
@@ -104,11 +133,7 @@ Status Store::open_env() {
   } else {
     path_ = options_.path;
     if (path_.empty()) return Status::storage(StorageFault::io_error, "no data directory given");
-    std::error_code ec;
-    fs::create_directories(path_, ec);
-    if (ec)
-      return Status::storage(StorageFault::io_error,
-                             fmt::format("cannot create {}: {}", path_, ec.message()));
+    if (Status s = make_private_directory(path_); !s) return s;
   }
   // LMDB would let a second process write concurrently; the broker's in-memory state
   // assumes it is the only one, so it takes the directory for itself.
@@ -118,8 +143,9 @@ Status Store::open_env() {
     return FileIo::status(errno, fmt::format("cannot open the lock file {}", lock_path));
   if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
     return errno == EWOULDBLOCK
-               ? Status::storage(StorageFault::io_error,
-                                 fmt::format("data directory {} is in use by another process", path_))
+               ? Status::storage(
+                     StorageFault::io_error,
+                     fmt::format("data directory {} is in use by another process", path_))
                : FileIo::status(errno, fmt::format("cannot lock {}", lock_path));
   if (options_.durability != Durability::in_memory) {
     if (!fs::exists(data_path())) {
@@ -143,7 +169,9 @@ Status Store::create_store() {
   std::error_code ec;
   fs::remove_all(staging, ec);  // what an interrupted creation left
   fs::create_directory(staging, ec);
-  if (ec) return Status::storage(StorageFault::io_error, fmt::format("create {}: {}", staging, ec.message()));
+  if (ec)
+    return Status::storage(StorageFault::io_error,
+                           fmt::format("create {}: {}", staging, ec.message()));
   MDB_env* env = nullptr;
   int rc = mdb_env_create(&env);
   if (rc == MDB_SUCCESS) rc = mdb_env_set_maxdbs(env, kDbCount + 1);
@@ -153,14 +181,17 @@ Status Store::create_store() {
     std::swap(env_, env);  // the schema is written by the same code as on every open
     s = prepare_schema();
     if (s)
-      if (int e = io_.sync_env(env_, IoPoint::create_sync); e) s = FileIo::status(e, "sync the new store");
+      if (int e = io_.sync_env(env_, IoPoint::create_sync); e)
+        s = FileIo::status(e, "sync the new store");
     std::swap(env_, env);
   }
   if (env) mdb_env_close(env);
   // A journal of another store must never be replayed onto this one.
   if (s && fs::exists(journal_path())) {
     fs::remove(journal_path(), ec);
-    if (ec) s = Status::storage(StorageFault::io_error, fmt::format("remove {}: {}", journal_path(), ec.message()));
+    if (ec)
+      s = Status::storage(StorageFault::io_error,
+                          fmt::format("remove {}: {}", journal_path(), ec.message()));
   }
   if (s)
     if (int e = io_.rename(IoPoint::create_rename, staging + "/data.mdb", data_path()); e)
@@ -184,16 +215,20 @@ Status Store::open_journal() {
   // ahead of its journal: if it is, or if the journal is damaged where records follow,
   // restoring the checkpoint and replaying would silently undo confirmed commits.
   std::string loss = journal_->damage();
-  if (auto lmdb = inspect_lmdb_file(io_, data_path()); lmdb.ok() && lmdb->txnid > journal_->end_txnid() && loss.empty())
-    loss = fmt::format("LMDB holds transaction {}, but the journal ends at {}", lmdb->txnid, journal_->end_txnid());
+  if (auto lmdb = inspect_lmdb_file(io_, data_path());
+      lmdb.ok() && lmdb->txnid > journal_->end_txnid() && loss.empty())
+    loss = fmt::format("LMDB holds transaction {}, but the journal ends at {}", lmdb->txnid,
+                       journal_->end_txnid());
   if (!loss.empty()) {
     if (!options_.accept_data_loss)
       return Status::storage(
           StorageFault::corruption,
-          fmt::format("store {}: {}; it was not opened. Accepting the loss (warrend --accept-data-loss) opens "
+          fmt::format("store {}: {}; it was not opened. Accepting the loss (warrend "
+                      "--accept-data-loss) opens "
                       "it as LMDB holds it, without what the journal cannot vouch for",
                       path_, loss));
-    log::error("store {}: {}; opening it as LMDB holds it, as accepting data loss allows", path_, loss);
+    log::error("store {}: {}; opening it as LMDB holds it, as accepting data loss allows", path_,
+               loss);
     (void)journal_->take_pending();
     return {};
   }
@@ -275,7 +310,8 @@ Status Store::replay(const std::vector<Journal::Record>& records) {
   for (const Journal::Record& record : records) {
     if (record.unjournaled()) {
       // Its commit was not made durable before the crash, so it was never confirmed.
-      log::info("store {}: transaction {} was not journaled and is not replayed", path_, record.txnid);
+      log::info("store {}: transaction {} was not journaled and is not replayed", path_,
+                record.txnid);
       break;
     }
     auto batch = decode_ops(record.payload);
@@ -386,7 +422,8 @@ Status Store::recover_in_place(std::string_view why) {
       broken_ = Status::storage(
           s.storage_fault() == StorageFault::none ? StorageFault::io_error : s.storage_fault(),
           fmt::format("store closed after it could not recover from a failure ({}); it retries "
-                      "at the next write", s.text()));
+                      "at the next write",
+                      s.text()));
       log::error("{}", broken_.text());
       return broken_;
     }
@@ -395,14 +432,16 @@ Status Store::recover_in_place(std::string_view why) {
   if (!journal_) return {};
   // Everything LMDB holds now was written since it reopened: a sync covers it all.
   rewrite_before_checkpoint_ = false;
-  if (Status c = checkpoint(); !c) log::warning("store {}: checkpoint after recovery: {}", path_, c.text());
+  if (Status c = checkpoint(); !c)
+    log::warning("store {}: checkpoint after recovery: {}", path_, c.text());
   return {};
 }
 
 // ---- writing ----------------------------------------------------------------------------
 
 bool Store::checkpoint_due() const {
-  if (commits_since_checkpoint_ < kCheckpointRetryCommits && rewrite_before_checkpoint_) return false;
+  if (commits_since_checkpoint_ < kCheckpointRetryCommits && rewrite_before_checkpoint_)
+    return false;
   if (commits_since_checkpoint_ >= kMaxCommitsPerCheckpoint) return true;
   MDB_envinfo info;
   mdb_env_info(env_, &info);
@@ -417,7 +456,7 @@ Status Store::checkpoint() {
   auto failed = [&](Status s) {
     rewrite_before_checkpoint_ = true;  // a failed sync may have dropped dirty pages
     checkpoint_failure_ = s;
-    commits_since_checkpoint_ = 0;      // try again after kCheckpointRetryCommits more
+    commits_since_checkpoint_ = 0;  // try again after kCheckpointRetryCommits more
     return s;
   };
   if (int rc = io_.sync_env(env_); rc != MDB_SUCCESS)
@@ -428,7 +467,8 @@ Status Store::checkpoint() {
   mdb_env_get_fd(env_, &fd);
   auto meta = read_lmdb_meta(io_, fd, page_size_, info.me_last_txnid);
   if (!meta.ok()) return failed(meta.status());
-  if (Status s = journal_->begin_generation(info.me_last_txnid, page_size_, *meta); !s) return failed(s);
+  if (Status s = journal_->begin_generation(info.me_last_txnid, page_size_, *meta); !s)
+    return failed(s);
   // Only now may LMDB reuse the pages of the previous checkpoint's snapshot.
   mdb_txn_reset(checkpoint_pin_);
   if (int rc = mdb_txn_renew(checkpoint_pin_); rc != MDB_SUCCESS) {
@@ -502,8 +542,8 @@ Status Store::commit_journaled(MDB_txn* txn, const std::vector<Op>& ops, Subset 
   if (journaled) {
     if (checkpoint_due())
       if (Status c = checkpoint(); !c)
-        log::warning("store {}: checkpoint failed ({}); the journal still holds every commit", path_,
-                     c.text());
+        log::warning("store {}: checkpoint failed ({}); the journal still holds every commit",
+                     path_, c.text());
     return {};
   }
   // Too big for the journal, or the append failed: only a synced LMDB makes it durable.
@@ -681,8 +721,9 @@ void Store::ensure_allocated() {
   }
   if (e == EOPNOTSUPP) {
     allocation_unsupported_ = true;
-    log::warning("store {}: the file system cannot allocate ahead; a full disk shows as failed writes",
-                 path_);
+    log::warning(
+        "store {}: the file system cannot allocate ahead; a full disk shows as failed writes",
+        path_);
     return;
   }
   next_allocation_try_ = now + std::chrono::seconds(1);

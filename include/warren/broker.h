@@ -17,6 +17,7 @@
 #include "warren/options.h"
 #include "warren/queue.h"
 #include "warren/shovel.h"
+#include "warren/user.h"
 
 namespace warren {
 
@@ -54,6 +55,12 @@ class Broker {
   // False if there is no such shovel.
   bool delete_shovel(std::string_view name, std::string_view vhost = "/");
   std::vector<ShovelStatus> shovels();
+
+  // Users (warren/user.h), stored with the broker's data: adds or replaces one. A bad
+  // permission pattern or hash throws warren::Error (406).
+  void put_user(const UserDefinition& user);
+  bool delete_user(std::string_view name);  // false if there is none
+  std::vector<UserDefinition> users();      // with password hashes, never passwords
 
   // The internals, for the AMQP server, tools and tests built on this library.
   explicit Broker(std::shared_ptr<api::BrokerHandle> handle);

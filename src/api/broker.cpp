@@ -197,6 +197,44 @@ std::vector<ShovelStatus> Broker::shovels() {
   });
 }
 
+void Broker::put_user(const UserDefinition& definition) {
+  core::User user{definition.name, definition.password_hash, definition.tags, {}, false};
+  if (!definition.password.empty()) user.password_hash = core::hash_password(definition.password);
+  auto refuse = [](std::string why) {
+    throw Error(Status::error(ReplyCode::precondition_failed, why));
+  };
+  if (user.name.empty()) refuse("a user needs a name");
+  if (!user.password_hash.empty() && core::Users::decode_hash(user.password_hash).empty())
+    refuse("password_hash is not a rabbit_password_hashing_sha256 hash");
+  for (const auto& [vhost, p] : definition.permissions) {
+    for (const std::string* pattern : {&p.configure, &p.write, &p.read})
+      if (auto error = core::Users::pattern_error(*pattern)) refuse("invalid_regexp: " + *error);
+    user.permissions[vhost] = core::Permissions{p.configure, p.write, p.read};
+  }
+  auto commit = handle_->run([&] { return handle_->engine().store_user(std::move(user)); });
+  handle_->wait_durable(commit, std::chrono::steady_clock::time_point::max());
+}
+
+bool Broker::delete_user(std::string_view name) {
+  auto commit = handle_->run([&] { return handle_->engine().delete_user(name); });
+  if (commit == 0) return false;
+  handle_->wait_durable(commit, std::chrono::steady_clock::time_point::max());
+  return true;
+}
+
+std::vector<UserDefinition> Broker::users() {
+  return handle_->run([this] {
+    std::vector<UserDefinition> out;
+    for (const core::User* u : handle_->engine().users().list()) {
+      UserDefinition d{u->name, {}, u->password_hash, u->tags, {}};
+      for (const auto& [vhost, p] : u->permissions)
+        d.permissions[vhost] = {p.configure, p.write, p.read};
+      out.push_back(std::move(d));
+    }
+    return out;
+  });
+}
+
 Connection::Connection(std::shared_ptr<api::ConnectionHandle> handle)
     : handle_(std::move(handle)) {}
 Connection::Connection(Connection&&) noexcept = default;

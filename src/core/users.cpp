@@ -124,6 +124,11 @@ bool Users::may(std::string_view name, std::string_view vhost, Access access,
   return re && std::regex_search(resource.begin(), resource.end(), *re);
 }
 
+std::string Users::decode_hash(std::string_view hash) {
+  auto bytes = mgmt::decode_base64(hash);
+  return bytes && bytes->size() == 4 + SHA256_DIGEST_LENGTH ? *bytes : std::string();
+}
+
 std::optional<std::string> Users::pattern_error(const std::string& pattern) {
   if (!regex_is_bounded(pattern)) return "the pattern is too long or repeats too much";
   try {

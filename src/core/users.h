@@ -69,6 +69,8 @@ class Users {
   // A user as one stored record (an AMQP field table) and back.
   static std::string encode(const User& user);
   static std::optional<User> decode(std::string_view bytes);
+  // The 36 bytes of a rabbit_password_hashing_sha256 hash; empty if it is not one.
+  static std::string decode_hash(std::string_view hash);
   // Whether a permission's pattern compiles; the error otherwise.
   static std::optional<std::string> pattern_error(const std::string& pattern);
 

@@ -394,7 +394,7 @@ class Handlers {
     if (name.empty()) return bad_request("a vhost needs a name");
     if (engine_.find_vhost(name)) return {204, nullptr};
     core::CommitId commit = engine_.create_vhost(name);
-    if (const core::User* user = me(); user && !user->every_vhost) {
+    if (const core::User* user = me()) {
       core::User granted = *user;
       granted.permissions[name] = core::Permissions{};
       commit = std::max(commit, engine_.store_user(std::move(granted)));

@@ -104,7 +104,10 @@ Result<core::User> user_from_json(const json& item, const core::User* existing) 
     return refuse("a user needs a name");
   core::User user;
   user.name = item["name"].get<std::string>();
-  if (existing) user.permissions = existing->permissions;  // PUT /api/users keeps them
+  if (existing) {  // PUT /api/users keeps them
+    user.permissions = existing->permissions;
+    user.every_vhost = existing->every_vhost;
+  }
   auto tags = tags_from_json(item.value("tags", json()));
   if (!tags) return refuse("tags must be a comma-separated string or a list of strings");
   user.tags = std::move(*tags);
@@ -118,8 +121,7 @@ Result<core::User> user_from_json(const json& item, const core::User* existing) 
                                 kHashing));
     if (!item["password_hash"].is_string()) return refuse("password_hash must be a string");
     user.password_hash = item["password_hash"].get<std::string>();
-    auto bytes = decode_base64(user.password_hash);
-    if (!user.password_hash.empty() && (!bytes || bytes->size() != 36))
+    if (!user.password_hash.empty() && core::Users::decode_hash(user.password_hash).empty())
       return refuse("password_hash is not a rabbit_password_hashing_sha256 hash");
   }
   return user;

@@ -15,8 +15,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "core/users.h"
@@ -79,8 +79,8 @@ class Api {
                                    ? answer["reason"].get<std::string>()
                                    : r->body;
     if (r->status == 401)
-      fail(kNoPermission, reason.empty() || reason == r->body ? "the user name or password was refused"
-                                                               : reason);
+      fail(kNoPermission,
+           reason.empty() || reason == r->body ? "the user name or password was refused" : reason);
     if (r->status == 404) fail(kUnavailable, reason.empty() ? "not found" : reason);
     if (r->status >= 400) fail(kSoftware, fmt::format("{}: {}", r->status, reason));
     return answer.is_discarded() ? json() : answer;
@@ -212,17 +212,20 @@ int user_command(const Options& o, Api& api) {
     return 0;
   }
   const std::string permission_path =
-      o.args.empty() ? "" : fmt::format("/api/permissions/{}/{}", vhost, percent_encoded(o.args[0]));
+      o.args.empty() ? ""
+                     : fmt::format("/api/permissions/{}/{}", vhost, percent_encoded(o.args[0]));
   if (o.verb == "set_permissions") {
     need(4, "[-p VHOST] USER CONFIGURE WRITE READ");
-    say(o, fmt::format("Setting permissions for user \"{}\" in vhost \"{}\" ...", o.args[0], o.vhost));
+    say(o,
+        fmt::format("Setting permissions for user \"{}\" in vhost \"{}\" ...", o.args[0], o.vhost));
     api.call("PUT", permission_path,
              json{{"configure", o.args[1]}, {"write", o.args[2]}, {"read", o.args[3]}});
     return 0;
   }
   if (o.verb == "clear_permissions") {
     need(1, "[-p VHOST] USER");
-    say(o, fmt::format("Clearing permissions for user \"{}\" in vhost \"{}\" ...", o.args[0], o.vhost));
+    say(o, fmt::format("Clearing permissions for user \"{}\" in vhost \"{}\" ...", o.args[0],
+                       o.vhost));
     api.call("DELETE", permission_path);
     return 0;
   }
@@ -232,9 +235,11 @@ int user_command(const Options& o, Api& api) {
                                       : fmt::format("/api/vhosts/{}/permissions", vhost));
   say(o, of_user ? fmt::format("Listing permissions for user \"{}\" ...", o.args[0])
                  : fmt::format("Listing permissions for vhost \"{}\" ...", o.vhost));
-  print_table(o, columns_or(o, of_user ? std::vector<std::string>{"vhost", "configure", "write", "read"}
-                                       : std::vector<std::string>{"user", "configure", "write", "read"}),
-              rows);
+  print_table(
+      o,
+      columns_or(o, of_user ? std::vector<std::string>{"vhost", "configure", "write", "read"}
+                            : std::vector<std::string>{"user", "configure", "write", "read"}),
+      rows);
   return 0;
 }
 
@@ -402,9 +407,10 @@ int online(const Options& o) {
   }
   if (o.verb == "shovel_status") return shovel_status(o, api);
   static const std::set<std::string, std::less<>> kUserVerbs = {
-      "add_user",        "change_password",   "delete_user",      "set_user_tags",
-      "list_users",      "set_permissions",   "clear_permissions", "list_permissions",
-      "list_user_permissions", "hash_password"};
+      "add_user",          "change_password",  "delete_user",
+      "set_user_tags",     "list_users",       "set_permissions",
+      "clear_permissions", "list_permissions", "list_user_permissions",
+      "hash_password"};
   if (kUserVerbs.contains(o.verb)) return user_command(o, api);
   if (o.verb == "set_parameter" || o.verb == "clear_parameter" || o.verb == "delete_shovel" ||
       o.verb == "restart_shovel")

@@ -10,7 +10,6 @@
 #include <fstream>
 
 #include "core/users.h"
-#include "mgmt/json_fields.h"
 
 namespace warren::tools {
 namespace {
@@ -44,12 +43,6 @@ void check_config_shape(const std::string& path) {
     if (line.find('=') == std::string::npos)
       refuse(fmt::format("{} line {}: expected 'key = value'", path, number));
   }
-}
-
-// base64 of 36 bytes (a 4-byte salt and a SHA-256 digest).
-bool is_password_hash(const std::string& hash) {
-  auto bytes = mgmt::decode_base64(hash);
-  return bytes && bytes->size() == 36;
 }
 
 // "--user NAME:PASSWORD" stays in /proc/PID/cmdline for anyone to read: the password part
@@ -186,7 +179,7 @@ Settings parse_settings(int argc, char** argv) {
     auto colon = user.find(':');
     if (colon == std::string::npos || colon == 0) refuse("--user-hash wants NAME:HASH");
     std::string hash = user.substr(colon + 1);
-    if (!is_password_hash(hash))
+    if (core::Users::decode_hash(hash).empty())
       refuse(fmt::format("--user-hash for {}: not a rabbit_password_hashing_sha256 hash",
                          user.substr(0, colon)));
     s.users.emplace_back(user.substr(0, colon), hash);

@@ -254,6 +254,34 @@ class Warrens(unittest.TestCase):
             warren.close()
 
 
+class PrivateData(unittest.TestCase):
+    def test_a_new_data_directory_is_private_and_a_writable_one_refused(self):
+        base = tempfile.mkdtemp(prefix="warren-private-")
+        try:
+            fresh = os.path.join(base, "new")
+            proc = subprocess.Popen([os.environ["WARREND"], "--port", "0", "--management-port", "0",
+                                     "--prometheus-port", "0", "--data-dir", fresh],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self.assertTrue(proc.stdout.readline().startswith("port "))  # serving: the store is open
+            proc.terminate()
+            proc.wait(timeout=30)
+            proc.stdout.close()
+            self.assertEqual(os.stat(fresh).st_mode & 0o777, 0o700)
+            for name in os.listdir(fresh):
+                self.assertEqual(os.stat(os.path.join(fresh, name)).st_mode & 0o077, 0, name)
+            shared = os.path.join(base, "shared")
+            os.mkdir(shared)
+            os.chmod(shared, 0o777)
+            refused = subprocess.run([os.environ["WARREND"], "--port", "0", "--management-port", "0",
+                                      "--prometheus-port", "0", "--data-dir", shared],
+                                     capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(refused.returncode, 0)
+            self.assertIn("can be written by other users", refused.stderr)
+            self.assertEqual(os.listdir(shared), [])  # nothing written there
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 class Warrenctl(unittest.TestCase):
     """rabbitmqctl's user and permission verbs, through the management API."""
 
