@@ -598,7 +598,7 @@ void Connection::feed(std::string& in) {
     used = kProtocolHeader.size();
     ConnectionStart start;
     start.server_properties = server_properties();
-    start.mechanisms.value = "AMQPLAIN PLAIN";
+    start.mechanisms.value = tls_ ? "AMQPLAIN PLAIN EXTERNAL" : "AMQPLAIN PLAIN";
     start.locales.value = "en_US";
     send(0, start);
     state_ = State::awaiting_start_ok;
@@ -747,6 +747,12 @@ void Connection::handle_connection_method(const AnyMethod& m) {
 }
 
 bool Connection::authenticate(const ConnectionStartOk& m, std::string* user) {
+  if (m.mechanism == "EXTERNAL") {
+    // The certificate's common name is the user, who must exist (as rabbitmq_auth_mechanism_ssl).
+    *user = certificate_name_;
+    return !user->empty() && engine_.users().find(*user) &&
+           (peer_is_loopback_ || !config_.loopback_users.count(*user));
+  }
   std::string password;
   if (m.mechanism == "PLAIN") {
     // [authzid] NUL authcid NUL password
@@ -777,7 +783,8 @@ void Connection::handle_start_ok(const ConnectionStartOk& m) {
       capability(m.client_properties, "authentication_failure_close");
   client_wants_cancel_notify_ = capability(m.client_properties, "consumer_cancel_notify");
   client_wants_blocked_ = capability(m.client_properties, "connection.blocked");
-  if (m.mechanism != "PLAIN" && m.mechanism != "AMQPLAIN") {
+  const bool external = m.mechanism == "EXTERNAL" && tls_;
+  if (m.mechanism != "PLAIN" && m.mechanism != "AMQPLAIN" && !external) {
     log::warning("{}: login refused: unknown authentication mechanism '{}'", peer_, m.mechanism);
     refusal_ = Status{};  // RabbitMQ closes without a word
     return;

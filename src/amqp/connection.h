@@ -4,14 +4,14 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
-#include <vector>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "amqp/codec.h"
 #include "amqp/frame.h"
@@ -54,10 +54,19 @@ inline constexpr uint32_t kFrameMinSize = 4096;
 
 class Connection {
  public:
-  Connection(core::Engine& engine, const ServerConfig& config, std::string peer, bool peer_is_loopback);
+  Connection(core::Engine& engine, const ServerConfig& config, std::string peer,
+             bool peer_is_loopback);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
+
+  // A TLS connection, with the common name of the client's certificate if it presented one
+  // that was verified: EXTERNAL is offered (as RabbitMQ's ssl mechanism does) and logs in
+  // as that user; without a certificate it is refused.
+  void set_tls(std::string certificate_name) {
+    tls_ = true;
+    certificate_name_ = std::move(certificate_name);
+  }
 
   // Consumes whole frames from the front of `in` (leaving any partial frame).
   void feed(std::string& in);
@@ -96,16 +105,28 @@ class Connection {
   void close_for_shutdown();
 
   // Called whenever output goes from empty to non-empty, so the session can send it.
-  void set_output_listener(std::function<void()> listener) { output_listener_ = std::move(listener); }
+  void set_output_listener(std::function<void()> listener) {
+    output_listener_ = std::move(listener);
+  }
   // Called when input left unprocessed (while a reply waited for its commit) may go on.
-  void set_resume_listener(std::function<void()> listener) { resume_listener_ = std::move(listener); }
+  void set_resume_listener(std::function<void()> listener) {
+    resume_listener_ = std::move(listener);
+  }
 
   uint16_t heartbeat_seconds() const { return heartbeat_; }
   void send_heartbeat();
   bool open() const { return state_ == State::open; }
 
  private:
-  enum class State { awaiting_header, awaiting_start_ok, awaiting_tune_ok, awaiting_open, open, closing, closed };
+  enum class State {
+    awaiting_header,
+    awaiting_start_ok,
+    awaiting_tune_ok,
+    awaiting_open,
+    open,
+    closing,
+    closed
+  };
   class ChannelState;
   friend class ChannelState;
 
@@ -125,7 +146,8 @@ class Connection {
   // reads nothing more, so replies keep their order. A failed commit closes the channel.
   template <class M>
   void reply_when_durable(uint16_t channel, core::CommitId commit, bool no_wait, M reply);
-  void send_content(uint16_t channel, std::string_view method_payload, const storage::MessageData& message);
+  void send_content(uint16_t channel, std::string_view method_payload,
+                    const storage::MessageData& message);
   // A hard error: connection.close, then nothing but close-ok is read.
   void connection_error(const Status& status);
   void close_socket_now() { state_ = State::closed; }
@@ -141,6 +163,8 @@ class Connection {
   const ServerConfig& config_;
   std::string peer_;
   bool peer_is_loopback_;
+  bool tls_ = false;
+  std::string certificate_name_;
   State state_ = State::awaiting_header;
   std::string out_;
   std::function<void()> output_listener_;
@@ -162,7 +186,7 @@ class Connection {
   uint16_t heartbeat_ = 0;
   bool reset_ = false;
   bool closed_cleanly_ = false;
-  bool blocked_ = false;             // sent connection.blocked; not read until unblocked
+  bool blocked_ = false;  // sent connection.blocked; not read until unblocked
   uint64_t alarm_listener_ = 0;
   void on_alarm(bool raised);
   void block_if_alarmed();
@@ -173,7 +197,7 @@ class Connection {
   std::shared_ptr<core::Connection> core_;
   std::map<uint16_t, std::unique_ptr<ChannelState>> channels_;
   std::vector<std::unique_ptr<ChannelState>> retired_;  // destroyed at the end of feed()
-  bool feeding_ = false;               // working off a read
+  bool feeding_ = false;                                // working off a read
   std::vector<uint16_t> acks_pending_;  // channels holding acks back until it is done
   void flush_pending_acks();
 };

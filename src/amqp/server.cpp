@@ -1,12 +1,16 @@
 #include "amqp/server.h"
 
-#include <asio/post.hpp>
-#include <asio/read.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/write.hpp>
-#include <asio/ip/v6_only.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
 
 #include <array>
+#include <asio/ip/v6_only.hpp>
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/ssl/stream.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
 #include <chrono>
 
 #include "common/log.h"
@@ -20,16 +24,57 @@ constexpr std::chrono::milliseconds kAcceptRetry{200};
 // closing timeout).
 constexpr std::chrono::seconds kLinger{30};
 
+namespace {
+
+// The common name of the certificate the client presented (and OpenSSL verified).
+std::string peer_common_name(SSL* ssl) {
+  if (SSL_get_verify_result(ssl) != X509_V_OK) return {};
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (!cert) return {};
+  char name[256] = {};
+  int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, name, sizeof name);
+  X509_free(cert);
+  return n > 0 ? std::string(name, size_t(n)) : std::string();
+}
+
+}  // namespace
+
+// A session reads and writes either its socket or, on the AMQPS port, a TLS stream over it.
+// The plain path reads what has arrived without a buffer of its own (see read()); TLS
+// decrypts into one of 16 KiB, a record's size.
 class Server::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Server& server, tcp::socket socket, std::string peer, bool loopback)
+  using TlsStream = asio::ssl::stream<tcp::socket&>;
+
+  Session(Server& server, tcp::socket socket, std::string peer, bool loopback,
+          asio::ssl::context* tls)
       : server_(server),
         socket_(std::move(socket)),
         conn_(server.engine_, server.config_, peer, loopback),
         timer_(socket_.get_executor()),
-        peer_(std::move(peer)) {}
+        peer_(std::move(peer)) {
+    if (tls) tls_ = std::make_unique<TlsStream>(socket_, *tls);
+  }
 
   void start() {
+    if (!tls_) return serve();
+    // The handshake's time counts against the connection's handshake timeout (tick()).
+    last_input_ = last_output_ = Clock::now();
+    tick();
+    tls_->async_handshake(
+        asio::ssl::stream_base::server, [self = shared_from_this()](std::error_code ec) {
+          if (self->closed_) return;
+          if (ec) {
+            log::warning("{}: TLS handshake failed: {}", self->peer_, ec.message());
+            self->close();
+            return;
+          }
+          self->conn_.set_tls(peer_common_name(self->tls_->native_handle()));
+          self->serve(false);
+        });
+  }
+
+  void serve(bool start_ticking = true) {
     std::error_code ignored;
     socket_.non_blocking(true, ignored);  // read() reads only what has arrived
     conn_.set_output_listener([weak = weak_from_this()] {
@@ -47,7 +92,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     });
     last_input_ = last_output_ = Clock::now();
     read();
-    tick();
+    if (start_ticking) tick();
   }
 
   void shut_down() {
@@ -74,11 +119,33 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   void read() {
     if (!may_read()) return;
     reading_ = true;
+    if (tls_) return read_tls();
     socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](std::error_code ec) {
       self->reading_ = false;
-      if (ec) self->close();
-      else self->read_available();
+      if (ec)
+        self->close();
+      else
+        self->read_available();
     });
+  }
+
+  void read_tls() {
+    tls_->async_read_some(asio::buffer(tls_buffer_),
+                          [self = shared_from_this()](std::error_code ec, size_t n) {
+                            self->reading_ = false;
+                            if (self->closed_) return;
+                            if (ec) return self->close();
+                            self->take_input(self->tls_buffer_.data(), n);
+                            self->read();
+                          });
+  }
+
+  void take_input(const char* data, size_t n) {
+    last_input_ = Clock::now();
+    in_.append(data, n);
+    conn_.feed(in_);
+    if (conn_.refusing()) answer_refusal_later();
+    flush();  // which may start waiting for input itself
   }
 
   // Reads and works off what has arrived, a few buffers' worth (as asio's own reads try
@@ -93,11 +160,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
         close();
         return;
       }
-      last_input_ = Clock::now();
-      in_.append(buffer.data(), n);
-      conn_.feed(in_);
-      if (conn_.refusing()) answer_refusal_later();
-      flush();  // which may start waiting for input itself
+      take_input(buffer.data(), n);
     }
     read();
   }
@@ -115,14 +178,16 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     if (writing_ || closed_) return;
     std::string& out = conn_.output();
     if (out.empty()) {
-      if (conn_.should_close()) finish();
-      else read();  // perhaps unblocked
+      if (conn_.should_close())
+        finish();
+      else
+        read();  // perhaps unblocked
       return;
     }
     sending_.swap(out);
     writing_ = true;
     last_output_ = Clock::now();
-    asio::async_write(socket_, asio::buffer(sending_), [self = shared_from_this()](std::error_code ec, size_t) {
+    auto written = [self = shared_from_this()](std::error_code ec, size_t) {
       self->writing_ = false;
       self->sending_.clear();
       if (ec) {
@@ -132,13 +197,18 @@ class Server::Session : public std::enable_shared_from_this<Session> {
       self->conn_.on_output_drained();
       self->flush();
       self->read();
-    });
+    };
+    if (tls_)
+      asio::async_write(*tls_, asio::buffer(sending_), std::move(written));
+    else
+      asio::async_write(socket_, asio::buffer(sending_), std::move(written));
   }
 
   // A refused login is answered after a delay; nobody else waits for it.
   void answer_refusal_later() {
     if (refusal_timer_) return;
-    refusal_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor(), conn_.refusal_delay());
+    refusal_timer_ =
+        std::make_unique<asio::steady_timer>(socket_.get_executor(), conn_.refusal_delay());
     refusal_timer_->async_wait([self = shared_from_this()](std::error_code ec) {
       if (ec || self->closed_) return;
       self->conn_.answer_refusal();
@@ -179,7 +249,8 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   // those are read and dropped until it closes its end, so it never sees a reset. A broken
   // stream (bad framing, a wrong protocol header) is closed at once.
   void finish() {
-    if (!conn_.closed_cleanly()) {
+    // A TLS stream cannot be half-closed under a pending read: it ends once the last frame is out.
+    if (!conn_.closed_cleanly() || tls_) {
       close();
       return;
     }
@@ -215,8 +286,10 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     std::error_code ignored;
     timer_.cancel();
     if (refusal_timer_) refusal_timer_->cancel();
-    if (conn_.should_reset()) socket_.set_option(asio::socket_base::linger(true, 0), ignored);
-    else socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    if (conn_.should_reset())
+      socket_.set_option(asio::socket_base::linger(true, 0), ignored);
+    else
+      socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
     conn_.on_disconnect();
     server_.sessions_.erase(shared_from_this());
@@ -225,6 +298,8 @@ class Server::Session : public std::enable_shared_from_this<Session> {
 
   Server& server_;
   tcp::socket socket_;
+  std::unique_ptr<TlsStream> tls_;
+  std::array<char, 16384> tls_buffer_{};
   Connection conn_;
   asio::steady_timer timer_;
   std::string peer_;
@@ -254,12 +329,69 @@ void Server::abandon_all() {
 }
 
 Status Server::listen(const ListenOptions& options) {
+  auto port = bind_all(options, false);
+  if (!port.ok()) return port.status();
+  port_ = port.value();
+  return {};
+}
+
+namespace {
+
+// TLS 1.2 and 1.3, the server's cipher preference, OpenSSL's default strong ciphers.
+Result<std::unique_ptr<asio::ssl::context>> make_tls_context(const TlsOptions& o) {
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  std::error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use,
+                   ec);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_cipher_list(ctx->native_handle(), "HIGH:!aNULL:!MD5:!RC4:!3DES");
+  auto failed = [](const std::string& what, const std::error_code& e) {
+    return Status::error(ReplyCode::internal_error, fmt::format("TLS: {}: {}", what, e.message()));
+  };
+  ctx->use_certificate_chain_file(o.cert_file, ec);
+  if (ec) return failed("cannot use the certificate " + o.cert_file, ec);
+  ctx->use_private_key_file(o.key_file, asio::ssl::context::pem, ec);
+  if (ec) return failed("cannot use the private key " + o.key_file, ec);
+  if (!o.ca_file.empty()) {
+    ctx->load_verify_file(o.ca_file, ec);
+    if (ec) return failed("cannot use the CA file " + o.ca_file, ec);
+  }
+  if (o.verify_peer) {
+    auto mode = asio::ssl::verify_peer;
+    if (o.fail_if_no_peer_cert) mode |= asio::ssl::verify_fail_if_no_peer_cert;
+    ctx->set_verify_mode(mode);
+  }
+  return ctx;
+}
+
+}  // namespace
+
+Status Server::listen_tls(const ListenOptions& options, const TlsOptions& tls) {
+  struct stat st {};
+  if (::stat(tls.key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+    log::warning("TLS: the private key {} can be read by other users (mode {:04o}): chmod 600 it",
+                 tls.key_file, st.st_mode & 07777);
+  auto ctx = make_tls_context(tls);
+  if (!ctx.ok()) return ctx.status();
+  tls_context_ = std::move(ctx.value());
+  auto port = bind_all(options, true);
+  if (!port.ok()) return port.status();
+  tls_port_ = port.value();
+  return {};
+}
+
+Result<uint16_t> Server::bind_all(const ListenOptions& options, bool tls) {
   uint16_t port = options.port;
   std::string failures;
+  size_t bound = 0;
   for (const auto& address : options.addresses) {
     std::error_code ec;
     auto ip = asio::ip::make_address(address, ec);
-    if (ec) return Status::error(ReplyCode::internal_error, fmt::format("bad address '{}'", address));
+    if (ec)
+      return Status::error(ReplyCode::internal_error, fmt::format("bad address '{}'", address));
     auto acceptor = std::make_unique<tcp::acceptor>(io_);
     tcp::endpoint endpoint(ip, port);
     acceptor->open(endpoint.protocol(), ec);
@@ -273,20 +405,20 @@ Status Server::listen(const ListenOptions& options) {
     }
     // With port 0 the first address picks the port and the others follow it.
     port = acceptor->local_endpoint().port();
-    log::info("listening on {}", address.find(':') == std::string::npos
-                                     ? fmt::format("{}:{}", address, port)
-                                     : fmt::format("[{}]:{}", address, port));
-    accept(*acceptor);
+    log::info("listening{} on {}", tls ? " (AMQPS)" : "",
+              address.find(':') == std::string::npos ? fmt::format("{}:{}", address, port)
+                                                     : fmt::format("[{}]:{}", address, port));
+    accept(*acceptor, tls);
     acceptors_.push_back(std::move(acceptor));
+    ++bound;
   }
-  if (acceptors_.empty()) return Status::error(ReplyCode::internal_error, "cannot listen on" + failures);
+  if (bound == 0) return Status::error(ReplyCode::internal_error, "cannot listen on" + failures);
   if (!failures.empty()) log::warning("could not listen on{}", failures);
-  port_ = port;
-  return {};
+  return port;
 }
 
-void Server::accept(tcp::acceptor& acceptor) {
-  acceptor.async_accept([this, &acceptor](std::error_code ec, tcp::socket socket) {
+void Server::accept(tcp::acceptor& acceptor, bool tls) {
+  acceptor.async_accept([this, &acceptor, tls](std::error_code ec, tcp::socket socket) {
     if (stopping_) return;
     if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
       // Out of file descriptors: accepting again at once would spin. Wait, then retry.
@@ -295,8 +427,8 @@ void Server::accept(tcp::acceptor& acceptor) {
                      sessions_.size(), kAcceptRetry.count());
       out_of_descriptors_ = true;
       auto timer = std::make_shared<asio::steady_timer>(io_, kAcceptRetry);
-      timer->async_wait([this, &acceptor, timer](std::error_code) {
-        if (!stopping_) accept(acceptor);
+      timer->async_wait([this, &acceptor, timer, tls](std::error_code) {
+        if (!stopping_) accept(acceptor, tls);
       });
       return;
     }
@@ -308,15 +440,17 @@ void Server::accept(tcp::acceptor& acceptor) {
       std::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
       auto remote = socket.remote_endpoint(ignored);
-      bool loopback = remote.address().is_loopback() ||
-                      (remote.address().is_v6() && remote.address().to_v6().is_v4_mapped() &&
-                       asio::ip::make_address_v4(asio::ip::v4_mapped, remote.address().to_v6()).is_loopback());
+      bool loopback =
+          remote.address().is_loopback() ||
+          (remote.address().is_v6() && remote.address().to_v6().is_v4_mapped() &&
+           asio::ip::make_address_v4(asio::ip::v4_mapped, remote.address().to_v6()).is_loopback());
       auto peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
-      auto session = std::make_shared<Session>(*this, std::move(socket), peer, loopback);
+      auto session = std::make_shared<Session>(*this, std::move(socket), peer, loopback,
+                                               tls ? tls_context_.get() : nullptr);
       sessions_.insert(session);
       session->start();
     }
-    accept(acceptor);
+    accept(acceptor, tls);
   });
 }
 
@@ -356,18 +490,19 @@ void Server::shutdown(std::chrono::steady_clock::duration deadline, std::functio
 }
 
 void Server::settle_then(std::function<void()> next) {
-  engine_.when_durable(engine_.last_commit(), [this, next = std::move(next)](const Status&) mutable {
-    // Posted: sessions that waited for that commit resume their input first (also posted),
-    // and what they read may add commits.
-    asio::post(io_, [this, next = std::move(next)]() mutable {
-      bool busy = engine_.last_commit() > engine_.committed();
-      for (auto& s : sessions_) busy |= s->busy();
-      if (busy)
-        settle_then(std::move(next));
-      else
-        next();
-    });
-  });
+  engine_.when_durable(engine_.last_commit(),
+                       [this, next = std::move(next)](const Status&) mutable {
+                         // Posted: sessions that waited for that commit resume their input first
+                         // (also posted), and what they read may add commits.
+                         asio::post(io_, [this, next = std::move(next)]() mutable {
+                           bool busy = engine_.last_commit() > engine_.committed();
+                           for (auto& s : sessions_) busy |= s->busy();
+                           if (busy)
+                             settle_then(std::move(next));
+                           else
+                             next();
+                         });
+                       });
 }
 
 void Server::session_gone() {

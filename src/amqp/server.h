@@ -5,7 +5,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
-
+#include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
@@ -23,6 +23,15 @@ struct ListenOptions {
   uint16_t port = 5672;  // 0: pick a free port (the same one on every address)
 };
 
+// The AMQPS listener's certificate and how clients' certificates are checked.
+struct TlsOptions {
+  std::string cert_file;              // PEM, the server's certificate (chain)
+  std::string key_file;               // PEM, its private key
+  std::string ca_file;                // PEM, the CAs a client certificate must come from
+  bool verify_peer = false;           // ask for a client certificate and check it
+  bool fail_if_no_peer_cert = false;  // ...and refuse clients without one
+};
+
 class Server {
  public:
   Server(asio::io_context& io, core::Engine& engine, ServerConfig config);
@@ -30,6 +39,10 @@ class Server {
   // Binds and starts accepting. Fails if no address can be bound.
   Status listen(const ListenOptions& options);
   uint16_t port() const { return port_; }
+  // An AMQPS listener (TLS 1.2 and 1.3 only) on the same addresses. A client certificate,
+  // when verified, offers the EXTERNAL mechanism (its common name is the user).
+  Status listen_tls(const ListenOptions& options, const TlsOptions& tls);
+  uint16_t tls_port() const { return tls_port_; }
   // Stops accepting and closes every connection (connection.close 320 first).
   void stop();
   // A graceful stop: stops accepting and reading, waits until everything the clients sent
@@ -45,7 +58,9 @@ class Server {
   class Session;
 
  private:
-  void accept(asio::ip::tcp::acceptor& acceptor);
+  void accept(asio::ip::tcp::acceptor& acceptor, bool tls);
+  // Binds every address on one port (0: the first picks it); the port, or the failure.
+  Result<uint16_t> bind_all(const ListenOptions& options, bool tls);
   void close_acceptors();
   // Waits until no commit is pending and no session is working off input it already read.
   void settle_then(std::function<void()> next);
@@ -57,6 +72,8 @@ class Server {
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::set<std::shared_ptr<Session>> sessions_;
   uint16_t port_ = 0;
+  uint16_t tls_port_ = 0;
+  std::unique_ptr<asio::ssl::context> tls_context_;
   bool stopping_ = false;
   std::function<void()> on_all_gone_;
   bool out_of_descriptors_ = false;  // accept failed with EMFILE; logged once

@@ -153,6 +153,14 @@ int main(int argc, char** argv) {
     std::printf("port %u\n", unsigned(server.port()));
     std::fflush(stdout);
   }
+  if (!settings.tls.cert_file.empty()) {
+    amqp::ListenOptions tls_listen = settings.listen;
+    tls_listen.port = settings.tls_port;
+    if (Status s = server.listen_tls(tls_listen, settings.tls); !s) {
+      log::error("{}", s.text());
+      return 1;
+    }
+  }
   configure_users(*engine.value(), settings.users);
   shovel::ShovelManager shovels(*engine.value());
   shovels.recover();

@@ -138,6 +138,19 @@ Settings parse_settings(int argc, char** argv) {
                  "A definitions.json (RabbitMQ's format) whose vhosts, exchanges, queues and "
                  "bindings are applied at boot")
       ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", s.tls.cert_file,
+                 "PEM certificate (chain) of an AMQPS listener; with it warrend also serves TLS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", s.tls.key_file, "PEM private key of that certificate")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-ca", s.tls.ca_file, "PEM CA certificates client certificates must chain to")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-port", s.tls_port, "AMQPS port (TLS 1.2 and 1.3)")->capture_default_str();
+  app.add_flag(
+      "--tls-verify-peer", s.tls.verify_peer,
+      "Ask clients for a certificate and verify it (its common name logs in with EXTERNAL)");
+  app.add_flag("--tls-fail-if-no-peer-cert", s.tls.fail_if_no_peer_cert,
+               "With --tls-verify-peer: refuse clients without a certificate");
   std::vector<std::string> shovels;
   app.add_option(
       "--shovel", shovels,
@@ -190,6 +203,8 @@ Settings parse_settings(int argc, char** argv) {
     if (space == std::string::npos || space == 0) refuse("--shovel wants 'NAME {json}'");
     s.shovels.emplace_back(shovel.substr(0, space), shovel.substr(space + 1));
   }
+  if (s.tls.cert_file.empty() != s.tls.key_file.empty())
+    refuse("--tls-cert and --tls-key go together");
   s.amqp.handshake_timeout = std::chrono::milliseconds(handshake_ms);
   s.memory_high_watermark =
       watermark <= 1.0 ? uint64_t(watermark * double(total_memory())) : uint64_t(watermark);

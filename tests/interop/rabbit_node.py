@@ -28,13 +28,13 @@ def scripts_dir():
 
 
 class RabbitNode:
-    def __init__(self, plugins=("rabbitmq_management",)):
+    def __init__(self, plugins=("rabbitmq_management",), config=""):
         self.bin = scripts_dir()
         if not self.bin:
             raise RuntimeError("no RabbitMQ: run scripts/setup.sh")
         self.dir = tempfile.mkdtemp(prefix="warren-rabbit-")
         os.chmod(self.dir, 0o755)
-        self.port, self.dist_port, self.mgmt_port = free_ports(3)
+        self.port, self.dist_port, self.mgmt_port, self.tls_port = free_ports(4)
         self.name = f"warren-{uuid.uuid4().hex[:8]}@localhost"
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
             f.write("[" + ",".join(plugins) + "].\n")
@@ -43,7 +43,7 @@ class RabbitNode:
                     f"management.tcp.port = {self.mgmt_port}\n"
                     f"management.tcp.ip = 127.0.0.1\n"
                     "loopback_users = none\n"
-                    "log.console = false\n")
+                    "log.console = false\n" + config.replace("{tls_port}", str(self.tls_port)))
         self.env = dict(os.environ, HOME=self.dir, RABBITMQ_NODENAME=self.name,
                         RABBITMQ_NODE_PORT=str(self.port), RABBITMQ_DIST_PORT=str(self.dist_port),
                         RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
