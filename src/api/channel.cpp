@@ -58,27 +58,31 @@ void ChannelHandle::drain_outbox() {
   uint64_t reserved = 0;
   for (auto& op : draining_)
     if (op.kind == AsyncOp::Kind::publish) reserved += op.publish.body.size();
-  core::WriteBatch batch(broker_->engine());  // one submit for the whole burst
-  for (auto& op : draining_) {
-    // A failure closes the channel; the next call on it reports the reason.
-    if (!core_ || !core_->is_open()) break;
-    switch (op.kind) {
-      case AsyncOp::Kind::publish:
-        core_->basic_publish(std::move(op.publish));
-        break;
-      case AsyncOp::Kind::ack:
-        core_->basic_ack(op.tag, op.multiple);
-        break;
-      case AsyncOp::Kind::nack:
-        core_->basic_nack(op.tag, op.multiple, op.requeue);
-        break;
-      case AsyncOp::Kind::reject:
-        core_->basic_reject(op.tag, op.requeue);
-        break;
+  {
+    core::WriteBatch batch(broker_->engine());  // one submit for the whole burst, at the brace
+    for (auto& op : draining_) {
+      // A failure closes the channel; the next call on it reports the reason.
+      if (!core_ || !core_->is_open()) break;
+      switch (op.kind) {
+        case AsyncOp::Kind::publish:
+          core_->basic_publish(std::move(op.publish));
+          break;
+        case AsyncOp::Kind::ack:
+          core_->basic_ack(op.tag, op.multiple);
+          break;
+        case AsyncOp::Kind::nack:
+          core_->basic_nack(op.tag, op.multiple, op.requeue);
+          break;
+        case AsyncOp::Kind::reject:
+          core_->basic_reject(op.tag, op.requeue);
+          break;
+      }
     }
   }
   draining_.clear();
-  broker_->writer().release(reserved);  // submitted now, or dropped with a closed channel
+  // Only now: released before the batch was submitted, the bytes would be counted nowhere for
+  // a moment, and a waiting publisher could slip past the backlog limit.
+  broker_->writer().release(reserved);  // submitted, or dropped with a closed channel
 }
 
 uint64_t ChannelHandle::next_publish_seq() {
@@ -251,11 +255,13 @@ Channel::~Channel() {
 void Channel::exchange_declare(std::string_view exchange, std::string_view type,
                                const ExchangeOptions& options) {
   api::check_name(exchange, "exchange name");
-  declare(*handle_, [&](core::Channel& ch) { return ch.exchange_declare(exchange, type, options); });
+  declare(*handle_,
+          [&](core::Channel& ch) { return ch.exchange_declare(exchange, type, options); });
 }
 
 void Channel::exchange_delete(std::string_view exchange, const ExchangeDeleteOptions& options) {
-  declare(*handle_, [&](core::Channel& ch) { return ch.exchange_delete(exchange, options.if_unused); });
+  declare(*handle_,
+          [&](core::Channel& ch) { return ch.exchange_delete(exchange, options.if_unused); });
 }
 
 void Channel::exchange_bind(std::string_view destination, std::string_view source,
@@ -275,7 +281,8 @@ void Channel::exchange_unbind(std::string_view destination, std::string_view sou
 
 QueueDeclareOk Channel::queue_declare(std::string_view queue, const QueueOptions& options) {
   api::check_name(queue, "queue name");
-  return declare(*handle_, [&](core::Channel& ch) { return ch.queue_declare(queue, options); }).value;
+  return declare(*handle_, [&](core::Channel& ch) { return ch.queue_declare(queue, options); })
+      .value;
 }
 
 void Channel::queue_bind(std::string_view queue, std::string_view exchange,
@@ -298,7 +305,8 @@ uint32_t Channel::queue_purge(std::string_view queue) {
 }
 
 uint32_t Channel::queue_delete(std::string_view queue, const QueueDeleteOptions& options) {
-  return declare(*handle_, [&](core::Channel& ch) { return ch.queue_delete(queue, options); }).value;
+  return declare(*handle_, [&](core::Channel& ch) { return ch.queue_delete(queue, options); })
+      .value;
 }
 
 void Channel::confirm_select() {
