@@ -95,8 +95,21 @@ void HttpServer::serve_static(std::string path, std::string_view content,
   statics_.push_back({std::move(path), content, std::move(content_type)});
 }
 
-Status HttpServer::start(const std::string& address, uint16_t port, std::string_view what) {
-  server_ = std::make_unique<httplib::Server>();
+Status HttpServer::start(const std::string& address, uint16_t port, std::string_view what,
+                         const Tls* tls) {
+  if (tls) {
+    auto secure =
+        std::make_unique<httplib::SSLServer>(tls->cert_file.c_str(), tls->key_file.c_str());
+    if (!secure->is_valid())
+      return Status::error(ReplyCode::internal_error,
+                           fmt::format("the {}: cannot use the certificate {} with the key {}",
+                                       what, tls->cert_file, tls->key_file));
+    // TLS 1.2 and 1.3 only, as the AMQPS listener.
+    SSL_CTX_set_min_proto_version(secure->ssl_context(), TLS1_2_VERSION);
+    server_ = std::move(secure);
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
   server_->new_task_queue = [] { return new BackgroundPool(CPPHTTPLIB_THREAD_POOL_COUNT); };
   for (const Static& s : statics_)  // before the catch-all: the first route that matches serves
     server_->Get(s.path, [s](const httplib::Request&, httplib::Response& res) {
@@ -153,7 +166,7 @@ Status HttpServer::start(const std::string& address, uint16_t port, std::string_
     port_ = port;
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  log::info("{} listening on {}:{}", what, address, port_);
+  log::info("{} listening on {}:{}{}", what, address, port_, tls ? " (HTTPS)" : "");
   return {};
 }
 

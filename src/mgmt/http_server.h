@@ -34,8 +34,13 @@ class HttpServer {
   // A fixed document anyone may fetch (the web page: it asks for credentials itself).
   // Before start().
   void serve_static(std::string path, std::string_view content, std::string content_type);
-  // Binds and starts serving; port 0 picks a free one (port() says which).
-  Status start(const std::string& address, uint16_t port, std::string_view what);
+  // Binds and starts serving; port 0 picks a free one (port() says which). With a
+  // certificate and key (PEM files) it serves HTTPS.
+  struct Tls {
+    std::string cert_file, key_file;
+  };
+  Status start(const std::string& address, uint16_t port, std::string_view what,
+               const Tls* tls = nullptr);
   uint16_t port() const { return port_; }
   // Stops accepting; requests waiting for the loop are answered 503. Safe on any thread;
   // the serving thread is joined by the destructor, after the loop has stopped.

@@ -40,6 +40,7 @@ struct Options {
   std::string data_dir;
   std::string verb;
   std::vector<std::string> args;
+  std::string cacert;
 };
 
 [[noreturn]] void fail(int code, const std::string& what) {
@@ -54,6 +55,9 @@ class Api {
     if (colon == std::string::npos) fail(kUsage, "--user wants NAME:PASSWORD");
     client_.set_basic_auth(o.user.substr(0, colon), o.user.substr(colon + 1));
     client_.set_connection_timeout(std::chrono::seconds(10));
+    // An https:// URL is verified against the system's CAs, or --cacert.
+    if (!o.cacert.empty()) client_.set_ca_cert_path(o.cacert.c_str());
+    client_.enable_server_certificate_verification(true);
     client_.set_read_timeout(std::chrono::seconds(60));
     url_ = o.url;
   }
@@ -433,6 +437,9 @@ int main(int argc, char** argv) {
   app.add_option("--url", o.url, "The management API (env WARREN_URL)")->capture_default_str();
   app.add_option("--user", o.user, "NAME:PASSWORD (env WARREN_USER; default guest:guest)");
   app.add_option("-p,--vhost", o.vhost, "Virtual host")->capture_default_str();
+  app.add_option("--cacert", o.cacert,
+                 "PEM CA file that an https:// --url's certificate must chain to")
+      ->check(CLI::ExistingFile);
   app.add_option("--formatter", o.formatter, "tsv, pretty_table or json")
       ->check(CLI::IsMember({"tsv", "pretty_table", "json"}))
       ->capture_default_str();

@@ -184,16 +184,18 @@ int main(int argc, char** argv) {
     return metrics(*engine.value(), shovels, r);
   });
   management.serve_static("/", mgmt::web_ui_page(), "text/html; charset=utf-8");
+  const mgmt::HttpServer::Tls https{settings.tls.cert_file, settings.tls.key_file};
   if (settings.management_port != 0)
-    if (Status s =
-            management.start(settings.management_bind, settings.management_port, "management API");
+    if (Status s = management.start(settings.management_bind, settings.management_port,
+                                    "management API", settings.management_tls ? &https : nullptr);
         !s) {
       log::error("{}", s.text());
       return 1;
     }
   if (settings.prometheus_port != 0)
-    if (Status s = prometheus.start(settings.prometheus_bind, settings.prometheus_port,
-                                    "Prometheus metrics");
+    if (Status s =
+            prometheus.start(settings.prometheus_bind, settings.prometheus_port,
+                             "Prometheus metrics", settings.prometheus_tls ? &https : nullptr);
         !s) {
       log::error("{}", s.text());
       return 1;

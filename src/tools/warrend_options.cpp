@@ -151,6 +151,10 @@ Settings parse_settings(int argc, char** argv) {
       "Ask clients for a certificate and verify it (its common name logs in with EXTERNAL)");
   app.add_flag("--tls-fail-if-no-peer-cert", s.tls.fail_if_no_peer_cert,
                "With --tls-verify-peer: refuse clients without a certificate");
+  app.add_flag("--management-tls", s.management_tls,
+               "Serve the management API over HTTPS with --tls-cert and --tls-key");
+  app.add_flag("--prometheus-tls", s.prometheus_tls,
+               "Serve the Prometheus metrics over HTTPS with --tls-cert and --tls-key");
   std::vector<std::string> shovels;
   app.add_option(
       "--shovel", shovels,
@@ -205,6 +209,8 @@ Settings parse_settings(int argc, char** argv) {
   }
   if (s.tls.cert_file.empty() != s.tls.key_file.empty())
     refuse("--tls-cert and --tls-key go together");
+  if ((s.management_tls || s.prometheus_tls) && s.tls.cert_file.empty())
+    refuse("--management-tls and --prometheus-tls need --tls-cert and --tls-key");
   s.amqp.handshake_timeout = std::chrono::milliseconds(handshake_ms);
   s.memory_high_watermark =
       watermark <= 1.0 ? uint64_t(watermark * double(total_memory())) : uint64_t(watermark);

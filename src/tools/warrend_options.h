@@ -27,6 +27,8 @@ struct Settings {
   std::string definitions;  // a definitions.json to apply at boot
   amqp::TlsOptions tls;     // with a certificate, an AMQPS listener on tls_port
   uint16_t tls_port = 5671;
+  bool management_tls = false;  // the management API over HTTPS, with the TLS certificate
+  bool prometheus_tls = false;
   // Shovels in vhost "/": "NAME {json}", the JSON being RabbitMQ's shovel parameter value.
   std::vector<std::pair<std::string, std::string>> shovels;
   // Maintenance modes instead of serving.

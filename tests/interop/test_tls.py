@@ -4,6 +4,8 @@ certificates, stalled handshakes): each ends in a clean close within a bounded t
 other connections go on. The same scenarios run against a RabbitMQ node configured with
 the same certificates (made at test time by tls_certs.py) and must end the same way.
 """
+import base64
+import json
 import os
 import shutil
 import socket
@@ -12,6 +14,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import amqp
 import pika
@@ -58,7 +61,9 @@ class Warren:
         self.proc = subprocess.Popen(
             [os.environ["WARREND"], "--port", str(self.port), "--tls-port", str(self.tls_port), "--tls-cert",
              certs.server[0], "--tls-key", certs.server[1], "--tls-ca", certs.ca, "--tls-verify-peer",
-             "--handshake-timeout", "2000", "--management-port", "0", "--prometheus-port", "0",
+             "--handshake-timeout", "2000",
+             *([] if "--management-port" in extra else ["--management-port", "0"]),
+             *([] if "--prometheus-port" in extra else ["--prometheus-port", "0"]),
              "--data-dir", os.path.join(self.dir, "data"), "--durability", "nosync", *extra],
             stdout=subprocess.DEVNULL, stderr=self.log)
         while "warrend ready" not in self.read_log():
@@ -211,6 +216,31 @@ class Tls(unittest.TestCase):
             self.assertIn("TLS handshake failed", strict.read_log())
         finally:
             strict.close()
+
+
+class Https(unittest.TestCase):
+    def test_the_management_api_and_metrics_over_https(self):
+        mgmt, metrics = free_ports(2)
+        warren = Warren("--management-port", str(mgmt), "--management-tls", "--prometheus-port", str(metrics),
+                        "--prometheus-tls")
+        try:
+            ctx = context()
+            request = urllib.request.Request(f"https://localhost:{mgmt}/api/overview", headers={
+                "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+            with urllib.request.urlopen(request, context=ctx, timeout=30) as r:
+                self.assertEqual(json.loads(r.read())["product_name"], "Warren")
+            with urllib.request.urlopen(f"https://localhost:{metrics}/metrics", context=ctx, timeout=30) as r:
+                self.assertIn(b"rabbitmq_connections", r.read())
+            with self.assertRaises(OSError):  # plain HTTP is not served there
+                urllib.request.urlopen(f"http://localhost:{mgmt}/api/overview", timeout=10).read()
+            ctl = subprocess.run([os.environ["WARRENCTL"], "--url", f"https://localhost:{mgmt}", "--cacert", certs.ca,
+                                  "list_queues"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(ctl.returncode, 0, ctl.stderr)
+            untrusted = subprocess.run([os.environ["WARRENCTL"], "--url", f"https://localhost:{mgmt}", "list_queues"],
+                                       capture_output=True, text=True, timeout=60)
+            self.assertEqual(untrusted.returncode, 69)  # its certificate is not one the system trusts
+        finally:
+            warren.close()
 
 
 def tls_client_hello():
