@@ -1,17 +1,20 @@
 // warren-load: an end-to-end AMQP load generator on librabbitmq, for Warren and RabbitMQ alike.
 //
 //   amqp_load --port 5672 --mode both --size 256 --messages 100000 --window 256 --prefetch 256
-//             [--queue-type classic|quorum] [--queue NAME] [--max-priority N]
+//             [--queue-type classic|quorum] [--queue NAME] [--max-priority N] [--tls-ca CA.pem]
 //
 // publish: persistent messages with publisher confirms, at most --window unconfirmed.
 // consume: manual acks with --prefetch (the queue must hold --messages already).
 // both:    one producer and one consumer at once; timed until the consumer has them all.
+// connect: --connections connections opened (TLS handshake, login, channel) and closed, one
+//          at a time: the set-up rate.
 // rpc:     --messages round trips, one at a time, of a requester using direct reply-to
 //          (amq.rabbitmq.reply-to) and a responder consuming the request queue.
 // With --max-priority N the queue is a priority queue and message i has priority i % (N+1).
 // Prints one line: mode, size, window, prefetch, messages, seconds, messages per second.
 #include <amqp.h>
 #include <amqp_framing.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 
 #include <chrono>
@@ -33,6 +36,8 @@ struct Options {
   std::string queue_type = "classic";
   std::string queue = "warren-load";
   int max_priority = -1;  // -1: a plain queue
+  std::string tls_ca;     // TLS when set
+  long connections = 1000;
 };
 
 [[noreturn]] void die(const char* what) {
@@ -46,7 +51,15 @@ void check(amqp_connection_state_t c, const char* what) {
 
 amqp_connection_state_t connect(const Options& o) {
   amqp_connection_state_t c = amqp_new_connection();
-  amqp_socket_t* s = amqp_tcp_socket_new(c);
+  amqp_socket_t* s = nullptr;
+  if (o.tls_ca.empty()) {
+    s = amqp_tcp_socket_new(c);
+  } else {  // --tls-ca: TLS, the server's certificate checked against that CA (not its name)
+    s = amqp_ssl_socket_new(c);
+    if (!s || amqp_ssl_socket_set_cacert(s, o.tls_ca.c_str()) != AMQP_STATUS_OK) die("tls ca");
+    amqp_ssl_socket_set_verify_peer(s, 1);
+    amqp_ssl_socket_set_verify_hostname(s, 0);
+  }
   if (amqp_socket_open(s, "127.0.0.1", o.port) != AMQP_STATUS_OK) die("connect");
   if (amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type !=
       AMQP_RESPONSE_NORMAL)
@@ -94,8 +107,8 @@ void publish_all(const Options& o) {
   while (confirmed < o.messages) {
     while (published < o.messages && published - confirmed < o.window) {
       if (o.max_priority >= 0) props.priority = uint8_t(published % (o.max_priority + 1));
-      if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(o.queue.c_str()), 0, 0, &props,
-                             amqp_bytes_t{body.size(), body.data()}) != AMQP_STATUS_OK)
+      if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(o.queue.c_str()), 0, 0,
+                             &props, amqp_bytes_t{body.size(), body.data()}) != AMQP_STATUS_OK)
         die("publish");
       ++published;
     }
@@ -115,12 +128,14 @@ void consume_all(const Options& o) {
   declare(c, o);
   amqp_basic_qos(c, 1, 0, uint16_t(o.prefetch), 0);
   check(c, "basic.qos");
-  amqp_basic_consume(c, 1, amqp_cstring_bytes(o.queue.c_str()), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+  amqp_basic_consume(c, 1, amqp_cstring_bytes(o.queue.c_str()), amqp_empty_bytes, 0, 0, 0,
+                     amqp_empty_table);
   check(c, "basic.consume");
   for (long received = 0; received < o.messages; ++received) {
     amqp_envelope_t envelope;
     amqp_maybe_release_buffers(c);
-    if (amqp_consume_message(c, &envelope, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL) die("consume");
+    if (amqp_consume_message(c, &envelope, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL)
+      die("consume");
     if (amqp_basic_ack(c, 1, envelope.delivery_tag, 0) != AMQP_STATUS_OK) die("ack");
     amqp_destroy_envelope(&envelope);
   }
@@ -132,17 +147,19 @@ constexpr const char* kReplyTo = "amq.rabbitmq.reply-to";
 // Answers each request on the request queue to its reply_to, keeping its correlation id.
 void respond(const Options& o, long requests) {
   amqp_connection_state_t c = connect(o);
-  amqp_basic_consume(c, 1, amqp_cstring_bytes(o.queue.c_str()), amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
+  amqp_basic_consume(c, 1, amqp_cstring_bytes(o.queue.c_str()), amqp_empty_bytes, 0, 1, 0,
+                     amqp_empty_table);
   check(c, "basic.consume (responder)");
   for (long answered = 0; answered < requests; ++answered) {
     amqp_envelope_t request;
     amqp_maybe_release_buffers(c);
-    if (amqp_consume_message(c, &request, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL) die("consume request");
+    if (amqp_consume_message(c, &request, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL)
+      die("consume request");
     amqp_basic_properties_t props;
     props._flags = AMQP_BASIC_CORRELATION_ID_FLAG;
     props.correlation_id = request.message.properties.correlation_id;
-    if (amqp_basic_publish(c, 1, amqp_empty_bytes, request.message.properties.reply_to, 0, 0, &props,
-                           request.message.body) != AMQP_STATUS_OK)
+    if (amqp_basic_publish(c, 1, amqp_empty_bytes, request.message.properties.reply_to, 0, 0,
+                           &props, request.message.body) != AMQP_STATUS_OK)
       die("reply");
     amqp_destroy_envelope(&request);
   }
@@ -154,7 +171,8 @@ void request_all(const Options& o) {
   amqp_connection_state_t c = connect(o);
   declare(c, o, false);
   std::thread responder([&] { respond(o, o.messages); });
-  amqp_basic_consume(c, 1, amqp_cstring_bytes(kReplyTo), amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
+  amqp_basic_consume(c, 1, amqp_cstring_bytes(kReplyTo), amqp_empty_bytes, 0, 1, 0,
+                     amqp_empty_table);
   check(c, "basic.consume (amq.rabbitmq.reply-to)");
   std::string body(o.size, 'r');
   amqp_basic_properties_t props;
@@ -163,14 +181,16 @@ void request_all(const Options& o) {
   for (long i = 0; i < o.messages; ++i) {
     std::string id = std::to_string(i);
     props.correlation_id = amqp_cstring_bytes(id.c_str());
-    if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(o.queue.c_str()), 0, 0, &props,
-                           amqp_bytes_t{body.size(), body.data()}) != AMQP_STATUS_OK)
+    if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(o.queue.c_str()), 0, 0,
+                           &props, amqp_bytes_t{body.size(), body.data()}) != AMQP_STATUS_OK)
       die("request");
     amqp_envelope_t reply;
     amqp_maybe_release_buffers(c);
-    if (amqp_consume_message(c, &reply, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL) die("consume reply");
+    if (amqp_consume_message(c, &reply, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL)
+      die("consume reply");
     const amqp_bytes_t& got = reply.message.properties.correlation_id;
-    if (std::string(static_cast<const char*>(got.bytes), got.len) != id) die("a reply to another request");
+    if (std::string(static_cast<const char*>(got.bytes), got.len) != id)
+      die("a reply to another request");
     amqp_destroy_envelope(&reply);
   }
   responder.join();
@@ -181,16 +201,30 @@ Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--port") o.port = std::atoi(v.c_str());
-    else if (k == "--mode") o.mode = v;
-    else if (k == "--size") o.size = size_t(std::atol(v.c_str()));
-    else if (k == "--messages") o.messages = std::atol(v.c_str());
-    else if (k == "--window") o.window = std::atoi(v.c_str());
-    else if (k == "--prefetch") o.prefetch = std::atoi(v.c_str());
-    else if (k == "--queue-type") o.queue_type = v;
-    else if (k == "--queue") o.queue = v;
-    else if (k == "--max-priority") o.max_priority = std::atoi(v.c_str());
-    else die(("unknown option " + k).c_str());
+    if (k == "--port")
+      o.port = std::atoi(v.c_str());
+    else if (k == "--mode")
+      o.mode = v;
+    else if (k == "--size")
+      o.size = size_t(std::atol(v.c_str()));
+    else if (k == "--messages")
+      o.messages = std::atol(v.c_str());
+    else if (k == "--window")
+      o.window = std::atoi(v.c_str());
+    else if (k == "--prefetch")
+      o.prefetch = std::atoi(v.c_str());
+    else if (k == "--queue-type")
+      o.queue_type = v;
+    else if (k == "--queue")
+      o.queue = v;
+    else if (k == "--max-priority")
+      o.max_priority = std::atoi(v.c_str());
+    else if (k == "--tls-ca")
+      o.tls_ca = v;
+    else if (k == "--connections")
+      o.connections = std::atol(v.c_str());
+    else
+      die(("unknown option " + k).c_str());
   }
   return o;
 }
@@ -210,11 +244,15 @@ int main(int argc, char** argv) {
     consumer.join();
   } else if (o.mode == "rpc") {
     request_all(o);
+  } else if (o.mode == "connect") {
+    for (long i = 0; i < o.connections; ++i) close(connect(o));
+    o.messages = o.connections;  // the rate printed is connections per second
   } else {
-    die("mode is publish, consume, both or rpc");
+    die("mode is publish, consume, both, rpc or connect");
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%s size=%zu window=%d prefetch=%d messages=%ld seconds=%.3f rate=%.0f/s\n", o.mode.c_str(), o.size,
-              o.window, o.prefetch, o.messages, seconds, double(o.messages) / seconds);
+  std::printf("%s size=%zu window=%d prefetch=%d messages=%ld seconds=%.3f rate=%.0f/s\n",
+              o.mode.c_str(), o.size, o.window, o.prefetch, o.messages, seconds,
+              double(o.messages) / seconds);
   return 0;
 }

@@ -129,20 +129,22 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // What the TLS stream decrypted (up to a record's worth per completion). Reads and writes
+  // on it are all asynchronous: a synchronous read could run the TLS engine under a write.
   void read_tls() {
     tls_->async_read_some(asio::buffer(tls_buffer_),
                           [self = shared_from_this()](std::error_code ec, size_t n) {
                             self->reading_ = false;
                             if (self->closed_) return;
                             if (ec) return self->close();
-                            self->take_input(self->tls_buffer_.data(), n);
+                            self->take_input(std::string_view(self->tls_buffer_.data(), n));
                             self->read();
                           });
   }
 
-  void take_input(const char* data, size_t n) {
+  void take_input(std::string_view data) {
     last_input_ = Clock::now();
-    in_.append(data, n);
+    in_.append(data);
     conn_.feed(in_);
     if (conn_.refusing()) answer_refusal_later();
     flush();  // which may start waiting for input itself
@@ -160,7 +162,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
         close();
         return;
       }
-      take_input(buffer.data(), n);
+      take_input(std::string_view(buffer.data(), n));
     }
     read();
   }

@@ -1,8 +1,10 @@
 #include "shovel/amqp_client.h"
 
 #include <fmt/format.h>
+#include <openssl/ssl.h>
 
 #include <asio/connect.hpp>
+#include <asio/ssl/host_name_verification.hpp>
 #include <asio/write.hpp>
 
 #include "wire/buffer.h"
@@ -106,11 +108,78 @@ void AmqpClient::open(const AmqpUri& uri, std::string connection_name,
           self->socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
           self->phase_ = Phase::handshake;
           self->last_read_ = Clock::now();
-          self->out_.append(amqp::kProtocolHeader);
-          self->flush();
-          self->read_more();
+          if (!self->uri_.tls) return self->begin_amqp();
+          if (Status s = self->start_tls(); !s) return self->fail(s);
+          self->tls_->async_handshake(asio::ssl::stream_base::client, [self](std::error_code ec) {
+            Hold hold(self->token_);
+            if (self->phase_ != Phase::handshake) return;
+            if (ec)
+              return self->fail(link_error(fmt::format("TLS with {}:{} failed: {}", self->uri_.host,
+                                                       self->uri_.port, ec.message())));
+            self->begin_amqp();
+          });
         });
       });
+}
+
+void AmqpClient::begin_amqp() {
+  out_.append(amqp::kProtocolHeader);
+  flush();
+  read_more();
+}
+
+// TLS 1.2 or 1.3; the upstream's certificate is verified against cacertfile (or the system's
+// CAs) and its name, unless the URI says verify=verify_none; certfile and keyfile are ours.
+Status AmqpClient::start_tls() {
+  auto failed = [&](std::string_view what, const std::error_code& ec) {
+    return link_error(fmt::format("TLS: {}: {}", what, ec.message()));
+  };
+  auto option = [&](const char* key) {
+    auto it = uri_.query.find(key);
+    return it == uri_.query.end() ? std::string() : it->second;
+  };
+  tls_context_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(tls_context_->native_handle(), TLS1_2_VERSION);
+  std::error_code ec;
+  if (const std::string ca = option("cacertfile"); !ca.empty()) {
+    tls_context_->load_verify_file(ca, ec);
+    if (ec) return failed("cannot use the CA file " + ca, ec);
+  } else {
+    tls_context_->set_default_verify_paths(ec);
+  }
+  if (const std::string cert = option("certfile"); !cert.empty()) {
+    tls_context_->use_certificate_chain_file(cert, ec);
+    if (ec) return failed("cannot use the certificate " + cert, ec);
+    tls_context_->use_private_key_file(option("keyfile"), asio::ssl::context::pem, ec);
+    if (ec) return failed("cannot use the key " + option("keyfile"), ec);
+  }
+  tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls_context_);
+  const std::string name =
+      option("server_name_indication").empty() ? uri_.host : option("server_name_indication");
+  SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
+  if (option("verify") == "verify_none") {
+    tls_->set_verify_mode(asio::ssl::verify_none);
+  } else {
+    tls_->set_verify_mode(asio::ssl::verify_peer);
+    tls_->set_verify_callback(asio::ssl::host_name_verification(name));
+  }
+  return {};
+}
+
+template <class Handler>
+void AmqpClient::read_some(Handler&& handler) {
+  if (tls_)
+    tls_->async_read_some(asio::buffer(read_buffer_), std::forward<Handler>(handler));
+  else
+    socket_.async_read_some(asio::buffer(read_buffer_), std::forward<Handler>(handler));
+}
+
+template <class Handler>
+void AmqpClient::write_all(Handler&& handler) {
+  if (tls_)
+    asio::async_write(*tls_, asio::buffer(writing_), std::forward<Handler>(handler));
+  else
+    asio::async_write(socket_, asio::buffer(writing_), std::forward<Handler>(handler));
 }
 
 // ---- output -------------------------------------------------------------------------------
@@ -138,7 +207,7 @@ void AmqpClient::flush() {
   seq_in_write_ = last_seq_queued_;
   last_write_ = Clock::now();
   auto self = shared_from_this();
-  asio::async_write(socket_, asio::buffer(writing_), [self](std::error_code ec, size_t) {
+  write_all([self](std::error_code ec, size_t) {
     Hold hold(self->token_);
     if (self->phase_ == Phase::closed) return;
     self->writing_.clear();
@@ -230,7 +299,7 @@ void AmqpClient::select_confirms(std::function<void()> done) {
 
 void AmqpClient::read_more() {
   auto self = shared_from_this();
-  socket_.async_read_some(asio::buffer(read_buffer_), [self](std::error_code ec, size_t n) {
+  read_some([self](std::error_code ec, size_t n) {
     Hold hold(self->token_);
     if (self->phase_ == Phase::closed) return;
     if (ec) {

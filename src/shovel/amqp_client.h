@@ -7,6 +7,8 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
 #include <chrono>
 #include <deque>
@@ -99,6 +101,12 @@ class AmqpClient : public std::enable_shared_from_this<AmqpClient> {
   bool on_content_header(std::string_view payload);
   bool on_content_body(std::string_view payload);
   void deliver_content();
+  Status start_tls();
+  void begin_amqp();
+  template <class Handler>
+  void read_some(Handler&& handler);
+  template <class Handler>
+  void write_all(Handler&& handler);
   void start_heartbeats();
   void arm_heartbeat_timer();
   void fail(Status why);
@@ -108,6 +116,9 @@ class AmqpClient : public std::enable_shared_from_this<AmqpClient> {
   Events events_;
   asio::ip::tcp::resolver resolver_;
   asio::ip::tcp::socket socket_;
+  // amqps: TLS over the socket, the upstream's certificate verified (see uri.h).
+  std::unique_ptr<asio::ssl::context> tls_context_;
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
   asio::steady_timer deadline_;  // connect + handshake, then the close handshake
   asio::steady_timer heartbeat_;
   AmqpUri uri_;

@@ -187,9 +187,10 @@ Status validate(const ShovelDefinition& d) {
     if (!parsed.ok())
       return invalid(parsed.status().text().substr(parsed.status().text().find(" - ") + 3));
     for (const auto& uri : parsed.value())
-      if (uri.tls)
-        return invalid(fmt::format("{}: amqps:// is not supported yet (TLS comes with issue 14)",
-                                   uri.redacted()));
+      if (auto it = uri.query.find("verify");
+          it != uri.query.end() && it->second != "verify_peer" && it->second != "verify_none")
+        return invalid(
+            fmt::format("{}: verify must be verify_peer or verify_none", uri.redacted()));
   }
   if (!d.src_queue.empty() && !d.src_exchange.empty())
     return invalid("Cannot specify 'src-exchange' and 'src-queue'");

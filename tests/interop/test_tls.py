@@ -19,7 +19,7 @@ import urllib.request
 import amqp
 import pika
 
-from harness import free_ports
+from harness import free_ports, http_call
 from rabbit_node import RabbitNode, scripts_dir
 from tls_certs import Certificates
 
@@ -241,6 +241,80 @@ class Https(unittest.TestCase):
             self.assertEqual(untrusted.returncode, 69)  # its certificate is not one the system trusts
         finally:
             warren.close()
+
+
+class ShovelOverTls(unittest.TestCase):
+    """amqps:// shovel URIs: the upstream's certificate verified, ours presented."""
+
+    def setUp(self):
+        self.mgmt = free_ports(1)[0]
+        self.edge = Warren("--management-port", str(self.mgmt))
+
+    def tearDown(self):
+        self.edge.close()
+
+    def shovel(self, name, dest_uri):
+        status, body = http_call(self.mgmt, "PUT", f"/api/parameters/shovel/%2F/{name}", {"value": {
+            "src-uri": "amqp://", "src-queue": name, "dest-uri": dest_uri, "dest-queue": name, "reconnect-delay": 0.5}})
+        self.assertEqual(status, 201, body)
+
+    def status(self, name):
+        return http_call(self.mgmt, "GET", f"/api/shovels/vhost/%2F/{name}")[1]
+
+    def publish_and_collect(self, name, port):
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.edge.port))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for i in range(20):
+            ch.basic_publish("", name, str(i).encode(), pika.BasicProperties(delivery_mode=2))
+        conn.close()
+        deadline = time.monotonic() + 60
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = conn.channel()
+        got = []
+        while len(got) < 20 and time.monotonic() < deadline:
+            method, _, body = ch.basic_get(name, auto_ack=True) if queue_exists(ch, name) else (None, None, None)
+            if method:
+                got.append(int(body))
+            else:
+                time.sleep(0.05)  # another broker's queue: nothing to wait on
+                ch = conn.channel()
+        conn.close()
+        return got
+
+    def test_to_a_warren_and_to_rabbitmq_over_tls_with_a_client_certificate(self):
+        cert, key = certs.client("guest")
+        query = f"cacertfile={certs.ca}&certfile={cert}&keyfile={key}"
+        centre = Warren()
+        try:
+            self.shovel("to-warren", f"amqps://guest:guest@localhost:{centre.tls_port}/%2F?{query}")
+            self.assertEqual(self.publish_and_collect("to-warren", centre.port), list(range(20)))
+        finally:
+            centre.close()
+        if rabbit:
+            self.shovel("to-rabbit", f"amqps://guest:guest@localhost:{rabbit.tls_port}/%2F?{query}")
+            self.assertEqual(self.publish_and_collect("to-rabbit", rabbit.port), list(range(20)))
+
+    def test_an_upstream_that_fails_verification_is_not_used(self):
+        centre = Warren()
+        try:
+            rogue = certs.path("rogue-ca.pem")
+            self.shovel("untrusted", f"amqps://guest:guest@localhost:{centre.tls_port}/%2F?cacertfile={rogue}")
+            deadline = time.monotonic() + 60
+            while "certificate verify failed" not in (self.status("untrusted").get("reason") or ""):
+                self.assertLess(time.monotonic(), deadline, self.status("untrusted"))
+                time.sleep(0.05)  # the shovel's status has no event to wait on
+            self.assertEqual(self.status("untrusted")["forwarded"], 0)
+        finally:
+            centre.close()
+
+
+def queue_exists(ch, name):
+    try:
+        ch.queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
 
 
 def tls_client_hello():

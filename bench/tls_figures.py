@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Issue 14's TLS figures, side by side in one run (ROUNDS each, interleaved, medians):
+amqp_load (librabbitmq, its TLS socket) publishing with confirms (window 256) and consuming
+with acks (prefetch 256), N persistent 256 B messages, against warrend over plain TCP and
+over TLS, and against a private RabbitMQ node over TLS with the same certificates; then TLS
+connection set-up (handshake, login, channel) per second on both.
+
+    /usr/bin/python3 bench/tls_figures.py [BUILD_DIR] [ROUNDS] [N]
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "interop"))
+BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+N = int(sys.argv[3]) if len(sys.argv) > 3 else 50_000
+os.environ.setdefault("WARREND", os.path.join(BUILD, "warrend"))
+
+from harness import free_ports  # noqa: E402
+from rabbit_node import RabbitNode  # noqa: E402
+from tls_certs import Certificates  # noqa: E402
+
+LOAD = os.path.join(BUILD, "bench", "amqp_load")
+
+
+def load(port, mode, queue, ca=None, extra=()):
+    args = [LOAD, "--port", str(port), "--mode", mode, "--queue", queue, "--messages", str(N), "--window", "256",
+            "--prefetch", "256", *extra]
+    if ca:
+        args += ["--tls-ca", ca]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return float(out.split("rate=")[1].split()[0].rstrip("/s"))
+
+
+def main():
+    certs = Certificates()
+    os.chmod(certs.dir, 0o755)
+    for name in os.listdir(certs.dir):
+        os.chmod(os.path.join(certs.dir, name), 0o644)  # RabbitMQ reads them as its own user
+    rabbit = RabbitNode(plugins=(), config=(
+        "listeners.ssl.default = 127.0.0.1:{tls_port}\n"
+        f"ssl_options.cacertfile = {certs.ca}\nssl_options.certfile = {certs.server[0]}\n"
+        f"ssl_options.keyfile = {certs.server[1]}\nssl_options.verify = verify_none\n"))
+    data = tempfile.mkdtemp(prefix="warren-tls-bench-")
+    port, tls_port = free_ports(2)
+    warrend = subprocess.Popen([os.path.join(BUILD, "warrend"), "--port", str(port), "--tls-port", str(tls_port),
+                                "--tls-cert", certs.server[0], "--tls-key", certs.server[1], "--management-port", "0",
+                                "--prometheus-port", "0", "--data-dir", os.path.join(data, "d"), "--log-level",
+                                "warning"])
+    time.sleep(0.5)  # it prints nothing at this log level; a connection failure would show below
+    try:
+        cases = {"warrend plain": (port, None), "warrend TLS": (tls_port, certs.ca),
+                 "RabbitMQ TLS": (rabbit.tls_port, certs.ca)}
+        rates = {(c, m): [] for c in cases for m in ("publish", "consume")}
+        for r in range(ROUNDS):
+            for case, (p, ca) in cases.items():
+                queue = f"tls-bench-{r}-{case.replace(' ', '-')}"
+                for mode in ("publish", "consume"):
+                    rates[(case, mode)].append(load(p, mode, queue, ca))
+        for (case, mode), values in rates.items():
+            print(f"{case:14} {mode:8} median {statistics.median(values):8.0f} msg/s  {[round(v) for v in values]}")
+        for mode in ("publish", "consume"):
+            plain = statistics.median(rates[("warrend plain", mode)])
+            tls = statistics.median(rates[("warrend TLS", mode)])
+            rabbit_tls = statistics.median(rates[("RabbitMQ TLS", mode)])
+            print(f"{mode}: TLS costs warrend {1 - tls / plain:.0%} (goal < 25%); warrend TLS / RabbitMQ TLS "
+                  f"{tls / rabbit_tls:.1f}x (goal >= 3x)")
+        for case, (p, ca) in cases.items():
+            if ca:
+                r = statistics.median([load(p, "connect", "x", ca, ["--connections", "300"]) for _ in range(ROUNDS)])
+                print(f"{case:14} TLS connections set up per second: {r:.0f}")
+    finally:
+        warrend.terminate()
+        warrend.wait()
+        rabbit.close()
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(certs.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
