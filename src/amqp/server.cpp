@@ -1,18 +1,17 @@
 #include "amqp/server.h"
 
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <sys/stat.h>
 
 #include <array>
 #include <asio/ip/v6_only.hpp>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
-#include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <chrono>
 
+#include "amqp/tls_engine.h"
 #include "common/log.h"
 
 namespace warren::amqp {
@@ -24,28 +23,10 @@ constexpr std::chrono::milliseconds kAcceptRetry{200};
 // closing timeout).
 constexpr std::chrono::seconds kLinger{30};
 
-namespace {
-
-// The common name of the certificate the client presented (and OpenSSL verified).
-std::string peer_common_name(SSL* ssl) {
-  if (SSL_get_verify_result(ssl) != X509_V_OK) return {};
-  X509* cert = SSL_get1_peer_certificate(ssl);
-  if (!cert) return {};
-  char name[256] = {};
-  int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, name, sizeof name);
-  X509_free(cert);
-  return n > 0 ? std::string(name, size_t(n)) : std::string();
-}
-
-}  // namespace
-
-// A session reads and writes either its socket or, on the AMQPS port, a TLS stream over it.
-// The plain path reads what has arrived without a buffer of its own (see read()); TLS
-// decrypts into one of 16 KiB, a record's size.
+// A session reads and writes its socket; on the AMQPS port the bytes pass through a TLS
+// engine on the way (amqp/tls_engine.h), and everything else is the same.
 class Server::Session : public std::enable_shared_from_this<Session> {
  public:
-  using TlsStream = asio::ssl::stream<tcp::socket&>;
-
   Session(Server& server, tcp::socket socket, std::string peer, bool loopback,
           asio::ssl::context* tls)
       : server_(server),
@@ -53,28 +34,12 @@ class Server::Session : public std::enable_shared_from_this<Session> {
         conn_(server.engine_, server.config_, peer, loopback),
         timer_(socket_.get_executor()),
         peer_(std::move(peer)) {
-    if (tls) tls_ = std::make_unique<TlsStream>(socket_, *tls);
+    if (tls) tls_ = std::make_unique<TlsEngine>(tls->native_handle());
   }
 
-  void start() {
-    if (!tls_) return serve();
-    // The handshake's time counts against the connection's handshake timeout (tick()).
-    last_input_ = last_output_ = Clock::now();
-    tick();
-    tls_->async_handshake(
-        asio::ssl::stream_base::server, [self = shared_from_this()](std::error_code ec) {
-          if (self->closed_) return;
-          if (ec) {
-            log::warning("{}: TLS handshake failed: {}", self->peer_, ec.message());
-            self->close();
-            return;
-          }
-          self->conn_.set_tls(peer_common_name(self->tls_->native_handle()));
-          self->serve(false);
-        });
-  }
+  void start() { serve(); }
 
-  void serve(bool start_ticking = true) {
+  void serve() {
     std::error_code ignored;
     socket_.non_blocking(true, ignored);  // read() reads only what has arrived
     conn_.set_output_listener([weak = weak_from_this()] {
@@ -92,7 +57,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     });
     last_input_ = last_output_ = Clock::now();
     read();
-    if (start_ticking) tick();
+    tick();
   }
 
   void shut_down() {
@@ -119,7 +84,6 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   void read() {
     if (!may_read()) return;
     reading_ = true;
-    if (tls_) return read_tls();
     socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](std::error_code ec) {
       self->reading_ = false;
       if (ec)
@@ -129,22 +93,18 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  // What the TLS stream decrypted (up to a record's worth per completion). Reads and writes
-  // on it are all asynchronous: a synchronous read could run the TLS engine under a write.
-  void read_tls() {
-    tls_->async_read_some(asio::buffer(tls_buffer_),
-                          [self = shared_from_this()](std::error_code ec, size_t n) {
-                            self->reading_ = false;
-                            if (self->closed_) return;
-                            if (ec) return self->close();
-                            self->take_input(std::string_view(self->tls_buffer_.data(), n));
-                            self->read();
-                          });
-  }
-
   void take_input(std::string_view data) {
     last_input_ = Clock::now();
-    in_.append(data);
+    if (tls_) {
+      if (!tls_->receive(data, &in_)) return tls_failed();
+      if (!tls_->handshake_done()) return flush();  // its replies go out, more is read
+      if (!tls_identified_) {  // before the AMQP header is read: it decides the mechanisms
+        tls_identified_ = true;
+        conn_.set_tls(tls_->peer_common_name());
+      }
+    } else {
+      in_.append(data);
+    }
     conn_.feed(in_);
     if (conn_.refusing()) answer_refusal_later();
     flush();  // which may start waiting for input itself
@@ -176,9 +136,21 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // A TLS failure (a bad handshake, an untrusted certificate, a plaintext client): the alert
+  // goes out if the socket takes it at once, then the connection closes.
+  void tls_failed() {
+    log::warning("{}: TLS {} failed: {}", peer_, tls_->handshake_done() ? "session" : "handshake",
+                 tls_->error());
+    std::string alert;
+    tls_->take_output(&alert);
+    std::error_code ignored;
+    if (!alert.empty()) socket_.write_some(asio::buffer(alert), ignored);
+    close();
+  }
+
   void flush() {
     if (writing_ || closed_) return;
-    std::string& out = conn_.output();
+    std::string& out = tls_ ? encrypted_output() : conn_.output();
     if (out.empty()) {
       if (conn_.should_close())
         finish();
@@ -200,10 +172,18 @@ class Server::Session : public std::enable_shared_from_this<Session> {
       self->flush();
       self->read();
     };
-    if (tls_)
-      asio::async_write(*tls_, asio::buffer(sending_), std::move(written));
-    else
-      asio::async_write(socket_, asio::buffer(sending_), std::move(written));
+    asio::async_write(socket_, asio::buffer(sending_), std::move(written));
+  }
+
+  // What the connection wrote, encrypted, after whatever the TLS engine has to send itself.
+  std::string& encrypted_output() {
+    std::string& plain = conn_.output();
+    if (!plain.empty() && tls_->handshake_done()) {
+      if (!tls_->send(plain)) log::warning("{}: TLS failed: {}", peer_, tls_->error());
+      plain.clear();
+    }
+    tls_->take_output(&tls_out_);
+    return tls_out_;
   }
 
   // A refused login is answered after a delay; nobody else waits for it.
@@ -300,8 +280,9 @@ class Server::Session : public std::enable_shared_from_this<Session> {
 
   Server& server_;
   tcp::socket socket_;
-  std::unique_ptr<TlsStream> tls_;
-  std::array<char, 16384> tls_buffer_{};
+  std::unique_ptr<TlsEngine> tls_;
+  std::string tls_out_;  // ciphertext not yet handed to the socket
+  bool tls_identified_ = false;
   Connection conn_;
   asio::steady_timer timer_;
   std::string peer_;
