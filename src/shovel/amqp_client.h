@@ -79,8 +79,6 @@ class AmqpClient : public std::enable_shared_from_this<AmqpClient> {
   // Closes politely (connection.close, then the socket once the server answers or after a
   // second). No event fires after this.
   void close();
-  // Bytes waiting to be written: a destination that cannot keep up shows here.
-  size_t output_backlog() const { return out_.size() + writing_.size(); }
 
  private:
   enum class Phase { idle, connecting, handshake, open, closing, closed };

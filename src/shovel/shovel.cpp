@@ -97,10 +97,9 @@ void Shovel::stop() {
 
 void Shovel::connect() {
   ++session_;
-  destination_ready_ = source_ready_ = blocked_ = false;
+  blocked_ = false;
   in_flight_.clear();
   waiting_.clear();
-  published_in_session_ = 0;
   set_state(State::starting);
   const AmqpUri& uri = destinations_[next_destination_++ % destinations_.size()];
   destination_ = make_destination(engine_, definition_, uri);
@@ -116,7 +115,6 @@ void Shovel::connect() {
 
 // The destination first, so that nothing is taken from the source before it can go on.
 void Shovel::on_destination_ready() {
-  destination_ready_ = true;
   const AmqpUri& uri = sources_[next_source_++ % sources_.size()];
   source_ = make_source(engine_, definition_, uri);
   SourceLink::Events events;
@@ -129,7 +127,6 @@ void Shovel::on_destination_ready() {
 #undef WARREN_IN_SESSION
 
 void Shovel::on_source_ready(uint64_t length) {
-  source_ready_ = true;
   if (definition_.src_delete_after_queue_length && !remaining_) remaining_ = length;
   last_connected_ms_ = now_ms();
   set_state(State::running);
@@ -162,7 +159,6 @@ void Shovel::forward(uint64_t tag, Carried message) {
   const uint64_t seq =
       destination_->publish(exchange, routing_key, transformed_properties(message), message.body);
   if (session != session_) return;  // the publish failed the session
-  ++published_in_session_;
   in_flight_.push_back({seq, tag, false});
 }
 

@@ -72,11 +72,10 @@ class Shovel : public std::enable_shared_from_this<Shovel> {
 
   State state_ = State::starting;
   std::string reason_;
-  bool destination_ready_ = false, source_ready_ = false, blocked_ = false;
+  bool blocked_ = false;
   std::deque<InFlight> in_flight_;
   std::deque<std::pair<uint64_t, Carried>> waiting_;  // while blocked or not yet ready
   std::optional<uint64_t> remaining_;                 // src-delete-after: messages still to move
-  uint64_t published_in_session_ = 0;
   uint64_t forwarded_ = 0, resent_ = 0;
   int failures_in_a_row_ = 0;
   int64_t last_connected_ms_ = 0, state_since_ms_ = 0;
