@@ -3,6 +3,7 @@ message; SIGTERM; time until the process has exited. Median and max of five roun
 
     /usr/bin/python3 bench/stop_time.py build/warrend
 """
+import shutil
 import signal
 import statistics
 import subprocess
@@ -46,6 +47,7 @@ def one_round(warrend):
     for t in threads:
         t.join()
     proc.stdout.close()
+    shutil.rmtree(data, ignore_errors=True)
     return took
 
 

@@ -1,5 +1,6 @@
 """A python3-celery worker running tasks with acks_late and retries."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 class Celery(unittest.TestCase):
     def test_worker_retries_a_failing_task_then_acks_it(self):
         state = tempfile.mkdtemp(prefix="warren-celery-")
+        self.addCleanup(shutil.rmtree, state, ignore_errors=True)
         queue = unique("celery")
         env = dict(os.environ, CELERY_PORT=str(broker().port), CELERY_QUEUE=queue, CELERY_STATE_DIR=state,
                    PYTHONPATH=HERE)

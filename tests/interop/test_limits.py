@@ -5,6 +5,7 @@ bound is growth over a baseline measured in the same run; each wait is for an ev
 import errno
 import os
 import resource
+import shutil
 import signal
 import socket
 import struct
@@ -66,6 +67,7 @@ class Limits(unittest.TestCase):
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="warren-limits-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
         self.procs = []
 
     def tearDown(self):

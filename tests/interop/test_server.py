@@ -1,6 +1,7 @@
 """warrend itself: the config file, --port 0, users, clean shutdown on SIGTERM."""
 import os
 import random
+import shutil
 import signal
 import struct
 import subprocess
@@ -20,6 +21,7 @@ from rawamqp import Raw, frame, method, shortstr
 class Server(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="warren-server-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
 
     def test_config_file_users_and_port(self):
         config = os.path.join(self.dir, "warren.conf")
