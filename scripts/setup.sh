@@ -7,6 +7,7 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # The libraries, then the real AMQP clients the interop tests drive.
 for pkg in build-essential cmake pkg-config liblmdb-dev libasio-dev libfmt-dev libxxhash-dev \
            libgtest-dev libbenchmark-dev libcli11-dev libcpp-httplib-dev nlohmann-json3-dev libssl-dev openssl clang \
+           libsystemd-dev systemd adduser python3-pytest \
            python3-pika python3-aio-pika python3-amqp python3-kombu python3-celery \
            amqp-tools librabbitmq-dev prometheus chromium; do  # promtool and the server; a browser
   have_pkg "$pkg" || need+=("$pkg")

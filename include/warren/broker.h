@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "warren/export.h"
 #include "warren/channel.h"
 #include "warren/connection.h"
 #include "warren/options.h"
@@ -25,7 +26,7 @@ namespace api {
 class BrokerHandle;
 }
 
-class Broker {
+class WARREN_EXPORT Broker {
  public:
   // Throws warren::Error if the store cannot be opened (locked by another process,
   // written by an incompatible version, damaged).

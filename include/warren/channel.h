@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "warren/export.h"
 #include "warren/consumer.h"
 #include "warren/exchange.h"
 #include "warren/message.h"
@@ -27,7 +28,7 @@ namespace api {
 class ChannelHandle;
 }
 
-class Channel {
+class WARREN_EXPORT Channel {
  public:
   explicit Channel(std::shared_ptr<api::ChannelHandle> handle);
   Channel(Channel&&) noexcept;

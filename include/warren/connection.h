@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "warren/export.h"
 #include "warren/channel.h"
 
 namespace warren {
@@ -12,7 +13,7 @@ namespace api {
 class ConnectionHandle;
 }
 
-class Connection {
+class WARREN_EXPORT Connection {
  public:
   explicit Connection(std::shared_ptr<api::ConnectionHandle> handle);
   Connection(Connection&&) noexcept;

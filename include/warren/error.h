@@ -4,11 +4,12 @@
 
 #include <stdexcept>
 
+#include "warren/export.h"
 #include "warren/status.h"
 
 namespace warren {
 
-class Error : public std::runtime_error {
+class WARREN_EXPORT Error : public std::runtime_error {
  public:
   explicit Error(Status status) : std::runtime_error(status.text()), status_(std::move(status)) {}
   const Status& status() const { return status_; }
@@ -20,7 +21,7 @@ class Error : public std::runtime_error {
 
 // A wait (for confirms, for a commit) ran past its deadline. Nothing was lost: the
 // operation may still complete.
-class Timeout : public std::runtime_error {
+class WARREN_EXPORT Timeout : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

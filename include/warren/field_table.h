@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include "warren/export.h"
+
 namespace warren {
 
 class FieldValue;
@@ -33,7 +35,7 @@ struct Void {  // 'V'
 
 using FieldArray = std::vector<FieldValue>;
 
-class FieldTable {
+class WARREN_EXPORT FieldTable {
  public:
   using Entry = std::pair<std::string, FieldValue>;
   FieldTable() = default;
@@ -58,7 +60,7 @@ class FieldTable {
 // One value, tagged with its wire type: bool 't', int8 'b', uint8 'B', int16 's',
 // uint16 'u', int32 'I', uint32 'i', int64 'l', float 'f', double 'd', decimal 'D',
 // long string 'S', byte array 'x', array 'A', timestamp 'T', table 'F', void 'V'.
-class FieldValue {
+class WARREN_EXPORT FieldValue {
  public:
   using Variant = std::variant<Void, bool, int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t,
                                int64_t, float, double, Decimal, std::string, ByteArray, FieldArray,

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "warren/export.h"
+
 namespace warren {
 
 enum class ReplyCode : uint16_t {
@@ -33,15 +35,15 @@ enum class ReplyCode : uint16_t {
 };
 
 // The AMQP name of a reply code, as it starts a reply text: "NOT_FOUND".
-std::string_view reply_name(ReplyCode code);
+WARREN_EXPORT std::string_view reply_name(ReplyCode code);
 
 // Hard errors close the whole connection; soft errors close only the channel (AMQP 0-9-1 §1.2).
-bool is_connection_error(ReplyCode code);
+WARREN_EXPORT bool is_connection_error(ReplyCode code);
 
 // What went wrong below the protocol, when a failure came from the store.
 enum class StorageFault : uint8_t { none, io_error, no_space, corruption };
 
-class Status {
+class WARREN_EXPORT Status {
  public:
   Status() = default;  // success
 

@@ -66,6 +66,7 @@ class BrokerHandle : public std::enable_shared_from_this<BrokerHandle> {
   core::LoopToken& token() { return *token_; }
 
   core::Engine& engine() { return *engine_; }
+  asio::io_context& io() { return *io_; }  // for servers run on the broker's loop
   shovel::ShovelManager& shovels() { return *shovels_; }
   storage::Writer& writer() { return engine_->writer(); }
   const BrokerOptions& options() const { return options_; }

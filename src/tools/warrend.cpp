@@ -7,6 +7,7 @@
 // win. Settings are parsed in tools/warrend_options.cpp.
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <systemd/sd-daemon.h>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -126,6 +127,17 @@ mgmt::Response metrics(core::Engine& engine, const shovel::ShovelManager& shovel
   return response;
 }
 
+// The one line test harnesses wait for (README, "Readiness"), and systemd's Type=notify.
+void announce_ready(const tools::Settings& settings, const amqp::Server& server) {
+  std::string line = fmt::format("ready amqp={}", server.port());
+  if (server.tls_port() != 0) line += fmt::format(" amqps={}", server.tls_port());
+  if (settings.management_port != 0) line += fmt::format(" management={}", settings.management_port);
+  if (settings.prometheus_port != 0) line += fmt::format(" prometheus={}", settings.prometheus_port);
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+  sd_notify(0, fmt::format("READY=1\nSTATUS=accepting connections: {}", line.substr(6)).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -204,11 +216,13 @@ int main(int argc, char** argv) {
             settings.broker.durability == Durability::in_memory ? std::string("memory")
                                                                 : settings.broker.data_dir,
             settings.broker.durability == Durability::fsync ? "fsync" : "nosync");
+  announce_ready(settings, server);
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code ec, int signal) {
     if (ec) return;
     log::info("signal {}: shutting down", signal);
+    sd_notify(0, "STOPPING=1");
     management.stop();
     prometheus.stop();
     shovels.stop_all();
