@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test: a Release build (what users and packagers build),
-# then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (which also check
-# the threading rules and the queues' invariants), then a bounded fuzzing run. Installs what
-# is missing first.
+# the install, embedding and package tests, then the same tests under AddressSanitizer +
+# UndefinedBehaviorSanitizer (which also check the threading rules and the queues'
+# invariants), a bounded fuzzing run, and an arm64 cross build with unit tests under qemu.
+# Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,8 +16,16 @@ build() {  # build DIR BUILD_TYPE [cmake options...]
   cmake --build "$dir" -j "$jobs"
 }
 
-build build Release
+# The Release build makes libwarren shared, so that its exports are what gets tested;
+# warrend and the tests link the same objects statically either way.
+build build Release -DBUILD_SHARED_LIBS=ON
 ctest --test-dir build --output-on-failure -j "$jobs"
+
+# Installed and embedded as applications do: consumer projects against the install (shared
+# and static), the ctypes example, then the Debian package installed, run and purged.
+bash tests/install/run.sh build
+(cd build && rm -f warren_*.deb && cpack -G DEB >/dev/null)
+WARREN_DEB=$(ls build/warren_*.deb) /usr/bin/python3 -m unittest -v tests/install/test_package.py
 
 build build-asan RelWithDebInfo -DWARREN_SANITIZE=ON -DWARREN_BUILD_BENCH=OFF -DWARREN_BUILD_EXAMPLES=OFF
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -45,4 +54,6 @@ if command -v clang++-14 >/dev/null || command -v clang++ >/dev/null; then
     rm -rf "$corpus" "$log"
   done
 fi
+# arm64: cross-compiled, unit tests under qemu-user (a subset: scripts/arm64.sh says which).
+bash scripts/arm64.sh
 echo "all tests passed"

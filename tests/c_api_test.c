@@ -200,6 +200,20 @@ static void an_empty_queue_gives_null_without_an_error(void) {
   CHECK(warren_basic_get(ch, "c-empty", 1, &err) == NULL);
   CHECK(err == NULL);
   CHECK(warren_channel_is_open(ch) == 1);
+  /* nack with requeue: the message comes back, marked redelivered. */
+  warren_basic_publish(ch, "", "c-empty", "again", 5, NULL, 0, &err);
+  warren_delivery_t* d = warren_basic_get(ch, "c-empty", 0, &err);
+  CHECK(d != NULL && warren_delivery_redelivered(d) == 0);
+  CHECK(warren_basic_nack(ch, warren_delivery_tag(d), 0, 1, &err) == 0);
+  warren_delivery_destroy(d);
+  d = warren_basic_get(ch, "c-empty", 1, &err);
+  CHECK(d != NULL && warren_delivery_redelivered(d) == 1);
+  warren_delivery_destroy(d);
+  /* An unknown delivery tag closes the channel with RabbitMQ's 406. */
+  warren_basic_ack(ch, 99, 0, &err);
+  CHECK(warren_queue_purge(ch, "c-empty", NULL, &err) == 406);
+  CHECK(strcmp(warren_error_text(err), "PRECONDITION_FAILED - unknown delivery tag 99") == 0);
+  warren_error_free(err);
   warren_channel_close(ch);
   warren_broker_close(broker);
 }

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -214,7 +215,17 @@ std::string run_and_kill(const std::string& dir, uint64_t start,
     dup2(fds[1], STDOUT_FILENO);
     close(fds[0]);
     std::string start_arg = std::to_string(start);
-    execl("/proc/self/exe", "crash_test", mode, dir.c_str(), start_arg.c_str(), nullptr);
+    // Under an emulator (qemu-user, for arm64), /proc/self/exe is the emulator: the child
+    // is this binary run through it again.
+    if (const char* emulator = std::getenv("WARREN_TEST_EMULATOR"); emulator && *emulator) {
+      char self[4096];
+      ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);  // the emulated binary
+      if (n <= 0) _exit(127);
+      self[n] = '\0';
+      execlp(emulator, emulator, self, mode, dir.c_str(), start_arg.c_str(), nullptr);
+    } else {
+      execl("/proc/self/exe", "crash_test", mode, dir.c_str(), start_arg.c_str(), nullptr);
+    }
     _exit(127);
   }
   close(fds[1]);
