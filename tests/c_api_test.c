@@ -1,23 +1,23 @@
 /* The C API (warren/c.h), compiled as C11: a broker on a real data directory, reopened to
  * check durability; errors as reply codes and texts; consume with a callback. Exits
  * non-zero at the first failed check. */
-#include "warren/c.h"
-
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "warren/c.h"
+
 static int failures = 0;
 
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    if (!(cond)) {                                                   \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                    \
-      return;                                                        \
-    }                                                                \
+      failures++;                                                              \
+      return;                                                                  \
+    }                                                                          \
   } while (0)
 
 static char data_dir[] = "/tmp/warren-c-api-XXXXXX";
@@ -62,7 +62,7 @@ static void publish_confirm_and_get_after_reopen(void) {
   warren_channel_close(ch);
   warren_broker_close(broker);
 
-  broker = open_broker(WARREN_DURABILITY_FSYNC);  /* confirmed means on disk */
+  broker = open_broker(WARREN_DURABILITY_FSYNC); /* confirmed means on disk */
   CHECK(broker != NULL);
   ch = warren_channel_open(broker, &err);
   CHECK(ch != NULL);
@@ -97,7 +97,7 @@ static void errors_carry_rabbitmq_codes_and_texts(void) {
   CHECK(warren_queue_declare(ch, "nope", WARREN_PASSIVE, NULL, NULL, NULL, NULL, &err) == 404);
   CHECK(warren_error_code(err) == 404);
   CHECK(strcmp(warren_error_text(err), "NOT_FOUND - no queue 'nope' in vhost '/'") == 0);
-  CHECK(warren_channel_is_open(ch) == 0);  /* a channel error closes the channel */
+  CHECK(warren_channel_is_open(ch) == 0); /* a channel error closes the channel */
   /* The next call on the closed channel reports why it closed. */
   CHECK(warren_queue_purge(ch, "c-jobs", NULL, &err) == 404);
   warren_channel_close(ch);
@@ -134,7 +134,7 @@ static void on_delivery(void* state, const warren_delivery_t* delivery) {
   size_t size = 0;
   const char* body = warren_delivery_body(delivery, &size);
   if (size == 3 && memcmp(body, "job", 3) == 0) atomic_fetch_add(&c->bodies_ok, 1);
-  warren_basic_ack(c->channel, warren_delivery_tag(delivery), 0, NULL);  /* from the callback */
+  warren_basic_ack(c->channel, warren_delivery_tag(delivery), 0, NULL); /* from the callback */
   atomic_fetch_add(&c->count, 1);
 }
 
@@ -176,7 +176,7 @@ static void consume_with_a_callback_then_replay(void) {
   CHECK(warren_wait_for_confirms(ch, 10000, &all_acked, &err) == 0);
   warren_delivery_t* d = warren_basic_get(ch, "c-work", 0, &err);
   CHECK(d != NULL);
-  CHECK(warren_basic_reject(ch, warren_delivery_tag(d), 0, &err) == 0);  /* dead-lettered */
+  CHECK(warren_basic_reject(ch, warren_delivery_tag(d), 0, &err) == 0); /* dead-lettered */
   warren_delivery_destroy(d);
   CHECK(warren_channel_flush(ch, 10000, &err) == 0);
   CHECK(warren_broker_replay(broker, "c-dead", NULL, 0, &err) == 1);
@@ -227,7 +227,9 @@ int main(void) {
   char command[128];
   snprintf(command, sizeof command, "rm -rf '%s'", data_dir);
   if (system(command) != 0) fprintf(stderr, "could not remove %s\n", data_dir);
-  if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
-  else printf("c_api_test: all checks passed\n");
+  if (failures)
+    fprintf(stderr, "%d check(s) failed\n", failures);
+  else
+    printf("c_api_test: all checks passed\n");
   return failures ? 1 : 0;
 }

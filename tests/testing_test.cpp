@@ -47,13 +47,14 @@ class Client {
     return amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_NORMAL;
   }
   bool publish(const std::string& queue, const std::string& body) {
-    return amqp_basic_publish(conn_, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queue.c_str()), 0, 0,
-                              nullptr, amqp_cstring_bytes(body.c_str())) == AMQP_STATUS_OK;
+    return amqp_basic_publish(conn_, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queue.c_str()),
+                              0, 0, nullptr, amqp_cstring_bytes(body.c_str())) == AMQP_STATUS_OK;
   }
   // The body of the next message, "" if none.
   std::string get(const std::string& queue) {
     amqp_rpc_reply_t reply = amqp_basic_get(conn_, 1, amqp_cstring_bytes(queue.c_str()), 1);
-    if (reply.reply_type != AMQP_RESPONSE_NORMAL || reply.reply.id != AMQP_BASIC_GET_OK_METHOD) return "";
+    if (reply.reply_type != AMQP_RESPONSE_NORMAL || reply.reply.id != AMQP_BASIC_GET_OK_METHOD)
+      return "";
     amqp_message_t message;
     if (amqp_read_message(conn_, 1, &message, 0).reply_type != AMQP_RESPONSE_NORMAL) return "";
     std::string body(static_cast<char*>(message.body.bytes), message.body.len);
@@ -115,7 +116,8 @@ TEST(AmqpServer, ATakenPortIsAnErrorNotACrash) {
     warren::testing::AmqpServer second(on_port(first.port()));
     FAIL() << "a second server bound the same port";
   } catch (const warren::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(std::to_string(first.port())), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(first.port())), std::string::npos)
+        << e.what();
   }
 }
 

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "warren/export.h"
 #include "warren/channel.h"
 #include "warren/connection.h"
+#include "warren/export.h"
 #include "warren/options.h"
 #include "warren/queue.h"
 #include "warren/shovel.h"
@@ -47,7 +47,8 @@ class WARREN_EXPORT Broker {
   // queue replayed to where its messages died). Moves happen in batches of 1000, each one
   // commit: after a crash every message is in exactly one of the queues. Returns how many
   // once they are on disk. A missing queue throws 404 (after the moves before it are done).
-  uint64_t replay(std::string_view from, std::string_view to = {}, const ReplayOptions& options = {});
+  uint64_t replay(std::string_view from, std::string_view to = {},
+                  const ReplayOptions& options = {});
 
   // Shovels (warren/shovel.h): declared or replaced by vhost and name, stored with the
   // broker's data, running at once and again whenever this data directory is opened. A

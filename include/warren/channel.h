@@ -15,9 +15,9 @@
 #include <string>
 #include <string_view>
 
-#include "warren/export.h"
 #include "warren/consumer.h"
 #include "warren/exchange.h"
+#include "warren/export.h"
 #include "warren/message.h"
 #include "warren/queue.h"
 #include "warren/status.h"

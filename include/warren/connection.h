@@ -4,8 +4,8 @@
 
 #include <memory>
 
-#include "warren/export.h"
 #include "warren/channel.h"
+#include "warren/export.h"
 
 namespace warren {
 

@@ -91,7 +91,11 @@ class WARREN_EXPORT FieldValue {
 // Defined here, where FieldValue is complete (clang instantiates eagerly).
 inline bool FieldTable::empty() const { return entries_.empty(); }
 inline size_t FieldTable::size() const { return entries_.size(); }
-inline std::vector<FieldTable::Entry>::const_iterator FieldTable::begin() const { return entries_.begin(); }
-inline std::vector<FieldTable::Entry>::const_iterator FieldTable::end() const { return entries_.end(); }
+inline std::vector<FieldTable::Entry>::const_iterator FieldTable::begin() const {
+  return entries_.begin();
+}
+inline std::vector<FieldTable::Entry>::const_iterator FieldTable::end() const {
+  return entries_.end();
+}
 
 }  // namespace warren

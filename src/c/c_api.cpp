@@ -1,7 +1,5 @@
 // The C API (warren/c.h) over the C++ one: each function catches everything, so no
 // exception crosses into C, and turns warren::Error into its reply code and text.
-#include "warren/c.h"
-
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +10,7 @@
 #include <string>
 
 #include "warren/broker.h"
+#include "warren/c.h"
 #include "warren/error.h"
 
 struct warren_error_t {
@@ -60,7 +59,8 @@ int guarded(warren_error_t** err, F&& fn) {
   } catch (const std::bad_alloc&) {
     set_error(err, int(warren::ReplyCode::internal_error), "INTERNAL_ERROR - out of memory");
   } catch (const std::exception& e) {
-    set_error(err, int(warren::ReplyCode::internal_error), std::string("INTERNAL_ERROR - ") + e.what());
+    set_error(err, int(warren::ReplyCode::internal_error),
+              std::string("INTERNAL_ERROR - ") + e.what());
   } catch (...) {
     set_error(err, int(warren::ReplyCode::internal_error), "INTERNAL_ERROR - unknown failure");
   }
@@ -118,9 +118,14 @@ void warren_options_set_data_dir(warren_options_t* options, const char* dir) {
 }
 void warren_options_set_durability(warren_options_t* options, int durability) {
   switch (durability) {
-    case WARREN_DURABILITY_NOSYNC: options->options.durability = warren::Durability::nosync; break;
-    case WARREN_DURABILITY_IN_MEMORY: options->options.durability = warren::Durability::in_memory; break;
-    default: options->options.durability = warren::Durability::fsync;
+    case WARREN_DURABILITY_NOSYNC:
+      options->options.durability = warren::Durability::nosync;
+      break;
+    case WARREN_DURABILITY_IN_MEMORY:
+      options->options.durability = warren::Durability::in_memory;
+      break;
+    default:
+      options->options.durability = warren::Durability::fsync;
   }
 }
 void warren_options_set_max_message_size(warren_options_t* options, uint64_t bytes) {
@@ -161,7 +166,9 @@ void warren_channel_close(warren_channel_t* channel) {
   guarded(nullptr, [&] { delete channel; });
 }
 
-int warren_channel_is_open(const warren_channel_t* channel) { return channel->channel.is_open() ? 1 : 0; }
+int warren_channel_is_open(const warren_channel_t* channel) {
+  return channel->channel.is_open() ? 1 : 0;
+}
 
 warren_table_t* warren_table_create(void) { return new (std::nothrow) warren_table_t{}; }
 void warren_table_destroy(warren_table_t* table) { delete table; }
@@ -176,8 +183,8 @@ void warren_table_set_bool(warren_table_t* table, const char* key, int value) {
 }
 
 int warren_queue_declare(warren_channel_t* channel, const char* queue, int flags,
-                         const warren_table_t* arguments, char** declared_name, uint32_t* message_count,
-                         uint32_t* consumer_count, warren_error_t** err) {
+                         const warren_table_t* arguments, char** declared_name,
+                         uint32_t* message_count, uint32_t* consumer_count, warren_error_t** err) {
   return guarded(err, [&] {
     warren::QueueOptions options{.passive = (flags & WARREN_PASSIVE) != 0,
                                  .durable = (flags & WARREN_DURABLE) != 0,
@@ -191,21 +198,26 @@ int warren_queue_declare(warren_channel_t* channel, const char* queue, int flags
   });
 }
 
-int warren_queue_bind(warren_channel_t* channel, const char* queue, const char* exchange, const char* routing_key,
-                      const warren_table_t* arguments, warren_error_t** err) {
+int warren_queue_bind(warren_channel_t* channel, const char* queue, const char* exchange,
+                      const char* routing_key, const warren_table_t* arguments,
+                      warren_error_t** err) {
   return guarded(err, [&] {
-    channel->channel.queue_bind(text(queue), text(exchange), text(routing_key), table_or_empty(arguments));
+    channel->channel.queue_bind(text(queue), text(exchange), text(routing_key),
+                                table_or_empty(arguments));
   });
 }
 
-int warren_queue_unbind(warren_channel_t* channel, const char* queue, const char* exchange, const char* routing_key,
-                        const warren_table_t* arguments, warren_error_t** err) {
+int warren_queue_unbind(warren_channel_t* channel, const char* queue, const char* exchange,
+                        const char* routing_key, const warren_table_t* arguments,
+                        warren_error_t** err) {
   return guarded(err, [&] {
-    channel->channel.queue_unbind(text(queue), text(exchange), text(routing_key), table_or_empty(arguments));
+    channel->channel.queue_unbind(text(queue), text(exchange), text(routing_key),
+                                  table_or_empty(arguments));
   });
 }
 
-int warren_queue_purge(warren_channel_t* channel, const char* queue, uint32_t* purged, warren_error_t** err) {
+int warren_queue_purge(warren_channel_t* channel, const char* queue, uint32_t* purged,
+                       warren_error_t** err) {
   return guarded(err, [&] {
     uint32_t n = channel->channel.queue_purge(text(queue));
     if (purged) *purged = n;
@@ -215,13 +227,14 @@ int warren_queue_purge(warren_channel_t* channel, const char* queue, uint32_t* p
 int warren_queue_delete(warren_channel_t* channel, const char* queue, int if_unused, int if_empty,
                         uint32_t* deleted, warren_error_t** err) {
   return guarded(err, [&] {
-    uint32_t n = channel->channel.queue_delete(text(queue), {.if_unused = if_unused != 0, .if_empty = if_empty != 0});
+    uint32_t n = channel->channel.queue_delete(
+        text(queue), {.if_unused = if_unused != 0, .if_empty = if_empty != 0});
     if (deleted) *deleted = n;
   });
 }
 
-int warren_exchange_declare(warren_channel_t* channel, const char* exchange, const char* type, int flags,
-                            const warren_table_t* arguments, warren_error_t** err) {
+int warren_exchange_declare(warren_channel_t* channel, const char* exchange, const char* type,
+                            int flags, const warren_table_t* arguments, warren_error_t** err) {
   return guarded(err, [&] {
     channel->channel.exchange_declare(text(exchange), text(type),
                                       {.passive = (flags & WARREN_PASSIVE) != 0,
@@ -232,11 +245,16 @@ int warren_exchange_declare(warren_channel_t* channel, const char* exchange, con
   });
 }
 
-int warren_exchange_delete(warren_channel_t* channel, const char* exchange, int if_unused, warren_error_t** err) {
-  return guarded(err, [&] { channel->channel.exchange_delete(text(exchange), {.if_unused = if_unused != 0}); });
+int warren_exchange_delete(warren_channel_t* channel, const char* exchange, int if_unused,
+                           warren_error_t** err) {
+  return guarded(err, [&] {
+    channel->channel.exchange_delete(text(exchange), {.if_unused = if_unused != 0});
+  });
 }
 
-warren_properties_t* warren_properties_create(void) { return new (std::nothrow) warren_properties_t{}; }
+warren_properties_t* warren_properties_create(void) {
+  return new (std::nothrow) warren_properties_t{};
+}
 void warren_properties_destroy(warren_properties_t* properties) { delete properties; }
 
 int warren_properties_set(warren_properties_t* properties, const char* name, const char* value) {
@@ -261,9 +279,10 @@ int warren_confirm_select(warren_channel_t* channel, warren_error_t** err) {
   return guarded(err, [&] { channel->channel.confirm_select(); });
 }
 
-uint64_t warren_basic_publish(warren_channel_t* channel, const char* exchange, const char* routing_key,
-                              const void* body, size_t body_size, const warren_properties_t* properties,
-                              int mandatory, warren_error_t** err) {
+uint64_t warren_basic_publish(warren_channel_t* channel, const char* exchange,
+                              const char* routing_key, const void* body, size_t body_size,
+                              const warren_properties_t* properties, int mandatory,
+                              warren_error_t** err) {
   uint64_t sequence = 0;
   guarded(err, [&] {
     warren::Message message{std::string(static_cast<const char*>(body), body ? body_size : 0),
@@ -274,7 +293,8 @@ uint64_t warren_basic_publish(warren_channel_t* channel, const char* exchange, c
   return sequence;
 }
 
-int warren_wait_for_confirms(warren_channel_t* channel, int64_t timeout_ms, int* all_acked, warren_error_t** err) {
+int warren_wait_for_confirms(warren_channel_t* channel, int64_t timeout_ms, int* all_acked,
+                             warren_error_t** err) {
   return guarded(err, [&] {
     bool acked = channel->channel.wait_for_confirms(std::chrono::milliseconds(timeout_ms));
     if (all_acked) *all_acked = acked ? 1 : 0;
@@ -285,7 +305,8 @@ int warren_basic_qos(warren_channel_t* channel, uint16_t prefetch_count, warren_
   return guarded(err, [&] { channel->channel.basic_qos(prefetch_count); });
 }
 
-warren_delivery_t* warren_basic_get(warren_channel_t* channel, const char* queue, int no_ack, warren_error_t** err) {
+warren_delivery_t* warren_basic_get(warren_channel_t* channel, const char* queue, int no_ack,
+                                    warren_error_t** err) {
   warren_delivery_t* delivery = nullptr;
   guarded(err, [&] {
     if (auto got = channel->channel.basic_get(text(queue), no_ack != 0))
@@ -294,15 +315,16 @@ warren_delivery_t* warren_basic_get(warren_channel_t* channel, const char* queue
   return delivery;
 }
 
-char* warren_basic_consume(warren_channel_t* channel, const char* queue, int no_ack, warren_deliver_fn callback,
-                           void* state, warren_error_t** err) {
+char* warren_basic_consume(warren_channel_t* channel, const char* queue, int no_ack,
+                           warren_deliver_fn callback, void* state, warren_error_t** err) {
   char* tag = nullptr;
   guarded(err, [&] {
     auto deliver = [callback, state](warren::Delivery d) {
       warren_delivery_t delivery{std::move(d)};
       callback(state, &delivery);
     };
-    tag = copy_string(channel->channel.basic_consume(text(queue), deliver, {.no_ack = no_ack != 0}));
+    tag =
+        copy_string(channel->channel.basic_consume(text(queue), deliver, {.no_ack = no_ack != 0}));
   });
   return tag;
 }
@@ -311,16 +333,19 @@ int warren_basic_cancel(warren_channel_t* channel, const char* consumer_tag, war
   return guarded(err, [&] { channel->channel.basic_cancel(text(consumer_tag)); });
 }
 
-int warren_basic_ack(warren_channel_t* channel, uint64_t delivery_tag, int multiple, warren_error_t** err) {
+int warren_basic_ack(warren_channel_t* channel, uint64_t delivery_tag, int multiple,
+                     warren_error_t** err) {
   return guarded(err, [&] { channel->channel.basic_ack(delivery_tag, multiple != 0); });
 }
 
 int warren_basic_nack(warren_channel_t* channel, uint64_t delivery_tag, int multiple, int requeue,
                       warren_error_t** err) {
-  return guarded(err, [&] { channel->channel.basic_nack(delivery_tag, multiple != 0, requeue != 0); });
+  return guarded(err,
+                 [&] { channel->channel.basic_nack(delivery_tag, multiple != 0, requeue != 0); });
 }
 
-int warren_basic_reject(warren_channel_t* channel, uint64_t delivery_tag, int requeue, warren_error_t** err) {
+int warren_basic_reject(warren_channel_t* channel, uint64_t delivery_tag, int requeue,
+                        warren_error_t** err) {
   return guarded(err, [&] { channel->channel.basic_reject(delivery_tag, requeue != 0); });
 }
 
@@ -330,15 +355,25 @@ int warren_channel_flush(warren_channel_t* channel, int64_t timeout_ms, warren_e
 
 void warren_delivery_destroy(warren_delivery_t* delivery) { delete delivery; }
 uint64_t warren_delivery_tag(const warren_delivery_t* d) { return d->delivery.delivery_tag; }
-int warren_delivery_redelivered(const warren_delivery_t* d) { return d->delivery.redelivered ? 1 : 0; }
+int warren_delivery_redelivered(const warren_delivery_t* d) {
+  return d->delivery.redelivered ? 1 : 0;
+}
 const void* warren_delivery_body(const warren_delivery_t* d, size_t* size) {
   if (size) *size = d->delivery.message.body.size();
   return d->delivery.message.body.data();
 }
-const char* warren_delivery_exchange(const warren_delivery_t* d) { return d->delivery.exchange.c_str(); }
-const char* warren_delivery_routing_key(const warren_delivery_t* d) { return d->delivery.routing_key.c_str(); }
-const char* warren_delivery_consumer_tag(const warren_delivery_t* d) { return d->delivery.consumer_tag.c_str(); }
-uint32_t warren_delivery_message_count(const warren_delivery_t* d) { return d->delivery.message_count; }
+const char* warren_delivery_exchange(const warren_delivery_t* d) {
+  return d->delivery.exchange.c_str();
+}
+const char* warren_delivery_routing_key(const warren_delivery_t* d) {
+  return d->delivery.routing_key.c_str();
+}
+const char* warren_delivery_consumer_tag(const warren_delivery_t* d) {
+  return d->delivery.consumer_tag.c_str();
+}
+uint32_t warren_delivery_message_count(const warren_delivery_t* d) {
+  return d->delivery.message_count;
+}
 
 const char* warren_delivery_property(const warren_delivery_t* d, const char* name) {
   auto field = string_property(text(name));

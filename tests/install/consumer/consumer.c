@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   warren_channel_t* ch = warren_channel_open(broker, &err);
-  if (warren_queue_declare(ch, "installed-c", WARREN_DURABLE, NULL, NULL, NULL, NULL, &err) != 0) return 1;
+  if (warren_queue_declare(ch, "installed-c", WARREN_DURABLE, NULL, NULL, NULL, NULL, &err) != 0)
+    return 1;
   warren_basic_publish(ch, "", "installed-c", "hi", 2, NULL, 0, &err);
   warren_delivery_t* d = warren_basic_get(ch, "installed-c", 1, &err);
   size_t size = 0;
