@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "interop"))
@@ -52,8 +51,9 @@ def main():
     warrend = subprocess.Popen([os.path.join(BUILD, "warrend"), "--port", str(port), "--tls-port", str(tls_port),
                                 "--tls-cert", certs.server[0], "--tls-key", certs.server[1], "--management-port", "0",
                                 "--prometheus-port", "0", "--data-dir", os.path.join(data, "d"), "--log-level",
-                                "warning"])
-    time.sleep(0.5)  # it prints nothing at this log level; a connection failure would show below
+                                "warning"], stdout=subprocess.PIPE, text=True)
+    if not warrend.stdout.readline().startswith("ready "):  # its readiness line (README)
+        raise SystemExit("warrend did not start")
     try:
         cases = {"warrend plain": (port, None), "warrend TLS": (tls_port, certs.ca),
                  "RabbitMQ TLS": (rabbit.tls_port, certs.ca)}
@@ -78,6 +78,7 @@ def main():
     finally:
         warrend.terminate()
         warrend.wait()
+        warrend.stdout.close()
         rabbit.close()
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(certs.dir, ignore_errors=True)
