@@ -147,6 +147,9 @@ int main(int argc, char** argv) {
   if (settings.check) return check(settings);
   if (!settings.salvage_from.empty()) return salvage(settings);
   asio::io_context io;
+  // Caught from the start: a SIGTERM during start-up is held until the loop runs, then it is
+  // a graceful stop like any other.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
   auto engine =
       core::Engine::open(io, core::EngineOptions{settings.broker, nullptr, settings.vhosts,
                                                  settings.memory_high_watermark});
@@ -212,13 +215,7 @@ int main(int argc, char** argv) {
       log::error("{}", s.text());
       return 1;
     }
-  log::info("warrend ready: data in {} ({})",
-            settings.broker.durability == Durability::in_memory ? std::string("memory")
-                                                                : settings.broker.data_dir,
-            settings.broker.durability == Durability::fsync ? "fsync" : "nosync");
-  announce_ready(settings, server);
 
-  asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code ec, int signal) {
     if (ec) return;
     log::info("signal {}: shutting down", signal);
@@ -230,6 +227,11 @@ int main(int argc, char** argv) {
     // clients get a few seconds to answer connection.close.
     server.shutdown(std::chrono::seconds(5), [&] { io.stop(); });
   });
+  log::info("warrend ready: data in {} ({})",
+            settings.broker.durability == Durability::in_memory ? std::string("memory")
+                                                                : settings.broker.data_dir,
+            settings.broker.durability == Durability::fsync ? "fsync" : "nosync");
+  announce_ready(settings, server);
   io.run();
   server.abandon_all();
   engine.value()->shutdown();

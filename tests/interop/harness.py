@@ -32,6 +32,17 @@ def start_warrend(*args, **popen):
     return proc, int(line.split()[1])
 
 
+def wait_until_ready(proc):
+    """Reads warrend's standard output (a text pipe) up to its readiness line ("ready amqp=N
+    ...", README "Readiness") and returns its ports by listener; raises if warrend exits
+    first."""
+    for line in proc.stdout:
+        if line.startswith("ready "):
+            return {name: int(port) for name, port in (field.split("=", 1) for field in line.split()[1:])}
+    proc.wait()
+    raise RuntimeError(f"warrend exited ({proc.returncode}) before it was ready")
+
+
 def http_call(port, method, path, body=None, auth=("guest", "guest"), raw=None):
     """(status, parsed JSON or None) of one request to a management API on this port."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)

@@ -10,12 +10,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import unittest
 
 import pika
 
-from harness import free_ports, http_call, unique
+from harness import free_ports, http_call, unique, wait_until_ready
 from rabbit_node import RabbitNode, scripts_dir
 
 rabbit = None
@@ -45,17 +44,17 @@ class Warren:
         self.proc = subprocess.Popen([os.environ["WARREND"], "--port", str(self.port), "--management-port",
                                       str(self.mgmt_port), "--prometheus-port", "0", "--data-dir",
                                       os.path.join(self.dir, "data"), "--durability", "nosync", *args],
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        while self.proc.poll() is None:
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        try:
+            wait_until_ready(self.proc)
+        except RuntimeError as e:
             self.log.seek(seen)
-            if "warrend ready" in self.log.read():
-                return
-            time.sleep(0.02)  # no event to wait on: the log file is polled
-        raise RuntimeError("warrend did not start")
+            raise RuntimeError(f"{e}:\n{self.log.read()}") from None
 
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+        self.proc.stdout.close()
         self.log.close()
 
     def close(self):

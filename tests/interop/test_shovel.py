@@ -20,7 +20,7 @@ import urllib.request
 
 import pika
 
-from harness import free_ports, http_call as http, unique
+from harness import free_ports, http_call as http, unique, wait_until_ready
 from rabbit_node import RabbitNode, scripts_dir
 from tcp_proxy import TcpProxy
 
@@ -57,11 +57,11 @@ class Warren:
         self.proc = subprocess.Popen([os.environ["WARREND"], "--port", str(self.port), "--management-port",
                                       str(self.mgmt_port), *metrics, "--data-dir",
                                       os.path.join(self.dir, "data"), "--durability", "nosync", *self.extra],
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        wait_for("warrend to serve",
-                 lambda: self.proc.poll() is not None or "warrend ready" in self.read_log()[seen:])
-        if self.proc.poll() is not None:
-            raise RuntimeError("warrend did not start:\n" + self.read_log())
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        try:
+            wait_until_ready(self.proc)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}:\n{self.read_log()[seen:]}") from None
 
     def read_log(self):
         with open(os.path.join(self.dir, "log")) as f:
@@ -70,12 +70,14 @@ class Warren:
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        self.proc.stdout.close()
         self.log.close()
 
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+            self.proc.stdout.close()
             self.log.close()
             assert self.proc.returncode == 0, self.read_log()[-4000:]
 

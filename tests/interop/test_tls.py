@@ -19,7 +19,7 @@ import urllib.request
 import amqp
 import pika
 
-from harness import free_ports, http_call
+from harness import free_ports, http_call, wait_until_ready
 from rabbit_node import RabbitNode, scripts_dir
 from tls_certs import Certificates
 
@@ -65,11 +65,11 @@ class Warren:
              *([] if "--management-port" in extra else ["--management-port", "0"]),
              *([] if "--prometheus-port" in extra else ["--prometheus-port", "0"]),
              "--data-dir", os.path.join(self.dir, "data"), "--durability", "nosync", *extra],
-            stdout=subprocess.DEVNULL, stderr=self.log)
-        while "warrend ready" not in self.read_log():
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.read_log())
-            time.sleep(0.02)  # the log file has no event to wait on
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        try:
+            wait_until_ready(self.proc)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}:\n{self.read_log()}") from None
 
     def read_log(self):
         self.log.seek(0)
@@ -78,6 +78,7 @@ class Warren:
     def close(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+        self.proc.stdout.close()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
