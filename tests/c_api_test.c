@@ -1,11 +1,12 @@
 /* The C API (warren/c.h), compiled as C11: a broker on a real data directory, reopened to
  * check durability; errors as reply codes and texts; consume with a callback. Exits
  * non-zero at the first failed check. */
-#include <stdatomic.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "warren/c.h"
 
@@ -125,17 +126,36 @@ static void errors_carry_rabbitmq_codes_and_texts(void) {
 
 struct consumed {
   warren_channel_t* channel;
-  atomic_int count;
-  atomic_int bodies_ok;
+  pthread_mutex_t mutex;
+  pthread_cond_t changed;
+  int count;
+  int bodies_ok;
 };
 
 static void on_delivery(void* state, const warren_delivery_t* delivery) {
   struct consumed* c = state;
   size_t size = 0;
   const char* body = warren_delivery_body(delivery, &size);
-  if (size == 3 && memcmp(body, "job", 3) == 0) atomic_fetch_add(&c->bodies_ok, 1);
   warren_basic_ack(c->channel, warren_delivery_tag(delivery), 0, NULL); /* from the callback */
-  atomic_fetch_add(&c->count, 1);
+  pthread_mutex_lock(&c->mutex);
+  if (size == 3 && memcmp(body, "job", 3) == 0) c->bodies_ok++;
+  c->count++;
+  pthread_cond_signal(&c->changed);
+  pthread_mutex_unlock(&c->mutex);
+}
+
+/* Waits (20 s at most) until the callback has seen `want` deliveries; returns how many. */
+static int wait_for_deliveries(struct consumed* c, int want) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 20;
+  pthread_mutex_lock(&c->mutex);
+  while (c->count < want &&
+         pthread_cond_timedwait(&c->changed, &c->mutex, &deadline) != ETIMEDOUT) {
+  }
+  int count = c->count;
+  pthread_mutex_unlock(&c->mutex);
+  return count;
 }
 
 static void consume_with_a_callback_then_replay(void) {
@@ -154,13 +174,16 @@ static void consume_with_a_callback_then_replay(void) {
 
   warren_channel_t* consumer = warren_channel_open(broker, &err);
   CHECK(consumer != NULL);
-  struct consumed c = {.channel = consumer};
+  struct consumed c = {
+      .channel = consumer, .mutex = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
   CHECK(warren_basic_qos(consumer, 10, &err) == 0);
   char* tag = warren_basic_consume(consumer, name, 0, on_delivery, &c, &err);
   CHECK(tag != NULL);
-  for (int waited = 0; atomic_load(&c.count) < 100 && waited < 20000; waited++) usleep(1000);
-  CHECK(atomic_load(&c.count) == 100);
-  CHECK(atomic_load(&c.bodies_ok) == 100);
+  CHECK(wait_for_deliveries(&c, 100) == 100);
+  pthread_mutex_lock(&c.mutex);
+  int bodies_ok = c.bodies_ok;
+  pthread_mutex_unlock(&c.mutex);
+  CHECK(bodies_ok == 100);
   CHECK(warren_basic_cancel(consumer, tag, &err) == 0);
   warren_free(tag);
   warren_channel_close(consumer);

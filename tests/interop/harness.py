@@ -43,6 +43,23 @@ def wait_until_ready(proc):
     raise RuntimeError(f"warrend exited ({proc.returncode}) before it was ready")
 
 
+def start_logged_warrend(args, log):
+    """Starts warrend with these arguments, its log appended to the open file `log` (a file,
+    not a pipe: a pipe nobody reads would stall it), and returns the process once it is ready
+    (stdout stays a pipe: wait_until_ready read it). Raises with what this run logged if it
+    exits first."""
+    seen = log.tell()
+    proc = subprocess.Popen([os.environ["WARREND"], *args], stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        wait_until_ready(proc)
+    except RuntimeError as e:
+        proc.stdout.close()
+        with open(log.name) as f:
+            f.seek(seen)
+            raise RuntimeError(f"{e}:\n{f.read()}") from None
+    return proc
+
+
 def http_call(port, method, path, body=None, auth=("guest", "guest"), raw=None):
     """(status, parsed JSON or None) of one request to a management API on this port."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)

@@ -14,7 +14,7 @@ import unittest
 
 import pika
 
-from harness import free_ports, http_call, unique, wait_until_ready
+from harness import free_ports, http_call, start_logged_warrend, unique
 from rabbit_node import RabbitNode, scripts_dir
 
 rabbit = None
@@ -38,18 +38,10 @@ class Warren:
         self.start(*args)
 
     def start(self, *args):
-        # Its log goes to a file: a closed pipe would end warrend at its next log line.
-        self.log = open(os.path.join(self.dir, "log"), "a+")
-        seen = self.log.tell()
-        self.proc = subprocess.Popen([os.environ["WARREND"], "--port", str(self.port), "--management-port",
-                                      str(self.mgmt_port), "--prometheus-port", "0", "--data-dir",
-                                      os.path.join(self.dir, "data"), "--durability", "nosync", *args],
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
-        try:
-            wait_until_ready(self.proc)
-        except RuntimeError as e:
-            self.log.seek(seen)
-            raise RuntimeError(f"{e}:\n{self.log.read()}") from None
+        self.log = open(os.path.join(self.dir, "log"), "a")
+        self.proc = start_logged_warrend(
+            ["--port", str(self.port), "--management-port", str(self.mgmt_port), "--prometheus-port", "0",
+             "--data-dir", os.path.join(self.dir, "data"), "--durability", "nosync", *args], self.log)
 
     def stop(self):
         self.proc.terminate()

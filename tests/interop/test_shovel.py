@@ -20,7 +20,7 @@ import urllib.request
 
 import pika
 
-from harness import free_ports, http_call as http, unique, wait_until_ready
+from harness import free_ports, http_call as http, start_logged_warrend, unique
 from rabbit_node import RabbitNode, scripts_dir
 from tcp_proxy import TcpProxy
 
@@ -52,16 +52,10 @@ class Warren:
 
     def start(self):
         self.log = open(os.path.join(self.dir, "log"), "a")
-        seen = self.log.tell()  # what earlier runs wrote
         metrics = [] if "--prometheus-port" in self.extra else ["--prometheus-port", "0"]
-        self.proc = subprocess.Popen([os.environ["WARREND"], "--port", str(self.port), "--management-port",
-                                      str(self.mgmt_port), *metrics, "--data-dir",
-                                      os.path.join(self.dir, "data"), "--durability", "nosync", *self.extra],
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
-        try:
-            wait_until_ready(self.proc)
-        except RuntimeError as e:
-            raise RuntimeError(f"{e}:\n{self.read_log()[seen:]}") from None
+        self.proc = start_logged_warrend(
+            ["--port", str(self.port), "--management-port", str(self.mgmt_port), *metrics, "--data-dir",
+             os.path.join(self.dir, "data"), "--durability", "nosync", *self.extra], self.log)
 
     def read_log(self):
         with open(os.path.join(self.dir, "log")) as f:

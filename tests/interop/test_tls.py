@@ -19,7 +19,7 @@ import urllib.request
 import amqp
 import pika
 
-from harness import free_ports, http_call, wait_until_ready
+from harness import free_ports, http_call, start_logged_warrend
 from rabbit_node import RabbitNode, scripts_dir
 from tls_certs import Certificates
 
@@ -58,18 +58,12 @@ class Warren:
         self.dir = tempfile.mkdtemp(prefix="warren-tls-data-")
         self.port, self.tls_port = free_ports(2)
         self.log = open(os.path.join(self.dir, "log"), "w+")
-        self.proc = subprocess.Popen(
-            [os.environ["WARREND"], "--port", str(self.port), "--tls-port", str(self.tls_port), "--tls-cert",
-             certs.server[0], "--tls-key", certs.server[1], "--tls-ca", certs.ca, "--tls-verify-peer",
-             "--handshake-timeout", "2000",
+        self.proc = start_logged_warrend(
+            ["--port", str(self.port), "--tls-port", str(self.tls_port), "--tls-cert", certs.server[0],
+             "--tls-key", certs.server[1], "--tls-ca", certs.ca, "--tls-verify-peer", "--handshake-timeout", "2000",
              *([] if "--management-port" in extra else ["--management-port", "0"]),
              *([] if "--prometheus-port" in extra else ["--prometheus-port", "0"]),
-             "--data-dir", os.path.join(self.dir, "data"), "--durability", "nosync", *extra],
-            stdout=subprocess.PIPE, stderr=self.log, text=True)
-        try:
-            wait_until_ready(self.proc)
-        except RuntimeError as e:
-            raise RuntimeError(f"{e}:\n{self.read_log()}") from None
+             "--data-dir", os.path.join(self.dir, "data"), "--durability", "nosync", *extra], self.log)
 
     def read_log(self):
         self.log.seek(0)
