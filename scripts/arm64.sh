@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
-have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+have_pkg() { [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == *"install ok installed"* ]]; }
 
 arm_libs=(liblmdb-dev libfmt-dev libxxhash-dev libssl-dev libgtest-dev libsystemd-dev libcpp-httplib-dev librabbitmq-dev)
 need=()
@@ -13,7 +13,7 @@ for pkg in g++-aarch64-linux-gnu qemu-user; do have_pkg "$pkg" || need+=("$pkg")
 for pkg in "${arm_libs[@]}"; do have_pkg "$pkg:arm64" || need+=("$pkg:arm64"); done
 if ((${#need[@]})); then
   echo "arm64: installing ${need[*]}"
-  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+  grep -qx arm64 <<<"$(dpkg --print-foreign-architectures)" || dpkg --add-architecture arm64
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -24,6 +24,6 @@ fi
 cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=src/packaging/aarch64-linux-gnu.cmake \
   -DCMAKE_BUILD_TYPE=Release -DWARREN_BUILD_BENCH=OFF -DWARREN_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-arm64 -j "$jobs"
-readelf -h build-arm64/warrend | grep -q AArch64 || { echo "arm64: warrend is not an arm64 binary"; exit 1; }
+grep -q AArch64 <<<"$(readelf -h build-arm64/warrend)" || { echo "arm64: warrend is not an arm64 binary"; exit 1; }
 ctest --test-dir build-arm64 --output-on-failure -j "$jobs" -E '^interop\.'
 /usr/bin/python3 bench/arm64_figures.py build-arm64/warrend

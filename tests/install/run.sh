@@ -38,7 +38,7 @@ for f in include/warren/broker.h include/warren/c.h include/warren/testing.h lib
          lib/cmake/warren/warren-config-version.cmake bin/warrend bin/warrenctl; do
   [ -e "$shared/$f" ] || [ -e "$shared/${f/lib\//lib/x86_64-linux-gnu/}" ] || fail "not installed: $f"
 done
-libdir=$(dirname "$(find "$shared" -name 'libwarren.so' | head -1)")
+libdir=$(dirname "$(find "$shared" -name libwarren.so -print -quit)")
 soname=$(objdump -p "$libdir/libwarren.so" | awk '/SONAME/ {print $2}')
 [[ "$soname" == libwarren.so.0 ]] || fail "SONAME is '$soname'"
 # Only the public API: nothing of the internals, the standard library or Asio.
@@ -52,7 +52,12 @@ internal=$(nm -D --defined-only "$libdir/libwarren.so" | c++filt | awk '{$1=$2="
 
 export LD_LIBRARY_PATH=$libdir
 consume shared-find-package -DWARREN_FROM=package -DCMAKE_PREFIX_PATH="$shared"
-ldd "$work/shared-find-package/consumer_cpp" | grep -q "libwarren.so.0 => $libdir" || fail "not linked to the shared library"
+# ldd's output is captured whole (under pipefail a reader quitting early kills ldd with
+# SIGPIPE) and the paths compared resolved, so a symlinked temporary directory still matches.
+linked=$(ldd "$work/shared-find-package/consumer_cpp")
+loaded=$(awk '$1 == "libwarren.so.0" {print $3}' <<<"$linked")
+[ -n "$loaded" ] && [ "$(realpath "$loaded")" = "$(realpath "$libdir/libwarren.so.0")" ] ||
+  fail "not linked to the installed shared library: $linked"
 PKG_CONFIG_PATH=$libdir/pkgconfig consume shared-pkg-config -DWARREN_FROM=pkg-config
 WARREN_LIBRARY=$libdir/libwarren.so /usr/bin/python3 "$source_dir/examples/embed_ctypes.py" >"$work/ctypes.log" 2>&1 ||
   { cat "$work/ctypes.log"; fail "the ctypes example failed"; }
