@@ -4,10 +4,9 @@
 #include <sched.h>
 
 #include <asio/post.hpp>
+#include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <set>
 
 #include "common/log.h"
@@ -70,12 +69,49 @@ class BackgroundPool : public httplib::TaskQueue {
 
 }  // namespace
 
-// Requests waiting for an answer from the loop; stop() answers them all.
+// Requests waiting for the loop; stop() releases them all. The loop never takes a lock a
+// worker may hold: workers run under SCHED_IDLE, and one preempted while holding a lock the
+// loop wants would stall the loop for as long as the machine stays busy (a priority
+// inversion that showed as a doubled confirm p99 while /api/queues was polled). So the hand-over
+// is atomics only: the loop marks a call done and wakes every waiter; each rechecks its own.
 struct HttpServer::Pending {
-  std::mutex m;
-  std::condition_variable cv;
-  bool stopped = false;
+  std::atomic<uint32_t> changes{0};  // bumped on every completion and on stop
+  std::atomic<bool> stopped{false};
+
+  void wake() {
+    changes.fetch_add(1);
+    changes.notify_all();
+  }
+  // Until done() holds or, unless `ignore_stop`, stop() has run. False if stopped first.
+  template <class Done>
+  bool wait(Done done, bool ignore_stop = false) {
+    for (;;) {
+      const uint32_t seen = changes.load();
+      if (done()) return true;
+      if (!ignore_stop && stopped.load()) return false;
+      changes.wait(seen);
+    }
+  }
 };
+
+namespace {
+
+// One call from a worker into the loop.
+struct LoopCall {
+  enum State : int { queued, running, done, abandoned };
+  std::atomic<int> state{queued};
+  bool claim() {  // by the loop: false if the worker has already left
+    int expected = queued;
+    return state.compare_exchange_strong(expected, running);
+  }
+  bool abandon() {  // by a stopped worker: false if the loop is already running the call
+    int expected = queued;
+    return state.compare_exchange_strong(expected, abandoned);
+  }
+  bool is_done() const { return state.load() == done; }
+};
+
+}  // namespace
 
 HttpServer::HttpServer(asio::io_context& io, core::Engine& engine, Handler handler,
                        Authenticator authenticate)
@@ -171,42 +207,38 @@ Status HttpServer::start(const std::string& address, uint16_t port, std::string_
 }
 
 void HttpServer::stop() {
-  {
-    std::lock_guard lock(pending_->m);
-    pending_->stopped = true;
-  }
-  pending_->cv.notify_all();
+  pending_->stopped.store(true);
+  pending_->wake();
   if (server_) server_->stop();
 }
 
 bool HttpServer::run_on_loop(const std::function<void()>& fn) {
-  auto done = std::make_shared<bool>(false);
+  auto call = std::make_shared<LoopCall>();
   auto pending = pending_;
-  asio::post(io_, [&fn, done, pending] {
-    // Under the lock, so that fn (the waiter's) never runs once stop() has let the waiter go.
-    std::lock_guard lock(pending->m);
-    if (pending->stopped) return;
+  asio::post(io_, [&fn, call, pending] {
+    if (!call->claim()) return;  // the waiter left: fn, on its stack, is gone
     fn();
-    *done = true;
-    pending->cv.notify_all();
+    call->state.store(LoopCall::done);
+    pending->wake();
   });
-  std::unique_lock lock(pending->m);
-  pending->cv.wait(lock, [&] { return *done || pending->stopped; });
-  return *done;
+  auto finished = [&] { return call->is_done(); };
+  if (pending->wait(finished)) return true;
+  if (call->abandon()) return false;
+  pending->wait(finished, /*ignore_stop=*/true);  // fn is running on the loop: it uses our stack
+  return true;
 }
 
 Response HttpServer::on_loop(Request request, std::string password, bool loopback) {
-  struct Call {
-    std::optional<Response> answer;
+  struct Call : LoopCall {
+    Response answer;
   };
   auto call = std::make_shared<Call>();
   auto pending = pending_;
+  // Everything the loop's side holds is shared, so it may finish after the waiter has left.
   auto finish = [call, pending](Response r) {
-    {
-      std::lock_guard lock(pending->m);
-      call->answer = std::move(r);
-    }
-    pending->cv.notify_all();
+    call->answer = std::move(r);
+    call->state.store(LoopCall::done);
+    pending->wake();
   };
   asio::post(io_, [this, request = std::move(request), password = std::move(password), loopback,
                    finish]() mutable {
@@ -221,9 +253,7 @@ Response HttpServer::on_loop(Request request, std::string password, bool loopbac
       finish(std::move(r));
     });
   });
-  std::unique_lock lock(pending->m);
-  pending->cv.wait(lock, [&] { return call->answer.has_value() || pending->stopped; });
-  if (call->answer) return std::move(*call->answer);
+  if (pending->wait([&] { return call->is_done(); })) return std::move(call->answer);
   return {503, nlohmann::json{{"error", "unavailable"}, {"reason", "the broker is stopping"}}};
 }
 

@@ -1,0 +1,149 @@
+// The management HTTP listener's hand-over between its workers and the broker's loop, over a
+// real loopback socket with cpp-httplib's client: answers come from the loop, work deferred
+// to the worker reads the broker in turns, and stopping releases a worker whose turn the
+// loop has not run, but waits for one the loop is running (it uses the worker's stack).
+#include "mgmt/http_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/post.hpp>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "core/engine.h"
+
+namespace warren::testing {
+namespace {
+
+using nlohmann::json;
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    BrokerOptions options;
+    options.durability = Durability::in_memory;
+    engine_ = std::move(core::Engine::open(io_, {options, nullptr}).value());
+  }
+  void TearDown() override {
+    server_.reset();
+    release_loop();
+    work_.reset();
+    if (loop_.joinable()) loop_.join();
+    engine_->token()->lock();
+    engine_->shutdown();
+    engine_.reset();
+  }
+
+  // Starts the listener with `handler` and the loop on its own thread.
+  void start(mgmt::HttpServer::Handler handler) {
+    server_ = std::make_unique<mgmt::HttpServer>(io_, *engine_, std::move(handler));
+    ASSERT_TRUE(server_->start("127.0.0.1", 0, "test listener"));
+    loop_ = std::thread([this] { io_.run(); });
+  }
+  // Keeps the loop busy until release_loop(): what the loop is asked meanwhile waits.
+  void block_loop() {
+    asio::post(io_, [gate = loop_gate_.get_future().share()] { gate.wait(); });
+  }
+  void release_loop() {
+    if (!loop_released_.exchange(true)) loop_gate_.set_value();
+  }
+  // GET `path` on a thread of its own; the answer's status, or -1 without one.
+  std::future<int> get_async(std::string path) {
+    return std::async(std::launch::async, [port = server_->port(), path] {
+      httplib::Client client("127.0.0.1", port);
+      auto res = client.Get(path);
+      return res ? res->status : -1;
+    });
+  }
+
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+  std::unique_ptr<core::Engine> engine_;
+  std::unique_ptr<mgmt::HttpServer> server_;
+  std::thread loop_;
+  std::promise<void> loop_gate_;
+  std::atomic<bool> loop_released_{false};
+};
+
+TEST_F(HttpServerTest, AnswersFromTheLoopAndReadsTheBrokerInTurns) {
+  std::atomic<int> turns_on_loop{0};
+  start([&](const mgmt::Request& r) {
+    mgmt::Response out{200, json{{"path", r.path}}};
+    out.finish = [&](mgmt::Response& res, const mgmt::RunOnLoop& run_on_loop) {
+      for (int i = 0; i < 3; ++i)
+        EXPECT_TRUE(run_on_loop([&] {
+          if (loop_.get_id() == std::this_thread::get_id()) ++turns_on_loop;
+        }));
+      res.body["turns"] = 3;
+    };
+    return out;
+  });
+  httplib::Client client("127.0.0.1", server_->port());
+  auto res = client.Get("/api/x");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(json::parse(res->body), (json{{"path", "/api/x"}, {"turns", 3}}));
+  EXPECT_EQ(turns_on_loop.load(), 3);
+}
+
+TEST_F(HttpServerTest, StoppingReleasesAWorkerWhoseTurnTheLoopHasNotRun) {
+  std::promise<void> finishing;
+  std::atomic<bool> turn_ran{false};
+  start([&](const mgmt::Request&) {
+    block_loop();  // queued before the worker's turn below
+    mgmt::Response out{200, nullptr};
+    out.finish = [&](mgmt::Response& res, const mgmt::RunOnLoop& run_on_loop) {
+      finishing.set_value();
+      if (!run_on_loop([&] { turn_ran = true; })) res = {503, json{{"error", "unavailable"}}};
+    };
+    return out;
+  });
+  auto status = get_async("/api/x");
+  finishing.get_future().wait();
+  server_->stop();  // the loop is still blocked: the turn cannot have run
+  EXPECT_EQ(status.get(), 503);
+  release_loop();
+  std::promise<void> drained;  // everything queued before it has run (or been skipped)
+  asio::post(io_, [&] { drained.set_value(); });
+  drained.get_future().wait();
+  EXPECT_FALSE(turn_ran.load()) << "a turn ran after its waiter had left";
+}
+
+TEST_F(HttpServerTest, StoppingWaitsForATurnTheLoopIsRunning) {
+  std::promise<void> turn_started, turn_may_end;
+  auto may_end = turn_may_end.get_future().share();
+  start([&](const mgmt::Request&) {
+    mgmt::Response out{200, nullptr};
+    out.finish = [&, may_end](mgmt::Response& res, const mgmt::RunOnLoop& run_on_loop) {
+      int written_by_loop = 0;  // on this worker's stack: the turn must finish before we leave
+      bool ran = run_on_loop([&] {
+        turn_started.set_value();
+        may_end.wait();
+        written_by_loop = 7;
+      });
+      res.body = json{{"ran", ran}, {"value", written_by_loop}};
+    };
+    return out;
+  });
+  std::promise<std::string> body;
+  std::thread client([&, port = server_->port()] {
+    httplib::Client c("127.0.0.1", port);
+    auto res = c.Get("/api/x");
+    body.set_value(res ? res->body : "no answer");
+  });
+  auto answer = body.get_future();
+  turn_started.get_future().wait();
+  server_->stop();
+  // No answer may come while the turn runs. The wait can only miss a worker that leaves
+  // early (it gives such a worker time to show itself); it never fails a correct one.
+  EXPECT_EQ(answer.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  turn_may_end.set_value();
+  EXPECT_EQ(json::parse(answer.get()), (json{{"ran", true}, {"value", 7}}));
+  client.join();
+}
+
+}  // namespace
+}  // namespace warren::testing
