@@ -31,7 +31,57 @@ TEST(Permissions, PatternsMatchAnywhereAndEmptyMeansNothing) {
   EXPECT_FALSE(users.may("nobody", "/", core::Access::write, "w"));
 }
 
+TEST(TopicPermissions, OnlyExchangesWithAnEntryAreCheckedAndVariablesExpand) {
+  core::Users users;
+  core::User u{.name = "dev", .every_vhost = true};
+  u.topic_permissions["/"]["amq.topic"] = {"^{username}\\.", ""};
+  u.topic_permissions["/"]["logs"] = {"^{vhost}$", "a"};
+  users.put(u);
+  using core::Access;
+  EXPECT_TRUE(users.may_use_topic("dev", "/", "amq.topic", Access::write, "dev.x"));
+  EXPECT_FALSE(users.may_use_topic("dev", "/", "amq.topic", Access::write, "other.dev.x"));
+  EXPECT_TRUE(users.may_use_topic("dev", "/", "amq.topic", Access::read, ""));  // "" is "^$"
+  EXPECT_FALSE(users.may_use_topic("dev", "/", "amq.topic", Access::read, "dev.x"));
+  EXPECT_TRUE(users.may_use_topic("dev", "/", "logs", Access::write, "/"));
+  EXPECT_FALSE(users.may_use_topic("dev", "/", "logs", Access::write, "//"));
+  EXPECT_TRUE(users.may_use_topic("dev", "/", "logs", Access::read, "x.a"));  // anywhere
+  EXPECT_FALSE(users.may_use_topic("dev", "/", "logs", Access::read, "x.b"));
+  EXPECT_TRUE(users.may_use_topic("dev", "/", "unlisted", Access::write, "anything"));
+  EXPECT_TRUE(users.may_use_topic("dev", "other", "amq.topic", Access::write, "anything"));
+  EXPECT_FALSE(users.may_use_topic("nobody", "/", "amq.topic", Access::write, "dev.x"));
+  EXPECT_FALSE(core::Users::topic_pattern_error("^{username}\\.{vhost}$"));
+  EXPECT_TRUE(core::Users::topic_pattern_error("(^{username}"));
+}
+
+TEST(TopicPermissions, KeptInTheStoredForm) {
+  core::User u{.name = "dev", .password_hash = core::hash_password("pw")};
+  u.topic_permissions["/"]["amq.topic"] = {"w", "r"};
+  u.topic_permissions["v2"]["x"] = {"", ".*"};
+  auto decoded = core::Users::decode(core::Users::encode(u));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(*decoded, u);
+}
+
 class InProcessUsers : public DurableBrokerTest {};
+
+TEST_F(InProcessUsers, TopicPermissionsThroughThePublicApi) {
+  {
+    auto broker = open();
+    broker->put_user({.name = "t",
+                      .password = "pw",
+                      .topic_permissions = {{"/", {{"amq.topic", {"^t\\.", ""}}}}}});
+    EXPECT_EQ(error_of([&] {
+                broker->put_user({.name = "bad", .topic_permissions = {{"/", {{"x", {"(", ""}}}}}});
+              }).code(),
+              ReplyCode::precondition_failed);
+  }
+  auto users = open()->users();
+  auto it = std::find_if(users.begin(), users.end(), [](auto& u) { return u.name == "t"; });
+  ASSERT_NE(it, users.end());
+  EXPECT_EQ(it->topic_permissions.at("/").at("amq.topic").write, "^t\\.");
+  EXPECT_EQ(it->topic_permissions.at("/").at("amq.topic").read, "");
+  EXPECT_FALSE(std::any_of(users.begin(), users.end(), [](auto& u) { return u.name == "bad"; }));
+}
 
 TEST_F(InProcessUsers, StoredHashedAndKeptAcrossReopening) {
   {

@@ -18,6 +18,15 @@ struct UserPermissions {
   std::string read = ".*";
 };
 
+// On a topic exchange, regular expressions a routing key must match (anywhere in it) to
+// publish with it (write) or bind a queue or exchange with it (read); "" allows only the
+// empty key; "{username}" and "{vhost}" stand for the user's name and the vhost. Exchanges
+// without an entry are not checked (RabbitMQ's topic authorisation).
+struct UserTopicPermissions {
+  std::string write = ".*";
+  std::string read = ".*";
+};
+
 struct UserDefinition {
   std::string name = {};
   // One of them: the password (stored hashed), or a hash as RabbitMQ exports it
@@ -26,6 +35,8 @@ struct UserDefinition {
   std::string password_hash = {};
   std::vector<std::string> tags = {};  // administrator, monitoring, management, policymaker
   std::map<std::string, UserPermissions> permissions = {};  // by vhost
+  std::map<std::string, std::map<std::string, UserTopicPermissions>> topic_permissions =
+      {};  // by vhost, then exchange
 };
 
 }  // namespace warren

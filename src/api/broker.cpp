@@ -198,7 +198,8 @@ std::vector<ShovelStatus> Broker::shovels() {
 }
 
 void Broker::put_user(const UserDefinition& definition) {
-  core::User user{definition.name, definition.password_hash, definition.tags, {}, false};
+  core::User user{
+      .name = definition.name, .password_hash = definition.password_hash, .tags = definition.tags};
   if (!definition.password.empty()) user.password_hash = core::hash_password(definition.password);
   auto refuse = [](std::string why) {
     throw Error(Status::error(ReplyCode::precondition_failed, why));
@@ -211,6 +212,13 @@ void Broker::put_user(const UserDefinition& definition) {
       if (auto error = core::Users::pattern_error(*pattern)) refuse("invalid_regexp: " + *error);
     user.permissions[vhost] = core::Permissions{p.configure, p.write, p.read};
   }
+  for (const auto& [vhost, by_exchange] : definition.topic_permissions)
+    for (const auto& [exchange, p] : by_exchange) {
+      for (const std::string* pattern : {&p.write, &p.read})
+        if (auto error = core::Users::topic_pattern_error(*pattern))
+          refuse("invalid_regexp: " + *error);
+      user.topic_permissions[vhost][exchange] = core::TopicPermissions{p.write, p.read};
+    }
   auto commit = handle_->run([&] { return handle_->engine().store_user(std::move(user)); });
   handle_->wait_durable(commit, std::chrono::steady_clock::time_point::max());
 }
@@ -229,6 +237,9 @@ std::vector<UserDefinition> Broker::users() {
       UserDefinition d{u->name, {}, u->password_hash, u->tags, {}};
       for (const auto& [vhost, p] : u->permissions)
         d.permissions[vhost] = {p.configure, p.write, p.read};
+      for (const auto& [vhost, by_exchange] : u->topic_permissions)
+        for (const auto& [exchange, p] : by_exchange)
+          d.topic_permissions[vhost][exchange] = {p.write, p.read};
       out.push_back(std::move(d));
     }
     return out;

@@ -104,11 +104,30 @@ Status Channel::guarded(Access access, std::string_view kind, std::string_view n
   return {};
 }
 
-// Bindings: write on the destination, read on the source exchange.
+// Topic authorisation: on a topic exchange the routing key of a publish (write) or of a
+// binding from it (read) must match the user's topic permission for it, if one is set.
+Status Channel::permit_topic(const Exchange& exchange, Access access, std::string_view routing_key,
+                             MethodId m) {
+  if (connection_.user.empty() || exchange.type != Exchange::Type::topic ||
+      engine_.users().may_use_topic(connection_.user, vhost().name, exchange.name, access,
+                                    routing_key))
+    return {};
+  return error(ReplyCode::access_refused,
+               fmt::format("access to topic '{}' in {} refused for user '{}'", routing_key,
+                           resource("exchange", exchange.name, vhost().name), connection_.user),
+               m);
+}
+
+// Bindings: write on the destination, read on the source exchange (and on its topics). A
+// source that does not exist is left to the binding itself to report.
 Status Channel::permit_binding(std::string_view kind, std::string_view destination,
-                               std::string_view source, MethodId m) {
+                               std::string_view source, std::string_view key, MethodId m) {
   if (Status s = guarded(Access::write, kind, destination, m); !s) return s;
-  return guarded(Access::read, "exchange", source.empty() ? "amq.default" : source, m);
+  if (Status s = guarded(Access::read, "exchange", source.empty() ? "amq.default" : source, m); !s)
+    return s;
+  if (auto x = vhost().find_exchange(source))
+    if (Status s = permit_topic(*x, Access::read, key, m); !s) return fail(s);
+  return {};
 }
 
 // Runs one declaration-class method in its own batch: refused on a closed channel, closes
@@ -175,7 +194,7 @@ Result<Committed<uint32_t>> Channel::queue_purge(std::string_view queue) {
 
 Result<CommitId> Channel::queue_bind(std::string_view queue, std::string_view exchange,
                                      std::string_view key, const FieldTable& args) {
-  if (Status s = permit_binding("queue", queue, exchange, method::queue_bind); !s) return s;
+  if (Status s = permit_binding("queue", queue, exchange, key, method::queue_bind); !s) return s;
   return declare([&](WriteBatch& b) {
     return vhost().bind(Destination{true, std::string(queue)}, exchange, key, args, connection_,
                         method::queue_bind, b);
@@ -184,7 +203,7 @@ Result<CommitId> Channel::queue_bind(std::string_view queue, std::string_view ex
 
 Result<CommitId> Channel::queue_unbind(std::string_view queue, std::string_view exchange,
                                        std::string_view key, const FieldTable& args) {
-  if (Status s = permit_binding("queue", queue, exchange, method::queue_unbind); !s) return s;
+  if (Status s = permit_binding("queue", queue, exchange, key, method::queue_unbind); !s) return s;
   return declare([&](WriteBatch& b) {
     return vhost().unbind(Destination{true, std::string(queue)}, exchange, key, args, connection_,
                           method::queue_unbind, b);
@@ -214,7 +233,7 @@ Result<CommitId> Channel::exchange_delete(std::string_view exchange, bool if_unu
 
 Result<CommitId> Channel::exchange_bind(std::string_view destination, std::string_view source,
                                         std::string_view key, const FieldTable& args) {
-  if (Status s = permit_binding("exchange", destination, source, method::exchange_bind); !s)
+  if (Status s = permit_binding("exchange", destination, source, key, method::exchange_bind); !s)
     return s;
   return declare([&](WriteBatch& b) {
     return vhost().bind(Destination{false, std::string(destination)}, source, key, args,
@@ -224,7 +243,7 @@ Result<CommitId> Channel::exchange_bind(std::string_view destination, std::strin
 
 Result<CommitId> Channel::exchange_unbind(std::string_view destination, std::string_view source,
                                           std::string_view key, const FieldTable& args) {
-  if (Status s = permit_binding("exchange", destination, source, method::exchange_unbind); !s)
+  if (Status s = permit_binding("exchange", destination, source, key, method::exchange_unbind); !s)
     return s;
   return declare([&](WriteBatch& b) {
     return vhost().unbind(Destination{false, std::string(destination)}, source, key, args,
@@ -327,6 +346,7 @@ Status Channel::publish_checks(const PublishInput& in, std::shared_ptr<Exchange>
                  fmt::format("cannot publish to internal {}",
                              resource("exchange", in.exchange, vhost().name)),
                  m);
+  if (Status s = permit_topic(**exchange, Access::write, in.routing_key, m); !s) return s;
   if (in.properties.user_id && !connection_.user.empty() &&
       *in.properties.user_id != connection_.user)
     return error(ReplyCode::precondition_failed,

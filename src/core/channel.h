@@ -29,6 +29,7 @@ namespace warren::core {
 
 class Engine;
 class Vhost;
+class Exchange;
 struct Connection;
 
 // Direct reply-to: the pseudo-queue a requester consumes, and the prefix of the names a
@@ -49,13 +50,15 @@ class Channel {
   // The commit that carries everything this channel has done so far (flush waits for it).
   CommitId last_commit() const { return last_commit_; }
 
-  Result<Committed<QueueDeclareOk>> queue_declare(std::string_view queue, const QueueOptions& options);
-  Result<CommitId> queue_bind(std::string_view queue, std::string_view exchange, std::string_view key,
-                              const FieldTable& args);
+  Result<Committed<QueueDeclareOk>> queue_declare(std::string_view queue,
+                                                  const QueueOptions& options);
+  Result<CommitId> queue_bind(std::string_view queue, std::string_view exchange,
+                              std::string_view key, const FieldTable& args);
   Result<CommitId> queue_unbind(std::string_view queue, std::string_view exchange,
                                 std::string_view key, const FieldTable& args);
   Result<Committed<uint32_t>> queue_purge(std::string_view queue);
-  Result<Committed<uint32_t>> queue_delete(std::string_view queue, const QueueDeleteOptions& options);
+  Result<Committed<uint32_t>> queue_delete(std::string_view queue,
+                                           const QueueDeleteOptions& options);
   Result<CommitId> exchange_declare(std::string_view exchange, std::string_view type,
                                     const ExchangeOptions& options);
   Result<CommitId> exchange_delete(std::string_view exchange, bool if_unused);
@@ -109,7 +112,8 @@ class Channel {
 
   // --- for queues and the engine ---------------------------------------------------
   bool can_deliver(const Consumer& consumer) const;
-  void deliver(const std::shared_ptr<Consumer>& consumer, Queue& queue, Taken taken, WriteBatch& batch);
+  void deliver(const std::shared_ptr<Consumer>& consumer, Queue& queue, Taken taken,
+               WriteBatch& batch);
   void consumer_cancelled_by_broker(Consumer& consumer);
   void on_commits(const storage::CommitOutcomes& outcomes);
   // The sink can take deliveries again.
@@ -153,7 +157,9 @@ class Channel {
   Status permit_declare_queue(std::string_view name, const QueueOptions& o);
   Status guarded(Access access, std::string_view kind, std::string_view name, MethodId m);
   Status permit_binding(std::string_view kind, std::string_view destination,
-                        std::string_view source, MethodId m);
+                        std::string_view source, std::string_view key, MethodId m);
+  Status permit_topic(const Exchange& exchange, Access access, std::string_view routing_key,
+                      MethodId m);
   Vhost& vhost();
   void note_commit(CommitId commit) { last_commit_ = std::max(last_commit_, commit); }
   Status settle(uint64_t tag, bool multiple, Settle how, MethodId m);

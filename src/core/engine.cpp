@@ -33,7 +33,10 @@ Result<std::unique_ptr<Engine>> Engine::open(asio::io_context& io, const EngineO
   std::unique_ptr<Engine> engine(new Engine(io, options, std::move(store.value())));
   if (Status s = engine->recover(); !s) return s;
   if (engine->users_.empty()) {
-    engine->users_.put(User{"guest", hash_password("guest"), {"administrator"}, {}, true});
+    engine->users_.put(User{.name = "guest",
+                            .password_hash = hash_password("guest"),
+                            .tags = {"administrator"},
+                            .every_vhost = true});
     engine->default_user_ = true;
   }
   if (options.memory_high_watermark) engine->watch_memory();

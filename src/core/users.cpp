@@ -124,6 +124,38 @@ bool Users::may(std::string_view name, std::string_view vhost, Access access,
   return re && std::regex_search(resource.begin(), resource.end(), *re);
 }
 
+namespace {
+
+// RabbitMQ's variables in topic permission patterns.
+std::string expand_topic_variables(std::string pattern, std::string_view user,
+                                   std::string_view vhost) {
+  for (auto [name, value] : {std::pair{std::string_view("{username}"), user},
+                             std::pair{std::string_view("{vhost}"), vhost}})
+    for (size_t at = pattern.find(name); at != std::string::npos;
+         at = pattern.find(name, at + value.size()))
+      pattern.replace(at, name.size(), value);
+  return pattern;
+}
+
+}  // namespace
+
+bool Users::may_use_topic(std::string_view name, std::string_view vhost, std::string_view exchange,
+                          Access access, std::string_view routing_key) const {
+  const User* user = find(name);
+  if (!user) return false;
+  auto in_vhost = user->topic_permissions.find(vhost);
+  if (in_vhost == user->topic_permissions.end()) return true;
+  auto it = in_vhost->second.find(exchange);
+  if (it == in_vhost->second.end()) return true;
+  const std::string& pattern = access == Access::write ? it->second.write : it->second.read;
+  if (pattern == ".*") return true;
+  // "" is RabbitMQ's "^$": only the empty routing key.
+  const std::string expanded =
+      pattern.empty() ? "^$" : expand_topic_variables(pattern, user->name, vhost);
+  const std::regex* re = patterns_->get(expanded);
+  return re && std::regex_search(routing_key.begin(), routing_key.end(), *re);
+}
+
 std::string Users::decode_hash(std::string_view hash) {
   auto bytes = mgmt::decode_base64(hash);
   return bytes && bytes->size() == 4 + SHA256_DIGEST_LENGTH ? *bytes : std::string();
@@ -137,6 +169,10 @@ std::optional<std::string> Users::pattern_error(const std::string& pattern) {
     return std::string(e.what());
   }
   return std::nullopt;
+}
+
+std::optional<std::string> Users::topic_pattern_error(const std::string& pattern) {
+  return pattern_error(expand_topic_variables(pattern, "user", "vhost"));
 }
 
 // ---- stored form ------------------------------------------------------------------------------
@@ -155,6 +191,15 @@ std::string Users::encode(const User& user) {
                                                  {"read", FieldValue(p.read)}}));
   t.set("permissions", FieldValue(std::move(permissions)));
   t.set("every_vhost", FieldValue(user.every_vhost));
+  FieldTable topic;
+  for (const auto& [vhost, by_exchange] : user.topic_permissions) {
+    FieldTable exchanges;
+    for (const auto& [exchange, p] : by_exchange)
+      exchanges.set(exchange, FieldValue(FieldTable{{"write", FieldValue(p.write)},
+                                                    {"read", FieldValue(p.read)}}));
+    topic.set(vhost, FieldValue(std::move(exchanges)));
+  }
+  t.set("topic_permissions", FieldValue(std::move(topic)));
   return wire::encode_table(t);
 }
 
@@ -185,6 +230,14 @@ std::optional<User> Users::decode(std::string_view bytes) {
                           text(*p, "read").value_or("")};
   if (const FieldValue* every = t->find("every_vhost"))
     if (const bool* b = every->as<bool>()) user.every_vhost = *b;
+  if (const FieldValue* topic = t->find("topic_permissions"))  // absent in older stores
+    if (const auto* by_vhost = topic->as<FieldTable>())
+      for (const auto& [vhost, value] : *by_vhost)
+        if (const auto* by_exchange = value.as<FieldTable>())
+          for (const auto& [exchange, entry] : *by_exchange)
+            if (const auto* p = entry.as<FieldTable>())
+              user.topic_permissions[vhost][exchange] =
+                  TopicPermissions{text(*p, "write").value_or(""), text(*p, "read").value_or("")};
   return user;
 }
 

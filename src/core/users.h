@@ -2,7 +2,7 @@
 // password hash (rabbit_password_hashing_sha256, so definitions exported from RabbitMQ keep
 // their passwords), tags for the management API, and per-vhost permissions (configure,
 // write, read: regular expressions a resource name must match somewhere, "" matching
-// nothing). Loop thread.
+// nothing) and topic permissions. Loop thread.
 #pragma once
 
 #include <map>
@@ -32,14 +32,26 @@ struct Permissions {
   bool operator==(const Permissions&) const = default;
 };
 
+// Topic permissions (RabbitMQ's topic authorisation) for one topic exchange: regular
+// expressions a routing key must match to publish with it (write) or to bind with it (read).
+// "" allows only the empty key; "{username}" and "{vhost}" stand for the user and the vhost.
+struct TopicPermissions {
+  std::string write = ".*";
+  std::string read = ".*";
+  bool operator==(const TopicPermissions&) const = default;
+};
+using TopicPermissionsByExchange = std::map<std::string, TopicPermissions, std::less<>>;
+
 struct User {
   std::string name;
-  std::string password_hash;  // empty: no password login (certificates only)
-  std::vector<std::string> tags;
-  std::map<std::string, Permissions, std::less<>> permissions;  // by vhost
+  std::string password_hash = {};  // empty: no password login (certificates only)
+  std::vector<std::string> tags = {};
+  std::map<std::string, Permissions, std::less<>> permissions = {};  // by vhost
   // Users from warrend's command line or config file may use every vhost fully (as a
   // user did before permissions existed); others only where permissions say.
   bool every_vhost = false;
+  std::map<std::string, TopicPermissionsByExchange, std::less<>> topic_permissions =
+      {};  // by vhost
 
   bool has_tag(std::string_view tag) const;
   bool operator==(const User&) const = default;
@@ -63,6 +75,10 @@ class Users {
   // Whether `user` has `access` to the resource named `resource` in `vhost`.
   bool may(std::string_view user, std::string_view vhost, Access access,
            std::string_view resource) const;
+  // Whether `user` may publish (write) or bind (read) with `routing_key` on the topic
+  // exchange `exchange`: true unless a topic permission for it says otherwise.
+  bool may_use_topic(std::string_view user, std::string_view vhost, std::string_view exchange,
+                     Access access, std::string_view routing_key) const;
   // Bumped by every change, so that callers may cache answers.
   uint64_t generation() const { return generation_; }
 
@@ -73,6 +89,8 @@ class Users {
   static std::string decode_hash(std::string_view hash);
   // Whether a permission's pattern compiles; the error otherwise.
   static std::optional<std::string> pattern_error(const std::string& pattern);
+  // The same for a topic permission's pattern, whose {username} and {vhost} are not regex.
+  static std::optional<std::string> topic_pattern_error(const std::string& pattern);
 
  private:
   struct Patterns;

@@ -180,8 +180,11 @@ class Handlers {
     if (what == "whoami" && n == 2) return only("GET", [&] { return whoami(); });
     if (what == "users") return users_endpoint(engine_, r_, parts_);
     if (what == "permissions") return permissions_endpoint(engine_, r_, parts_);
+    if (what == "topic-permissions") return topic_permissions_endpoint(engine_, r_, parts_);
     if (what == "vhosts" && n == 4 && parts_[3] == "permissions")
       return only("GET", [&] { return list(vhost_permissions(engine_, parts_[2])); });
+    if (what == "vhosts" && n == 4 && parts_[3] == "topic-permissions")
+      return only("GET", [&] { return list(vhost_topic_permissions(engine_, parts_[2])); });
     if (what == "vhosts" && n == 3 && r_.method == "PUT") return put_vhost(parts_[2]);
     if (what == "vhosts" && n == 3 && r_.method == "DELETE") return delete_vhost(parts_[2]);
     if (what == "vhosts") return only("GET", [&] { return vhosts(); });
@@ -292,10 +295,10 @@ class Handlers {
         !tagged("policymaker"))
       return refuse("Not management user");
     const bool reading = r_.method == "GET";
-    const bool admin_only = what == "users" || what == "permissions" || what == "definitions" ||
-                            (what == "vhosts" && !reading) ||
-                            (what == "vhosts" && parts_.size() == 4) ||
-                            (what == "connections" && !reading);
+    const bool admin_only =
+        what == "users" || what == "permissions" || what == "topic-permissions" ||
+        what == "definitions" || (what == "vhosts" && !reading) ||
+        (what == "vhosts" && parts_.size() == 4) || (what == "connections" && !reading);
     if (admin_only && !administrator()) return refuse("Not administrator user");
     if (what == "parameters" && !reading && !administrator() && !tagged("policymaker"))
       return refuse("Not policymaker user");
@@ -869,7 +872,7 @@ class Handlers {
                 {"users", users},
                 {"vhosts", vhosts},
                 {"permissions", permissions},
-                {"topic_permissions", json::array()},
+                {"topic_permissions", all_topic_permissions(engine_)},
                 {"parameters", api_.shovels_ ? shovel_parameters(*api_.shovels_) : json::array()},
                 {"global_parameters", json::array()},
                 {"policies", json::array()},
@@ -889,7 +892,7 @@ class Handlers {
     auto array = [&](const char* key) {
       return body->contains(key) && (*body)[key].is_array() ? (*body)[key] : json::array();
     };
-    for (const char* key : {"topic_permissions", "policies", "global_parameters"})
+    for (const char* key : {"policies", "global_parameters"})
       if (!array(key).empty())
         log::warning("definitions import: {} {} not applied (Warren does not support them yet)",
                      array(key).size(), key);
@@ -910,6 +913,7 @@ class Handlers {
     for (const auto& u : array("users"))
       if (!(applied = import.user(u))) break;
     if (applied && each("permissions", &Import::permission) &&
+        each("topic_permissions", &Import::topic_permission) &&
         each("exchanges", &Import::exchange) && each("queues", &Import::queue) &&
         each("bindings", &Import::binding))
       each("parameters", &Import::parameter);
@@ -1006,6 +1010,15 @@ class Handlers {
       keep_user(item.value("user", ""), h_.engine_.users().find(item.value("user", "")));
       core::CommitId commit = 0;
       if (Status s = permission_from_json(h_.engine_, item, &commit); !s)
+        return refuse(from_status(s));
+      commit_ = std::max(commit_, commit);
+      return true;
+    }
+
+    bool topic_permission(const std::string&, const json& item) {
+      keep_user(item.value("user", ""), h_.engine_.users().find(item.value("user", "")));
+      core::CommitId commit = 0;
+      if (Status s = topic_permission_from_json(h_.engine_, item, &commit); !s)
         return refuse(from_status(s));
       commit_ = std::max(commit_, commit);
       return true;

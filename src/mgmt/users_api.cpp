@@ -56,6 +56,35 @@ json user_permissions(const core::User& user) {
   return out;
 }
 
+json topic_permission_json(const std::string& user, const std::string& vhost,
+                           const std::string& exchange, const core::TopicPermissions& p) {
+  return json{{"user", user},
+              {"vhost", vhost},
+              {"exchange", exchange},
+              {"write", p.write},
+              {"read", p.read}};
+}
+
+// A user's topic permissions, in one vhost or (empty) in all.
+json user_topic_permissions(const core::User& user, std::string_view only_vhost = {}) {
+  json out = json::array();
+  for (const auto& [vhost, by_exchange] : user.topic_permissions)
+    if (only_vhost.empty() || vhost == only_vhost)
+      for (const auto& [exchange, p] : by_exchange)
+        out.push_back(topic_permission_json(user.name, vhost, exchange, p));
+  return out;
+}
+
+// RabbitMQ's reason for a record without some of its keys: "[{key_missing,write},...]".
+std::optional<std::string> missing_keys(const json& item, std::initializer_list<const char*> keys) {
+  std::string missing;
+  for (const char* key : keys)
+    if (!item.contains(key))
+      missing += fmt::format("{}{{key_missing,{}}}", missing.empty() ? "" : ",", key);
+  if (missing.empty()) return std::nullopt;
+  return "[" + missing + "]";
+}
+
 Response put_user(core::Engine& engine, const Request& r, const std::string& name) {
   json body = json::parse(r.body.empty() ? "{}" : r.body, nullptr, false);
   if (body.is_discarded() || !body.is_object())
@@ -87,6 +116,20 @@ json all_permissions(const core::Engine& engine) {
   return out;
 }
 
+json all_topic_permissions(const core::Engine& engine) {
+  json out = json::array();
+  for (const core::User* user : engine.users().list())
+    for (auto& p : user_topic_permissions(*user)) out.push_back(std::move(p));
+  return out;
+}
+
+json vhost_topic_permissions(const core::Engine& engine, const std::string& vhost) {
+  json out = json::array();
+  for (const core::User* user : engine.users().list())
+    for (auto& p : user_topic_permissions(*user, vhost)) out.push_back(std::move(p));
+  return out;
+}
+
 json vhost_permissions(const core::Engine& engine, const std::string& vhost) {
   json out = json::array();
   for (const core::User* user : engine.users().list())
@@ -106,6 +149,7 @@ Result<core::User> user_from_json(const json& item, const core::User* existing) 
   user.name = item["name"].get<std::string>();
   if (existing) {  // PUT /api/users keeps them
     user.permissions = existing->permissions;
+    user.topic_permissions = existing->topic_permissions;
     user.every_vhost = existing->every_vhost;
   }
   auto tags = tags_from_json(item.value("tags", json()));
@@ -148,6 +192,26 @@ Status permission_from_json(core::Engine& engine, const json& item, core::Commit
   return {};
 }
 
+Status topic_permission_from_json(core::Engine& engine, const json& item, core::CommitId* commit) {
+  auto refuse = [](std::string_view why) {
+    return Status::error(ReplyCode::precondition_failed, why);
+  };
+  if (auto missing = missing_keys(item, {"exchange", "write", "read"})) return refuse(*missing);
+  for (const char* key : {"exchange", "write", "read"})
+    if (!item[key].is_string()) return refuse(fmt::format("{} must be a string", key));
+  for (const char* key : {"write", "read"})
+    if (auto error = core::Users::topic_pattern_error(item[key].get<std::string>()))
+      return refuse(fmt::format("invalid_regexp {}: {}", item[key].dump(), *error));
+  const std::string user = item.value("user", ""), vhost = item.value("vhost", "");
+  const core::User* existing = engine.users().find(user);
+  if (!existing || !engine.find_vhost(vhost)) return refuse("vhost_or_user_not_found");
+  core::User changed = *existing;
+  changed.topic_permissions[vhost][item["exchange"].get<std::string>()] =
+      core::TopicPermissions{item["write"].get<std::string>(), item["read"].get<std::string>()};
+  *commit = std::max(*commit, engine.store_user(std::move(changed)));
+  return {};
+}
+
 Response users_endpoint(core::Engine& engine, const Request& r,
                         const std::vector<std::string>& parts) {
   const size_t n = parts.size();
@@ -159,9 +223,11 @@ Response users_endpoint(core::Engine& engine, const Request& r,
   }
   const std::string& name = parts[2];
   const core::User* user = engine.users().find(name);
-  if (n == 4 && parts[3] == "permissions") {
+  if (n == 4 && (parts[3] == "permissions" || parts[3] == "topic-permissions")) {
     if (r.method != "GET") return {405, nullptr};
-    return user ? Response{200, user_permissions(*user)} : not_found();
+    if (!user) return not_found();
+    return {200,
+            parts[3] == "permissions" ? user_permissions(*user) : user_topic_permissions(*user)};
   }
   if (n != 3) return not_found();
   if (r.method == "GET") return user ? Response{200, user_json(*user)} : not_found();
@@ -204,6 +270,62 @@ Response permissions_endpoint(core::Engine& engine, const Request& r,
     if (!user || !user->permissions.contains(vhost)) return not_found();
     core::User changed = *user;
     changed.permissions.erase(vhost);
+    return {204, nullptr, engine.store_user(std::move(changed))};
+  }
+  return {405, nullptr};
+}
+
+namespace {
+
+// DELETE /api/topic-permissions/{vhost}/{user}/{exchange}: Warren's own path, for
+// clear_topic_permissions with an exchange (RabbitMQ's API can only clear them all).
+Response delete_topic_permission(core::Engine& engine, const Request& r, const core::User* user,
+                                 const std::string& vhost, const std::string& exchange) {
+  if (r.method != "DELETE") return {405, nullptr};
+  auto in_vhost =
+      user ? user->topic_permissions.find(vhost) : decltype(user->topic_permissions.end()){};
+  if (!user || in_vhost == user->topic_permissions.end() || !in_vhost->second.contains(exchange))
+    return not_found();
+  core::User changed = *user;
+  auto& by_exchange = changed.topic_permissions[vhost];
+  by_exchange.erase(exchange);
+  if (by_exchange.empty()) changed.topic_permissions.erase(vhost);
+  return {204, nullptr, engine.store_user(std::move(changed))};
+}
+
+}  // namespace
+
+Response topic_permissions_endpoint(core::Engine& engine, const Request& r,
+                                    const std::vector<std::string>& parts) {
+  const size_t n = parts.size();
+  if (n == 2) {
+    if (r.method != "GET") return {405, nullptr};
+    return list_response(all_topic_permissions(engine), r.query);
+  }
+  if (n != 4 && n != 5) return not_found();
+  const std::string &vhost = parts[2], &name = parts[3];
+  const core::User* user = engine.users().find(name);
+  const bool has_some = user && user->topic_permissions.contains(vhost);
+  if (n == 5) return delete_topic_permission(engine, r, user, vhost, parts[4]);
+  if (r.method == "GET") {
+    if (!has_some) return not_found();
+    return {200, user_topic_permissions(*user, vhost)};
+  }
+  if (r.method == "PUT") {
+    json body = json::parse(r.body.empty() ? "{}" : r.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return bad_request("invalid JSON in the request body");
+    body["user"] = name;
+    body["vhost"] = vhost;
+    core::CommitId commit = 0;
+    if (Status s = topic_permission_from_json(engine, body, &commit); !s)
+      return bad_request(s.text().substr(s.text().find(" - ") + 3));
+    return {has_some ? 204 : 201, nullptr, commit};
+  }
+  if (r.method == "DELETE") {
+    if (!has_some) return not_found();
+    core::User changed = *user;
+    changed.topic_permissions.erase(vhost);
     return {204, nullptr, engine.store_user(std::move(changed))};
   }
   return {405, nullptr};

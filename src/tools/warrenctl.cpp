@@ -137,8 +137,11 @@ void say(const Options& o, const std::string& line) {
   if (!o.quiet && o.formatter != "json") std::cout << line << "\n";
 }
 
-std::vector<std::string> columns_or(const Options& o, std::vector<std::string> fallback) {
-  return o.args.empty() ? fallback : o.args;
+// The columns named after the command's first `arguments` arguments, or else `fallback`.
+std::vector<std::string> columns_or(const Options& o, std::vector<std::string> fallback,
+                                    size_t arguments = 0) {
+  if (o.args.size() <= arguments) return fallback;
+  return {o.args.begin() + long(arguments), o.args.end()};
 }
 
 std::string read_all(const std::string& file) {
@@ -160,6 +163,52 @@ int offline(const Options& o) {
       rows.push_back(json{{"name", q.name}, {"messages", q.messages}, {"message_bytes", q.bytes}});
   say(o, fmt::format("Listing queues for vhost {} in {} (offline) ...", o.vhost, o.data_dir));
   print_table(o, columns_or(o, {"name", "messages"}), rows);
+  return 0;
+}
+
+// set_topic_permissions, clear_topic_permissions, list_topic_permissions,
+// list_user_topic_permissions: rabbitmqctl's verbs and arguments (-p VHOST).
+int topic_command(const Options& o, Api& api) {
+  const std::string vhost = percent_encoded(o.vhost);
+  auto usage = [&](const char* text) {
+    fail(kUsage, fmt::format("usage: warrenctl {} {}", o.verb, text));
+  };
+  const std::string path = o.args.empty() ? ""
+                                          : fmt::format("/api/topic-permissions/{}/{}", vhost,
+                                                        percent_encoded(o.args[0]));
+  if (o.verb == "set_topic_permissions") {
+    if (o.args.size() != 4) usage("[-p VHOST] USER EXCHANGE WRITE READ");
+    say(o, fmt::format("Setting topic permissions on \"{}\" for user \"{}\" in vhost \"{}\" ...",
+                       o.args[1], o.args[0], o.vhost));
+    api.call("PUT", path, json{{"exchange", o.args[1]}, {"write", o.args[2]}, {"read", o.args[3]}});
+    return 0;
+  }
+  if (o.verb == "clear_topic_permissions") {
+    if (o.args.empty() || o.args.size() > 2) usage("[-p VHOST] USER [EXCHANGE]");
+    if (o.args.size() == 2) {
+      say(o, fmt::format("Clearing topic permissions on \"{}\" for user \"{}\" in vhost \"{}\" ...",
+                         o.args[1], o.args[0], o.vhost));
+      api.call("DELETE", path + "/" + percent_encoded(o.args[1]));
+    } else {
+      say(o, fmt::format("Clearing topic permissions for user \"{}\" in vhost \"{}\" ...",
+                         o.args[0], o.vhost));
+      api.call("DELETE", path);
+    }
+    return 0;
+  }
+  const bool of_user = o.verb == "list_user_topic_permissions";
+  if (o.args.size() < (of_user ? 1u : 0u)) usage(of_user ? "USER" : "[-p VHOST]");
+  json rows =
+      api.call("GET", of_user ? "/api/users/" + percent_encoded(o.args[0]) + "/topic-permissions"
+                              : fmt::format("/api/vhosts/{}/topic-permissions", vhost));
+  say(o, of_user ? fmt::format("Listing topic permissions for user \"{}\" ...", o.args[0])
+                 : fmt::format("Listing topic permissions for vhost \"{}\" ...", o.vhost));
+  print_table(o,
+              columns_or(o,
+                         of_user ? std::vector<std::string>{"vhost", "exchange", "write", "read"}
+                                 : std::vector<std::string>{"user", "exchange", "write", "read"},
+                         of_user ? 1 : 0),
+              rows);
   return 0;
 }
 
@@ -233,17 +282,20 @@ int user_command(const Options& o, Api& api) {
     api.call("DELETE", permission_path);
     return 0;
   }
+  if (o.verb.find("topic_permissions") != std::string::npos) return topic_command(o, api);
   const bool of_user = o.verb == "list_user_permissions";
-  need(of_user ? 1 : 0, of_user ? "USER" : "[-p VHOST]");
+  if (o.args.size() < (of_user ? 1u : 0u))
+    fail(kUsage, fmt::format("usage: warrenctl {} {}", o.verb, of_user ? "USER" : "[-p VHOST]"));
   json rows = api.call("GET", of_user ? user_path(o.args[0]) + "/permissions"
                                       : fmt::format("/api/vhosts/{}/permissions", vhost));
   say(o, of_user ? fmt::format("Listing permissions for user \"{}\" ...", o.args[0])
                  : fmt::format("Listing permissions for vhost \"{}\" ...", o.vhost));
-  print_table(
-      o,
-      columns_or(o, of_user ? std::vector<std::string>{"vhost", "configure", "write", "read"}
-                            : std::vector<std::string>{"user", "configure", "write", "read"}),
-      rows);
+  print_table(o,
+              columns_or(o,
+                         of_user ? std::vector<std::string>{"vhost", "configure", "write", "read"}
+                                 : std::vector<std::string>{"user", "configure", "write", "read"},
+                         of_user ? 1 : 0),
+              rows);
   return 0;
 }
 
@@ -410,11 +462,20 @@ int online(const Options& o) {
     return 0;
   }
   if (o.verb == "shovel_status") return shovel_status(o, api);
-  static const std::set<std::string, std::less<>> kUserVerbs = {
-      "add_user",          "change_password",  "delete_user",
-      "set_user_tags",     "list_users",       "set_permissions",
-      "clear_permissions", "list_permissions", "list_user_permissions",
-      "hash_password"};
+  static const std::set<std::string, std::less<>> kUserVerbs = {"add_user",
+                                                                "change_password",
+                                                                "delete_user",
+                                                                "set_user_tags",
+                                                                "list_users",
+                                                                "set_permissions",
+                                                                "clear_permissions",
+                                                                "list_permissions",
+                                                                "list_user_permissions",
+                                                                "hash_password",
+                                                                "set_topic_permissions",
+                                                                "clear_topic_permissions",
+                                                                "list_topic_permissions",
+                                                                "list_user_topic_permissions"};
   if (kUserVerbs.contains(o.verb)) return user_command(o, api);
   if (o.verb == "set_parameter" || o.verb == "clear_parameter" || o.verb == "delete_shovel" ||
       o.verb == "restart_shovel")
@@ -446,16 +507,19 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", o.quiet, "Only the data, no informational lines");
   app.add_flag("--offline", o.offline, "Read a stopped data directory (list_queues only)");
   app.add_option("--data-dir", o.data_dir, "The data directory, with --offline");
-  app.add_option("command", o.verb,
-                 "status, list_queues [columns], list_exchanges, list_bindings, list_connections, "
-                 "list_channels, "
-                 "list_consumers, purge_queue Q, delete_queue Q, export_definitions FILE|-, "
-                 "import_definitions FILE|-, "
-                 "move_messages SRC [DST], close_connection NAME, shovel_status, "
-                 "set_parameter shovel NAME JSON, clear_parameter shovel NAME, delete_shovel NAME, "
-                 "restart_shovel NAME, add_user U P, change_password U P, delete_user U, "
-                 "set_user_tags U [TAG...], list_users, set_permissions U CONF WRITE READ, "
-                 "clear_permissions U, list_permissions, list_user_permissions U, hash_password P")
+  app.add_option(
+         "command", o.verb,
+         "status, list_queues [columns], list_exchanges, list_bindings, list_connections, "
+         "list_channels, "
+         "list_consumers, purge_queue Q, delete_queue Q, export_definitions FILE|-, "
+         "import_definitions FILE|-, "
+         "move_messages SRC [DST], close_connection NAME, shovel_status, "
+         "set_parameter shovel NAME JSON, clear_parameter shovel NAME, delete_shovel NAME, "
+         "restart_shovel NAME, add_user U P, change_password U P, delete_user U, "
+         "set_user_tags U [TAG...], list_users, set_permissions U CONF WRITE READ, "
+         "clear_permissions U, list_permissions, list_user_permissions U, "
+         "set_topic_permissions U EXCHANGE WRITE READ, clear_topic_permissions U [EXCHANGE], "
+         "list_topic_permissions, list_user_topic_permissions U, hash_password P")
       ->required();
   app.add_option("args", o.args, "The command's arguments");
   try {

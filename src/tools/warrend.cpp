@@ -5,9 +5,10 @@
 // --port 0 picks a free port and prints "port N" on stdout (for test fixtures). A config
 // file holds the same settings as "key = value" lines (repeatable keys may repeat); flags
 // win. Settings are parsed in tools/warrend_options.cpp.
+#include <systemd/sd-daemon.h>
+
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
-#include <systemd/sd-daemon.h>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -92,7 +93,8 @@ void configure_users(core::Engine& engine,
   if (users.empty()) return;
   engine.drop_default_user();
   for (const auto& [name, hash] : users)
-    engine.store_user(core::User{name, hash, {"administrator"}, {}, true});
+    engine.store_user(core::User{
+        .name = name, .password_hash = hash, .tags = {"administrator"}, .every_vhost = true});
 }
 
 // --shovel / shovel = 'NAME {json}': declared (and stored) at each boot.
@@ -131,8 +133,10 @@ mgmt::Response metrics(core::Engine& engine, const shovel::ShovelManager& shovel
 void announce_ready(const tools::Settings& settings, const amqp::Server& server) {
   std::string line = fmt::format("ready amqp={}", server.port());
   if (server.tls_port() != 0) line += fmt::format(" amqps={}", server.tls_port());
-  if (settings.management_port != 0) line += fmt::format(" management={}", settings.management_port);
-  if (settings.prometheus_port != 0) line += fmt::format(" prometheus={}", settings.prometheus_port);
+  if (settings.management_port != 0)
+    line += fmt::format(" management={}", settings.management_port);
+  if (settings.prometheus_port != 0)
+    line += fmt::format(" prometheus={}", settings.prometheus_port);
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
   sd_notify(0, fmt::format("READY=1\nSTATUS=accepting connections: {}", line.substr(6)).c_str());

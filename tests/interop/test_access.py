@@ -143,6 +143,98 @@ def http_scenario(mgmt_port, vhost):
     return out
 
 
+def setup_topic_user(mgmt_port, vhost):
+    """'topical' may do anything in the vhost, but on amq.topic may publish only keys that
+    start with its name and bind only with the empty key, and on t-x publish only keys that
+    start with the vhost's name. A topic permission on a direct exchange is not checked."""
+    def put(path, body):
+        status, reply = http_call(mgmt_port, "PUT", path, body)
+        assert status in (201, 204), (path, status, reply)
+    put(f"/api/vhosts/{vhost}", {})
+    put("/api/users/topical", {"password": "secret", "tags": ""})
+    put(f"/api/permissions/{vhost}/topical", {"configure": ".*", "write": ".*", "read": ".*"})
+    for exchange, write, read in [("amq.topic", "^{username}\\.", ""), ("t-x", "^{vhost}", ".*"),
+                                  ("amq.direct", "^never$", "^never$")]:
+        put(f"/api/topic-permissions/{vhost}/topical", {"exchange": exchange, "write": write, "read": read})
+
+
+def topic_scenario(port, mgmt_port, vhost):
+    conn = pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", port, vhost, pika.PlainCredentials("topical", "secret"), connection_attempts=1))
+
+    def publish(exchange, key):
+        return lambda ch: (ch.confirm_delivery(), ch.basic_publish(exchange, key, b"x"))
+
+    def bind(key, exchange="amq.topic"):
+        return lambda ch: ch.queue_bind(ch.queue_declare("", exclusive=True).method.queue, exchange, key)
+
+    steps = [
+        ("declare t-x", lambda ch: ch.exchange_declare("t-x", "topic")),
+        ("declare fan", lambda ch: ch.exchange_declare("fan", "fanout")),
+        ("publish topical.news", publish("amq.topic", "topical.news")),
+        ("publish a.b", publish("amq.topic", "a.b")),
+        ("publish the empty key", publish("amq.topic", "")),
+        ("publish to t-x with the vhost's name", publish("t-x", vhost + ".1")),
+        ("publish to t-x with another key", publish("t-x", "x.1")),
+        ("publish to amq.direct (not a topic exchange)", publish("amq.direct", "anything")),
+        ("bind with the empty key", bind("")),
+        ("bind with a.b", bind("a.b")),
+        ("unbind a.b", lambda ch: ch.queue_unbind(ch.queue_declare("", exclusive=True).method.queue,
+                                                  "amq.topic", "a.b")),
+        ("bind to t-x with any key", bind("any.key", "t-x")),
+        ("bind exchange fan from amq.topic", lambda ch: ch.exchange_bind("fan", "amq.topic", "k")),
+        ("bind exchange amq.topic from fan", lambda ch: ch.exchange_bind("amq.topic", "fan", "k")),
+    ]
+    out = [(name, outcome(lambda: step(conn.channel()))) for name, step in steps]
+    conn.close()
+
+    def call(method, path, body=None):
+        status, reply = http_call(mgmt_port, method, path, body)
+        if isinstance(reply, list):
+            reply = sorted(reply, key=lambda r: r["exchange"])
+        elif isinstance(reply, dict) and "reason" in reply:
+            reply = reply["reason"] if isinstance(reply["reason"], str) and "key_missing" in reply["reason"] else "*"
+        return status, reply
+
+    mine = f"/api/topic-permissions/{vhost}/topical"
+    for name, method, path, body in [
+            ("list of the user in the vhost", "GET", mine, None),
+            ("list of the user", "GET", "/api/users/topical/topic-permissions", None),
+            ("list of the vhost", "GET", f"/api/vhosts/{vhost}/topic-permissions", None),
+            ("keys missing", "PUT", mine, {"exchange": "e"}),
+            ("exchange missing", "PUT", mine, {"write": ".*", "read": ".*"}),
+            ("bad pattern", "PUT", mine, {"exchange": "e", "write": "(", "read": ".*"}),
+            ("unknown user", "PUT", f"/api/topic-permissions/{vhost}/no-such-user",
+             {"exchange": "e", "write": ".*", "read": ".*"}),
+            ("POST", "POST", mine, {}),
+            ("delete", "DELETE", mine, None),
+            ("delete again", "DELETE", mine, None),
+            ("list after", "GET", mine, None)]:
+        out.append((name, *call(method, path, body)))
+    conn = pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", port, vhost, pika.PlainCredentials("topical", "secret"), connection_attempts=1))
+    out.append(("publish a.b once cleared", outcome(lambda: publish("amq.topic", "a.b")(conn.channel()))))
+    conn.close()
+    return out
+
+
+EXPECTED_TOPIC = {
+    "publish topical.news": "ok",
+    "publish a.b": "403 ACCESS_REFUSED - access to topic 'a.b' in exchange 'amq.topic' in vhost '{vhost}' "
+                   "refused for user 'topical'",
+    "publish the empty key": "403 ACCESS_REFUSED - access to topic '' in exchange 'amq.topic'",
+    "publish to t-x with the vhost's name": "ok",
+    "publish to t-x with another key": "403 ACCESS_REFUSED - access to topic 'x.1' in exchange 't-x'",
+    "publish to amq.direct (not a topic exchange)": "ok",
+    "bind with the empty key": "ok",
+    "bind with a.b": "403 ACCESS_REFUSED - access to topic 'a.b' in exchange 'amq.topic'",
+    "unbind a.b": "403 ACCESS_REFUSED - access to topic 'a.b' in exchange 'amq.topic'",
+    "bind exchange fan from amq.topic": "403 ACCESS_REFUSED - access to topic 'k' in exchange 'amq.topic'",
+    "bind exchange amq.topic from fan": "ok",
+    "publish a.b once cleared": "ok",
+}
+
+
 EXPECTED_AMQP = {
     "nobody on /": "access denied",
     "bad password": "login refused",
@@ -179,6 +271,21 @@ class SameAsRabbitMQ(unittest.TestCase):
             self.assertEqual(ours, theirs, step)
         for step, expected in EXPECTED_AMQP.items():
             self.assertTrue(dict(results[1])[step].startswith(expected), (step, dict(results[1])[step]))
+
+    def test_topic_permissions_reply_as_rabbitmq(self):
+        vhost = unique("vh")
+        results = []
+        for port, mgmt in ((rabbit.port, rabbit.mgmt_port), (self.warren.port, self.warren.mgmt_port)):
+            setup_topic_user(mgmt, vhost)
+            results.append(topic_scenario(port, mgmt, vhost))
+        self.assertEqual(len(results[0]), len(results[1]))
+        for theirs, ours in zip(*results):
+            self.assertEqual(ours, theirs)
+        ours = {step[0]: step[1] for step in results[1]}
+        for step, expected in EXPECTED_TOPIC.items():
+            self.assertTrue(ours[step].startswith(expected.format(vhost=vhost)), (step, ours[step]))
+        self.assertIn(("delete", 204, None), results[1])
+        self.assertIn(("delete again", 404, "*"), results[1])
 
     def test_management_tags_reply_as_rabbitmq(self):
         vhost = unique("vh")
@@ -308,11 +415,63 @@ class Warrenctl(unittest.TestCase):
         self.assertEqual(self.login("ops", "second"), "ok")
         rows = json.loads(self.ctl("list_permissions", "--formatter", "json").stdout)
         self.assertIn({"user": "ops", "configure": "^ops-", "write": "^ops-", "read": "^ops-"}, rows)
+        rows = json.loads(self.ctl("list_user_permissions", "ops", "--formatter", "json").stdout)
+        self.assertEqual(rows, [{"vhost": "/", "configure": "^ops-", "write": "^ops-", "read": "^ops-"}])
         self.ctl("clear_permissions", "ops")
         self.assertTrue(self.login("ops", "second").startswith("access denied"))
         self.ctl("delete_user", "ops")
         self.assertEqual(self.login("ops", "second"), "login refused")
         self.assertEqual(self.ctl("delete_user", "ops", ok=False).returncode, 69)
+
+    def publish(self, user, exchange, key):
+        conn = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", self.warren.port, "/", pika.PlainCredentials(user, "pw")))
+        try:
+            return outcome(lambda: (lambda ch: (ch.confirm_delivery(), ch.basic_publish(exchange, key, b"x")))(
+                conn.channel()))
+        finally:
+            if conn.is_open:
+                conn.close()
+
+    def test_topic_permissions_from_the_command_line_kept_and_in_definitions(self):
+        self.ctl("add_user", "ops", "pw")
+        self.ctl("set_permissions", "ops", ".*", ".*", ".*")
+        self.ctl("set_topic_permissions", "ops", "amq.topic", "^ops\\.", "^ops\\.")
+        self.ctl("set_topic_permissions", "ops", "other", ".*", ".*")
+        refused = "403 ACCESS_REFUSED - access to topic 'x' in exchange 'amq.topic' in vhost '/' refused for user 'ops'"
+        self.assertEqual(self.publish("ops", "amq.topic", "x"), refused)
+        self.assertEqual(self.publish("ops", "amq.topic", "ops.1"), "ok")
+        rows = json.loads(self.ctl("list_topic_permissions", "--formatter", "json").stdout)
+        self.assertEqual(rows, [{"user": "ops", "exchange": "amq.topic", "write": "^ops\\.", "read": "^ops\\."},
+                                {"user": "ops", "exchange": "other", "write": ".*", "read": ".*"}])
+        rows = json.loads(self.ctl("list_user_topic_permissions", "ops", "--formatter", "json").stdout)
+        self.assertEqual([r["exchange"] for r in rows], ["amq.topic", "other"])
+        self.assertNotEqual(self.ctl("set_topic_permissions", "ops", "e", "(", ".*", ok=False).returncode, 0)
+
+        self.warren.stop()  # kept on disk
+        self.warren.start()
+        self.assertEqual(self.publish("ops", "amq.topic", "x"), refused)
+        status, exported = http_call(self.warren.mgmt_port, "GET", "/api/definitions")
+        self.assertIn({"user": "ops", "vhost": "/", "exchange": "amq.topic", "write": "^ops\\.",
+                       "read": "^ops\\."}, exported["topic_permissions"])
+
+        self.ctl("clear_topic_permissions", "ops", "amq.topic")  # one exchange
+        self.assertEqual(self.publish("ops", "amq.topic", "x"), "ok")
+        rows = json.loads(self.ctl("list_topic_permissions", "--formatter", "json").stdout)
+        self.assertEqual([r["exchange"] for r in rows], ["other"])
+        self.ctl("clear_topic_permissions", "ops")  # all of them
+        self.assertEqual(json.loads(self.ctl("list_topic_permissions", "--formatter", "json").stdout), [])
+
+        # Imported from a definitions file; a bad one changes nothing.
+        item = {"user": "ops", "vhost": "/", "exchange": "amq.topic", "write": "^imported$", "read": ".*"}
+        bad = dict(item, exchange="second", write="(")
+        self.assertEqual(http_call(self.warren.mgmt_port, "POST", "/api/definitions",
+                                   {"topic_permissions": [item, bad]})[0], 400)
+        self.assertEqual(self.publish("ops", "amq.topic", "x"), "ok")
+        self.assertEqual(http_call(self.warren.mgmt_port, "POST", "/api/definitions",
+                                   {"topic_permissions": [item]})[0], 204)
+        self.assertIn("403", self.publish("ops", "amq.topic", "x"))
+        self.assertEqual(self.publish("ops", "amq.topic", "imported"), "ok")
 
     def test_hash_password_makes_a_hash_warrend_takes(self):
         hashed = self.ctl("hash_password", "made-here").stdout.strip()
