@@ -4,8 +4,9 @@
 1. GET /metrics, /metrics/per-object and /api/queues with 10,000 queues declared: median
    and worst of 20 requests each (goal for /metrics: under 100 ms).
 2. Publish + confirm latency, one message at a time (p50, p99; 7 rounds of 3,000 per case), with 1,000 queues
-   declared, alone, next to an idle neighbour process (the control), and while /api/queues is
-   polled 10 times a second (goal: p99 within 10%).
+   declared, alone, next to an idle neighbour process and while a second warrend's
+   /api/queues is polled (the controls), and while its own /api/queues is polled 10 times a
+   second (goal: p99 within 10%).
 
     /usr/bin/python3 bench/management_figures.py [build/warrend]
 """
@@ -105,8 +106,11 @@ while True:
 """
 
 
-# The control: a process waking as often as the poller and spending about as much CPU in
-# Python, without talking to warrend. On two cores any such neighbour moves the p99.
+# The controls. The idler wakes as often as the poller and spends some CPU in Python without
+# talking to any broker. The twin poll is the same poller against a second warrend with the
+# same 1,000 queues: the machine does the same HTTP and JSON work, but not in the broker that
+# confirms. What the polled run adds over the twin is what polling costs the broker itself;
+# what both add over "alone" is two busy cores.
 IDLER = """
 import time
 while True:
@@ -116,25 +120,27 @@ while True:
 
 
 def latency_figures(rounds=7):
-    """Each round measures the three cases back to back; the figure is the median over rounds
-    of each round's p99 ratio, so a burst of noise from elsewhere spoils one round, not all."""
-    with Warrend() as w:
+    """Each round measures every case back to back; the figure is the median over rounds of
+    each round's p99 ratio, so a burst of noise from elsewhere spoils one round, not all."""
+    with Warrend() as w, Warrend() as twin:
         declare(w.port, 1000)
-        results = {"alone": [], "idler": [], "polled": []}
-        ratios = {"idler": [], "polled": []}
+        declare(twin.port, 1000)
+        neighbours = [("idler", IDLER, w.mgmt), ("twin poll", POLLER, twin.mgmt), ("polled", POLLER, w.mgmt)]
+        results = {"alone": [], **{name: [] for name, _, _ in neighbours}}
+        ratios = {name: [] for name, _, _ in neighbours}
         for _ in range(rounds):  # interleaved, so drift hits all alike
             alone = confirm_latencies(w.port)
             results["alone"].extend(alone)
             # Neighbours run in another process: a thread here would take the GIL from the publisher.
-            for name, script in [("idler", IDLER), ("polled", POLLER)]:
-                neighbour = subprocess.Popen([sys.executable, "-c", script, str(w.mgmt)])
+            for name, script, port in neighbours:
+                neighbour = subprocess.Popen([sys.executable, "-c", script, str(port)])
                 values = confirm_latencies(w.port)
                 neighbour.terminate()
                 neighbour.wait()
                 results[name].extend(values)
                 ratios[name].append(percentile(values, 0.99) / percentile(alone, 0.99))
         for name, values in results.items():
-            print(f"confirm latency, 1,000 queues, {name:7}: p50 {percentile(values, 0.5):.3f} ms, "
+            print(f"confirm latency, 1,000 queues, {name:9}: p50 {percentile(values, 0.5):.3f} ms, "
                   f"p99 {percentile(values, 0.99):.3f} ms ({len(values)} publishes)")
         for name, values in ratios.items():
             print(f"p99 {name} / alone per round: median {statistics.median(values):.2f} "

@@ -72,8 +72,8 @@ class BackgroundPool : public httplib::TaskQueue {
 // Requests waiting for the loop; stop() releases them all. The loop never takes a lock a
 // worker may hold: workers run under SCHED_IDLE, and one preempted while holding a lock the
 // loop wants would stall the loop for as long as the machine stays busy (a priority
-// inversion that showed as a doubled confirm p99 while /api/queues was polled). So the hand-over
-// is atomics only: the loop marks a call done and wakes every waiter; each rechecks its own.
+// inversion). So the hand-over is atomics only: the loop marks a call done and wakes every
+// waiter; each rechecks its own.
 struct HttpServer::Pending {
   std::atomic<uint32_t> changes{0};  // bumped on every completion and on stop
   std::atomic<bool> stopped{false};
