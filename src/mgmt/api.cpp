@@ -1007,21 +1007,11 @@ class Handlers {
     }
 
     bool permission(const std::string&, const json& item) {
-      keep_user(item.value("user", ""), h_.engine_.users().find(item.value("user", "")));
-      core::CommitId commit = 0;
-      if (Status s = permission_from_json(h_.engine_, item, &commit); !s)
-        return refuse(from_status(s));
-      commit_ = std::max(commit_, commit);
-      return true;
+      return change_user(item, permission_from_json);
     }
 
     bool topic_permission(const std::string&, const json& item) {
-      keep_user(item.value("user", ""), h_.engine_.users().find(item.value("user", "")));
-      core::CommitId commit = 0;
-      if (Status s = topic_permission_from_json(h_.engine_, item, &commit); !s)
-        return refuse(from_status(s));
-      commit_ = std::max(commit_, commit);
-      return true;
+      return change_user(item, topic_permission_from_json);
     }
 
     // Shovels; other components (federation, ...) are reported, not applied.
@@ -1102,6 +1092,16 @@ class Handlers {
     }
 
     // Remembers a user as it was before this import changed it, to put it back.
+    // A permission item, applied to the user it names (taken back with the rest on refusal).
+    bool change_user(const json& item,
+                     Status (*apply)(core::Engine&, const json&, core::CommitId*)) {
+      keep_user(item.value("user", ""), h_.engine_.users().find(item.value("user", "")));
+      core::CommitId commit = 0;
+      if (Status s = apply(h_.engine_, item, &commit); !s) return refuse(from_status(s));
+      commit_ = std::max(commit_, commit);
+      return true;
+    }
+
     void keep_user(const std::string& name, const core::User* existing) {
       if (name.empty() || kept_users_.contains(name)) return;
       kept_users_.insert(name);

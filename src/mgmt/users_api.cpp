@@ -171,45 +171,58 @@ Result<core::User> user_from_json(const json& item, const core::User* existing) 
   return user;
 }
 
-Status permission_from_json(core::Engine& engine, const json& item, core::CommitId* commit) {
-  auto refuse = [](std::string_view why) {
-    return Status::error(ReplyCode::precondition_failed, why);
-  };
-  for (const char* key : {"configure", "write", "read"}) {
-    if (!item.contains(key)) return refuse(fmt::format("[{{key_missing,{}}}]", key));
-    if (!item[key].is_string()) return refuse(fmt::format("{} must be a string", key));
-    if (auto error = core::Users::pattern_error(item[key].get<std::string>()))
-      return refuse(fmt::format("invalid_regexp {}: {}", item[key].dump(), *error));
-  }
+namespace {
+
+Status refused(std::string_view why) { return Status::error(ReplyCode::precondition_failed, why); }
+
+// What is wrong with an item's string fields `keys`, of which `patterns` are regular
+// expressions (checked by `pattern_error`); nothing if all is well.
+std::optional<Status> bad_fields(const json& item, std::initializer_list<const char*> keys,
+                                 std::initializer_list<const char*> patterns,
+                                 std::optional<std::string> (*pattern_error)(const std::string&)) {
+  if (auto missing = missing_keys(item, keys)) return refused(*missing);
+  for (const char* key : keys)
+    if (!item[key].is_string()) return refused(fmt::format("{} must be a string", key));
+  for (const char* key : patterns)
+    if (auto error = pattern_error(item[key].get<std::string>()))
+      return refused(fmt::format("invalid_regexp {}: {}", item[key].dump(), *error));
+  return std::nullopt;
+}
+
+// Applies `change` to the user the item names, in the vhost it names, and stores the user.
+template <class Change>
+Status change_user_in_vhost(core::Engine& engine, const json& item, core::CommitId* commit,
+                            Change change) {
   const std::string user = item.value("user", ""), vhost = item.value("vhost", "");
   const core::User* existing = engine.users().find(user);
-  if (!existing || !engine.find_vhost(vhost)) return refuse("vhost_or_user_not_found");
+  if (!existing || !engine.find_vhost(vhost)) return refused("vhost_or_user_not_found");
   core::User changed = *existing;
-  changed.permissions[vhost] =
-      core::Permissions{item["configure"].get<std::string>(), item["write"].get<std::string>(),
-                        item["read"].get<std::string>()};
+  change(changed, vhost);
   *commit = std::max(*commit, engine.store_user(std::move(changed)));
   return {};
 }
 
+}  // namespace
+
+Status permission_from_json(core::Engine& engine, const json& item, core::CommitId* commit) {
+  if (auto bad = bad_fields(item, {"configure", "write", "read"}, {"configure", "write", "read"},
+                            core::Users::pattern_error))
+    return *bad;
+  return change_user_in_vhost(engine, item, commit, [&](core::User& u, const std::string& vhost) {
+    u.permissions[vhost] =
+        core::Permissions{item["configure"].get<std::string>(), item["write"].get<std::string>(),
+                          item["read"].get<std::string>()};
+  });
+}
+
 Status topic_permission_from_json(core::Engine& engine, const json& item, core::CommitId* commit) {
-  auto refuse = [](std::string_view why) {
-    return Status::error(ReplyCode::precondition_failed, why);
-  };
-  if (auto missing = missing_keys(item, {"exchange", "write", "read"})) return refuse(*missing);
-  for (const char* key : {"exchange", "write", "read"})
-    if (!item[key].is_string()) return refuse(fmt::format("{} must be a string", key));
-  for (const char* key : {"write", "read"})
-    if (auto error = core::Users::topic_pattern_error(item[key].get<std::string>()))
-      return refuse(fmt::format("invalid_regexp {}: {}", item[key].dump(), *error));
-  const std::string user = item.value("user", ""), vhost = item.value("vhost", "");
-  const core::User* existing = engine.users().find(user);
-  if (!existing || !engine.find_vhost(vhost)) return refuse("vhost_or_user_not_found");
-  core::User changed = *existing;
-  changed.topic_permissions[vhost][item["exchange"].get<std::string>()] =
-      core::TopicPermissions{item["write"].get<std::string>(), item["read"].get<std::string>()};
-  *commit = std::max(*commit, engine.store_user(std::move(changed)));
-  return {};
+  if (auto bad = bad_fields(item, {"exchange", "write", "read"}, {"write", "read"},
+                            core::Users::topic_pattern_error))
+    return *bad;
+  return change_user_in_vhost(engine, item, commit, [&](core::User& u, const std::string& vhost) {
+    u.topic_permissions[vhost][item["exchange"].get<std::string>()] =
+        core::TopicPermissions{item["write"].get<std::string>(), item["read"].get<std::string>()};
+  });
 }
 
 Response users_endpoint(core::Engine& engine, const Request& r,

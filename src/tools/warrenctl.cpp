@@ -11,6 +11,7 @@
 #include <httplib.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -166,6 +167,24 @@ int offline(const Options& o) {
   return 0;
 }
 
+// list_(user_)permissions and list_(user_)topic_permissions: `what` ("permissions" or "topic
+// permissions") of one user in every vhost, or of every user in the vhost (-p).
+int list_permissions(const Options& o, Api& api, const std::string& what,
+                     std::vector<std::string> columns) {
+  const bool of_user = o.verb.starts_with("list_user_");
+  if (of_user && o.args.empty()) fail(kUsage, fmt::format("usage: warrenctl {} USER", o.verb));
+  std::string resource = what;
+  std::replace(resource.begin(), resource.end(), ' ', '-');
+  json rows = api.call(
+      "GET", of_user ? fmt::format("/api/users/{}/{}", percent_encoded(o.args[0]), resource)
+                     : fmt::format("/api/vhosts/{}/{}", percent_encoded(o.vhost), resource));
+  say(o, of_user ? fmt::format("Listing {} for user \"{}\" ...", what, o.args[0])
+                 : fmt::format("Listing {} for vhost \"{}\" ...", what, o.vhost));
+  columns.insert(columns.begin(), of_user ? "vhost" : "user");
+  print_table(o, columns_or(o, columns, of_user ? 1 : 0), rows);
+  return 0;
+}
+
 // set_topic_permissions, clear_topic_permissions, list_topic_permissions,
 // list_user_topic_permissions: rabbitmqctl's verbs and arguments (-p VHOST).
 int topic_command(const Options& o, Api& api) {
@@ -196,20 +215,7 @@ int topic_command(const Options& o, Api& api) {
     }
     return 0;
   }
-  const bool of_user = o.verb == "list_user_topic_permissions";
-  if (o.args.size() < (of_user ? 1u : 0u)) usage(of_user ? "USER" : "[-p VHOST]");
-  json rows =
-      api.call("GET", of_user ? "/api/users/" + percent_encoded(o.args[0]) + "/topic-permissions"
-                              : fmt::format("/api/vhosts/{}/topic-permissions", vhost));
-  say(o, of_user ? fmt::format("Listing topic permissions for user \"{}\" ...", o.args[0])
-                 : fmt::format("Listing topic permissions for vhost \"{}\" ...", o.vhost));
-  print_table(o,
-              columns_or(o,
-                         of_user ? std::vector<std::string>{"vhost", "exchange", "write", "read"}
-                                 : std::vector<std::string>{"user", "exchange", "write", "read"},
-                         of_user ? 1 : 0),
-              rows);
-  return 0;
+  return list_permissions(o, api, "topic permissions", {"exchange", "write", "read"});
 }
 
 // add_user, change_password, delete_user, set_user_tags, list_users, set_permissions,
@@ -283,20 +289,7 @@ int user_command(const Options& o, Api& api) {
     return 0;
   }
   if (o.verb.find("topic_permissions") != std::string::npos) return topic_command(o, api);
-  const bool of_user = o.verb == "list_user_permissions";
-  if (o.args.size() < (of_user ? 1u : 0u))
-    fail(kUsage, fmt::format("usage: warrenctl {} {}", o.verb, of_user ? "USER" : "[-p VHOST]"));
-  json rows = api.call("GET", of_user ? user_path(o.args[0]) + "/permissions"
-                                      : fmt::format("/api/vhosts/{}/permissions", vhost));
-  say(o, of_user ? fmt::format("Listing permissions for user \"{}\" ...", o.args[0])
-                 : fmt::format("Listing permissions for vhost \"{}\" ...", o.vhost));
-  print_table(o,
-              columns_or(o,
-                         of_user ? std::vector<std::string>{"vhost", "configure", "write", "read"}
-                                 : std::vector<std::string>{"user", "configure", "write", "read"},
-                         of_user ? 1 : 0),
-              rows);
-  return 0;
+  return list_permissions(o, api, "permissions", {"configure", "write", "read"});
 }
 
 // rabbitmqctl shovel_status's columns, then Warren's counts.
