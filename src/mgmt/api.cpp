@@ -817,7 +817,9 @@ class Handlers {
     in.properties_wire = wire::encode_properties(in.properties);
     in.mandatory = true;  // to learn whether it was routed
     return with_channel(vhost, [&](core::Channel& ch) {
-      if (Status s = ch.basic_publish(std::move(in)); !s) return from_status(s);
+      // As RabbitMQ's: whatever closed the channel, 400 with its reply code and text.
+      if (Status s = ch.basic_publish(std::move(in)); !s)
+        return bad_request(fmt::format("{} {}", int(s.code()), s.text()));
       return Response{200, json{{"routed", !watch_.returned}}, ch.last_commit()};
     });
   }

@@ -151,7 +151,7 @@ def setup_topic_user(mgmt_port, vhost):
         status, reply = http_call(mgmt_port, "PUT", path, body)
         assert status in (201, 204), (path, status, reply)
     put(f"/api/vhosts/{vhost}", {})
-    put("/api/users/topical", {"password": "secret", "tags": ""})
+    put("/api/users/topical", {"password": "secret", "tags": "management"})
     put(f"/api/permissions/{vhost}/topical", {"configure": ".*", "write": ".*", "read": ".*"})
     for exchange, write, read in [("amq.topic", "^{username}\\.", ""), ("t-x", "^{vhost}", ".*"),
                                   ("amq.direct", "^never$", "^never$")]:
@@ -188,8 +188,8 @@ def topic_scenario(port, mgmt_port, vhost):
     out = [(name, outcome(lambda: step(conn.channel()))) for name, step in steps]
     conn.close()
 
-    def call(method, path, body=None):
-        status, reply = http_call(mgmt_port, method, path, body)
+    def call(method, path, body=None, auth=("guest", "guest")):
+        status, reply = http_call(mgmt_port, method, path, body, auth=auth)
         if isinstance(reply, list):
             reply = sorted(reply, key=lambda r: r["exchange"])
         elif isinstance(reply, dict) and "reason" in reply:
@@ -197,6 +197,14 @@ def topic_scenario(port, mgmt_port, vhost):
         return status, reply
 
     mine = f"/api/topic-permissions/{vhost}/topical"
+    http_publish = {"properties": {}, "payload": "x", "payload_encoding": "string"}
+    for name, method, path, body in [
+            ("HTTP publish a.b", "POST", f"/api/exchanges/{vhost}/amq.topic/publish", dict(http_publish, routing_key="a.b")),
+            ("HTTP publish topical.x", "POST", f"/api/exchanges/{vhost}/amq.topic/publish",
+             dict(http_publish, routing_key="topical.x")),
+            ("HTTP bind with a.b", "POST", f"/api/bindings/{vhost}/e/amq.topic/e/fan", {"routing_key": "a.b"})]:
+        status, reply = http_call(mgmt_port, method, path, body, auth=("topical", "secret"))
+        out.append((name, status, reply))
     for name, method, path, body in [
             ("list of the user in the vhost", "GET", mine, None),
             ("list of the user", "GET", "/api/users/topical/topic-permissions", None),
@@ -232,6 +240,10 @@ EXPECTED_TOPIC = {
     "bind exchange fan from amq.topic": "403 ACCESS_REFUSED - access to topic 'k' in exchange 'amq.topic'",
     "bind exchange amq.topic from fan": "ok",
     "publish a.b once cleared": "ok",
+    "HTTP publish a.b": (400, {"error": "bad_request", "reason": "403 ACCESS_REFUSED - access to topic 'a.b' in "
+                                                                 "exchange 'amq.topic' in vhost '{vhost}' refused for "
+                                                                 "user 'topical'"}),
+    "HTTP bind with a.b": (401, {"error": "not_authorised", "reason": "Access refused."}),
 }
 
 
@@ -281,9 +293,13 @@ class SameAsRabbitMQ(unittest.TestCase):
         self.assertEqual(len(results[0]), len(results[1]))
         for theirs, ours in zip(*results):
             self.assertEqual(ours, theirs)
-        ours = {step[0]: step[1] for step in results[1]}
+        ours = {step[0]: step[1] if len(step) == 2 else step[1:] for step in results[1]}
         for step, expected in EXPECTED_TOPIC.items():
-            self.assertTrue(ours[step].startswith(expected.format(vhost=vhost)), (step, ours[step]))
+            if isinstance(expected, tuple):
+                reason = expected[1]["reason"].replace("{vhost}", vhost)
+                self.assertEqual(ours[step], (expected[0], dict(expected[1], reason=reason)), step)
+            else:
+                self.assertTrue(ours[step].startswith(expected.format(vhost=vhost)), (step, ours[step]))
         self.assertIn(("delete", 204, None), results[1])
         self.assertIn(("delete again", 404, "*"), results[1])
 

@@ -112,6 +112,16 @@ class Queues(unittest.TestCase):
         self.assertEqual(call("POST", "/api/exchanges/%2F/amq.default/publish",
                               {"properties": {}, "routing_key": unique("nowhere"), "payload": "x",
                                "payload_encoding": "string"}), (200, {"routed": False}))
+        # A refused publish: 400 with the reply code and text the channel was closed with.
+        missing = unique("missing")
+        self.assertEqual(call("POST", f"/api/exchanges/%2F/{missing}/publish",
+                              {"properties": {}, "routing_key": "k", "payload": "x", "payload_encoding": "string"}),
+                         (400, {"error": "bad_request", "reason": f"404 NOT_FOUND - no exchange '{missing}' in vhost '/'"}))
+        self.assertEqual(call("POST", "/api/exchanges/%2F/amq.direct/publish",
+                              {"properties": {"expiration": "abc"}, "routing_key": "k", "payload": "x",
+                               "payload_encoding": "string"}),
+                         (400, {"error": "bad_request",
+                                "reason": "406 PRECONDITION_FAILED - invalid expiration 'abc': no_integer"}))
         status, got = call("POST", f"/api/queues/%2F/{name}/get",
                            {"count": 2, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 50000})
         self.assertEqual(status, 200)
