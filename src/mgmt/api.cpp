@@ -639,12 +639,18 @@ class Handlers {
     const auto truncate = count_field(*body, "truncate", -1);
     if (!truncate) return bad_request("truncate must be a non-negative integer");
     const bool requeue = ackmode.ends_with("requeue_true");
+    // RabbitMQ answers a refused get with the channel's own text.
+    auto refused = [](const Status& s) {
+      if (s.code() == ReplyCode::access_refused) return error(401, "not_authorised", s.text());
+      if (s.code() == ReplyCode::not_found) return error(404, "not_found", s.text());
+      return from_status(s);
+    };
     return with_channel(vhost, [&](core::Channel& ch) {
       json out = json::array();
       std::vector<uint64_t> tags;
       for (int64_t i = 0; i < *count; ++i) {
         auto got = ch.basic_get(name, false);
-        if (!got.ok()) return from_status(got.status());
+        if (!got.ok()) return refused(got.status());
         if (!got.value()) break;
         const core::DeliveryInfo& d = *got.value();
         tags.push_back(d.delivery_tag);
@@ -653,7 +659,7 @@ class Handlers {
       for (uint64_t tag : tags)
         if (Status settled = requeue ? ch.basic_nack(tag, false, true) : ch.basic_ack(tag, false);
             !settled)
-          return from_status(settled);
+          return refused(settled);
       return Response{200, std::move(out), ch.last_commit()};
     });
   }

@@ -133,8 +133,10 @@ def http_scenario(mgmt_port, vhost):
                                ("watcher", "GET", "/api/whoami"),
                                ("watcher", "GET", "/api/users"),
                                ("watcher", "PUT", "/api/queues/%2F/w-q"),
-                               ("partial", "PUT", "/api/queues/%2F/q-by-http")]:
-        status, body = http_call(mgmt_port, method, path, {} if method == "PUT" else None, auth=(user, "secret"))
+                               ("partial", "PUT", "/api/queues/%2F/q-by-http"),
+                               ("partial", "POST", "/api/queues/%2F/q-by-http/get")]:
+        request = {"PUT": {}, "POST": {"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"}}.get(method)
+        status, body = http_call(mgmt_port, method, path, request, auth=(user, "secret"))
         if isinstance(body, dict) and "reason" in body:
             body = body["reason"]
         elif isinstance(body, dict):

@@ -117,6 +117,9 @@ class Queues(unittest.TestCase):
         self.assertEqual(call("POST", f"/api/exchanges/%2F/{missing}/publish",
                               {"properties": {}, "routing_key": "k", "payload": "x", "payload_encoding": "string"}),
                          (400, {"error": "bad_request", "reason": f"404 NOT_FOUND - no exchange '{missing}' in vhost '/'"}))
+        self.assertEqual(call("POST", f"/api/queues/%2F/{q(missing)}/get",
+                              {"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"}),
+                         (404, {"error": "not_found", "reason": f"NOT_FOUND - no queue '{missing}' in vhost '/'"}))
         self.assertEqual(call("POST", "/api/exchanges/%2F/amq.direct/publish",
                               {"properties": {"expiration": "abc"}, "routing_key": "k", "payload": "x",
                                "payload_encoding": "string"}),
