@@ -627,6 +627,8 @@ class Handlers {
     Response failed;
     auto body = body_object(&failed);
     if (!body) return failed;
+    if (auto missing = missing_keys(*body, {"ackmode", "count", "encoding"}))
+      return bad_request(*missing);
     const auto count = count_field(*body, "count", 1);
     const std::string ackmode = body->value("ackmode", "ack_requeue_true");
     const std::string encoding = body->value("encoding", "auto");
@@ -635,7 +637,7 @@ class Handlers {
         ackmode != "reject_requeue_true" && ackmode != "reject_requeue_false")
       return bad_request(fmt::format("unknown ackmode '{}'", ackmode));
     if (encoding != "auto" && encoding != "base64")
-      return bad_request(fmt::format("unknown encoding '{}'", encoding));
+      return bad_request("Unsupported encoding. Please use auto or base64.");
     const auto truncate = count_field(*body, "truncate", -1);
     if (!truncate) return bad_request("truncate must be a non-negative integer");
     const bool requeue = ackmode.ends_with("requeue_true");
@@ -799,6 +801,9 @@ class Handlers {
     Response failed;
     auto body = body_object(&failed);
     if (!body) return failed;
+    if (auto missing =
+            missing_keys(*body, {"routing_key", "properties", "payload", "payload_encoding"}))
+      return bad_request(*missing);
     const json payload = body->value("payload", json());
     const std::string encoding = body->value("payload_encoding", "string");
     if (!payload.is_string() || !body->contains("routing_key") ||
@@ -810,14 +815,18 @@ class Handlers {
     core::PublishInput in;
     in.exchange = exchange;
     in.routing_key = (*body)["routing_key"];
+    // Reasons as RabbitMQ's, which are Erlang terms: ["not_base64", payload].
     if (encoding == "base64") {
-      auto decoded = decode_base64(payload.get<std::string>());
-      if (!decoded) return bad_request("payload is not base64");
+      auto decoded = decode_base64_padded(payload.get<std::string>());
+      if (!decoded)
+        return {400,
+                json{{"error", "bad_request"}, {"reason", json::array({"not_base64", payload})}}};
       in.body = std::move(*decoded);
     } else if (encoding == "string") {
       in.body = payload.get<std::string>();
     } else {
-      return bad_request(fmt::format("unknown payload_encoding '{}'", encoding));
+      return {400, json{{"error", "bad_request"},
+                        {"reason", json::array({"unsupported_encoding", encoding})}}};
     }
     in.properties = std::move(*properties);
     in.properties_wire = wire::encode_properties(in.properties);
@@ -1154,10 +1163,10 @@ class Handlers {
     const std::string& destination = parts_[6];
     if (n == 7 && r_.method == "GET") {
       const auto* v = engine_.find_vhost(vhost);
-      auto x = v ? v->find_exchange(source) : nullptr;
-      if (!x) return not_found();
-      json out = json::array();
-      for (const auto& b : x->bindings)
+      if (!v) return not_found();
+      json out = json::array();  // none, as RabbitMQ answers, when the exchange is missing
+      auto x = v->find_exchange(source);
+      for (const auto& b : x ? x->bindings : std::vector<core::Binding>{})
         if (b.destination.is_queue == to_queue && b.destination.name == destination)
           out.push_back(
               binding_json(*v, source, destination, to_queue, b.routing_key, b.arguments));
@@ -1173,6 +1182,8 @@ class Handlers {
       return with_channel(vhost, [&](core::Channel& ch) {
         auto r = to_queue ? ch.queue_bind(destination, source, key, *arguments)
                           : ch.exchange_bind(destination, source, key, *arguments);
+        if (!r.ok() && r.status().code() == ReplyCode::not_found)  // RabbitMQ names what is missing
+          return error(404, "not_found", reply_text(r.status()));
         if (!r.ok()) return from_status(r.status());
         return Response{201, nullptr, r.value()};
       });

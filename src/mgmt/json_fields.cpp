@@ -212,4 +212,15 @@ std::optional<std::string> decode_base64(std::string_view in) {
   return out;
 }
 
+std::optional<std::string> decode_base64_padded(std::string_view text) {
+  std::string compact;
+  for (char c : text)
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') compact.push_back(c);
+  const size_t padding = compact.size() - compact.find_last_not_of('=') - 1;
+  if (compact.size() % 4 != 0 || padding > 2 ||
+      compact.find('=') < compact.size() - padding)  // '=' only at the end
+    return std::nullopt;
+  return decode_base64(compact);
+}
+
 }  // namespace warren::mgmt

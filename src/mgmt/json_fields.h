@@ -29,5 +29,7 @@ using warren::percent_encoded;  // common/percent.h
 // Payloads that are not text, and HTTP basic credentials.
 std::string encode_base64(std::string_view bytes);
 std::optional<std::string> decode_base64(std::string_view text);  // nullopt: not base64
+// As Erlang's base64:decode: whitespace skipped, the rest in padded groups of four.
+std::optional<std::string> decode_base64_padded(std::string_view text);
 
 }  // namespace warren::mgmt

@@ -1,5 +1,8 @@
 #include "mgmt/responses.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -15,13 +18,29 @@ Response error(int status, std::string_view error, std::string_view reason) {
 Response not_found() { return error(404, "Object Not Found", "Not Found"); }
 Response bad_request(std::string_view reason) { return error(400, "bad_request", reason); }
 
-Response from_status(const Status& s) {
+std::string_view reply_text(const Status& s) {
   std::string_view text = s.text();
   if (auto dash = text.find(" - "); dash != std::string_view::npos) text.remove_prefix(dash + 3);
+  return text;
+}
+
+Response from_status(const Status& s) {
+  std::string_view text = reply_text(s);
   if (s.code() == ReplyCode::not_found) return not_found();
   // RabbitMQ's management answers a refused declaration, deletion or binding so.
   if (s.code() == ReplyCode::access_refused) return error(401, "not_authorised", "Access refused.");
   return bad_request(text);
+}
+
+std::optional<std::string> missing_keys(const json& body, std::initializer_list<const char*> keys) {
+  std::vector<std::string> missing;
+  for (const char* key : keys)
+    if (!body.contains(key)) missing.push_back(fmt::format("{{key_missing,{}}}", key));
+  if (missing.empty()) return std::nullopt;
+  std::string flat = fmt::format("[{}]", fmt::join(missing, ","));
+  constexpr size_t kErlangLineWidth = 80;
+  if (flat.size() <= kErlangLineWidth) return flat;
+  return fmt::format("[{}]", fmt::join(missing, ",\n "));
 }
 
 namespace {

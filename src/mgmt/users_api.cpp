@@ -75,16 +75,6 @@ json user_topic_permissions(const core::User& user, std::string_view only_vhost 
   return out;
 }
 
-// RabbitMQ's reason for a record without some of its keys: "[{key_missing,write},...]".
-std::optional<std::string> missing_keys(const json& item, std::initializer_list<const char*> keys) {
-  std::string missing;
-  for (const char* key : keys)
-    if (!item.contains(key))
-      missing += fmt::format("{}{{key_missing,{}}}", missing.empty() ? "" : ",", key);
-  if (missing.empty()) return std::nullopt;
-  return "[" + missing + "]";
-}
-
 Response put_user(core::Engine& engine, const Request& r, const std::string& name) {
   json body = json::parse(r.body.empty() ? "{}" : r.body, nullptr, false);
   if (body.is_discarded() || !body.is_object())

@@ -83,6 +83,38 @@ class Errors(unittest.TestCase):
         self.assertEqual(call("GET", f"/api/exchanges/%2F/{name}")[0], 404)
 
 
+    def test_get_publish_and_binding_refusals_read_as_rabbits(self):
+        name, exchange = unique("gq"), unique("gx")
+        self.assertEqual(call("PUT", f"/api/queues/%2F/{name}", {"durable": False})[0], 201)
+        publish_path = "/api/exchanges/%2F/amq.direct/publish"
+        self.assertEqual(call("POST", publish_path, {}),
+                         (400, {"error": "bad_request", "reason": "[{key_missing,routing_key},\n {key_missing,properties},"
+                                                                  "\n {key_missing,payload},\n {key_missing,payload_encoding}]"}))
+        self.assertEqual(call("POST", f"/api/queues/%2F/{name}/get", {}),
+                         (400, {"error": "bad_request",
+                                "reason": "[{key_missing,ackmode},{key_missing,count},{key_missing,encoding}]"}))
+        self.assertEqual(call("POST", f"/api/queues/%2F/{name}/get",
+                              {"count": 1, "ackmode": "ack_requeue_true", "encoding": "zip"}),
+                         (400, {"error": "bad_request", "reason": "Unsupported encoding. Please use auto or base64."}))
+        body = {"routing_key": name, "properties": {}, "payload_encoding": "base64"}
+        for payload in ("eA=", "eA"):
+            self.assertEqual(call("POST", publish_path, dict(body, payload=payload)),
+                             (400, {"error": "bad_request", "reason": ["not_base64", payload]}))
+        self.assertEqual(call("POST", publish_path, dict(body, payload_encoding="zip", payload="x")),
+                         (400, {"error": "bad_request", "reason": ["unsupported_encoding", "zip"]}))
+        self.assertEqual(call("POST", "/api/exchanges/%2F/amq.default/publish", dict(body, payload="e A==")),
+                         (200, {"routed": True}))
+        got = call("POST", f"/api/queues/%2F/{name}/get", {"count": 1, "ackmode": "ack_requeue_false",
+                                                             "encoding": "auto"})[1]
+        self.assertEqual([m["payload"] for m in got], ["x"])
+        self.assertEqual(call("POST", f"/api/bindings/%2F/e/{exchange}/q/{name}", {"routing_key": "k"}),
+                         (404, {"error": "not_found", "reason": f"no exchange '{exchange}' in vhost '/'"}))
+        self.assertEqual(call("POST", f"/api/bindings/%2F/e/amq.direct/q/{name}-none", {"routing_key": "k"}),
+                         (404, {"error": "not_found", "reason": f"no queue '{name}-none' in vhost '/'"}))
+        self.assertEqual(call("GET", f"/api/bindings/%2F/e/{exchange}/q/{name}"), (200, []))
+        self.assertEqual(call("DELETE", f"/api/queues/%2F/{name}"), (204, None))
+
+
 class Queues(unittest.TestCase):
     def test_lifecycle_counts_get_publish_purge_delete(self):
         name = unique("mq")
