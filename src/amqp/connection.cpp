@@ -40,6 +40,12 @@ FieldTable server_properties() {
   };
 }
 
+// "host:port", with an IPv6 address in brackets.
+std::string endpoint(const std::string& host, uint16_t port) {
+  return host.find(':') == std::string::npos ? fmt::format("{}:{}", host, port)
+                                             : fmt::format("[{}]:{}", host, port);
+}
+
 bool capability(const FieldTable& client_properties, std::string_view name) {
   const FieldValue* caps = client_properties.find("capabilities");
   const FieldTable* table = caps ? caps->as<FieldTable>() : nullptr;
@@ -782,6 +788,8 @@ void Connection::handle_start_ok(const ConnectionStartOk& m) {
   client_wants_auth_failure_close_ =
       capability(m.client_properties, "authentication_failure_close");
   client_wants_cancel_notify_ = capability(m.client_properties, "consumer_cancel_notify");
+  details_.client_properties = m.client_properties;
+  details_.auth_mechanism = m.mechanism;
   client_wants_blocked_ = capability(m.client_properties, "connection.blocked");
   const bool external = m.mechanism == "EXTERNAL" && tls_;
   if (m.mechanism != "PLAIN" && m.mechanism != "AMQPLAIN" && !external) {
@@ -816,6 +824,9 @@ void Connection::handle_tune_ok(const ConnectionTuneOk& m) {
   frame_max_ = m.frame_max;
   channel_max_ = m.channel_max;
   heartbeat_ = m.heartbeat;
+  details_.frame_max = m.frame_max;
+  details_.channel_max = m.channel_max;
+  details_.heartbeat = m.heartbeat;
   parser_.set_frame_max(frame_max_);
   state_ = State::awaiting_open;
 }
@@ -827,12 +838,18 @@ void Connection::handle_open(const ConnectionOpen& m) {
         fmt::format("access to vhost '{}' refused for user '{}'", m.virtual_host, user_), 10, 40));
     return;
   }
-  core_ = engine_.connect(peer_, user_, m.virtual_host);
+  const std::string name =
+      details_.host.empty()
+          ? peer_
+          : fmt::format("{} -> {}", endpoint(details_.peer_host, details_.peer_port),
+                        endpoint(details_.host, details_.port));
+  core_ = engine_.connect(name, user_, m.virtual_host);
   if (!core_) {
     connection_error(hard_error(ReplyCode::not_allowed,
                                 fmt::format("vhost {} not found", m.virtual_host), 10, 40));
     return;
   }
+  core_->details = details_;
   alarm_listener_ = engine_.add_alarm_listener([this](bool raised) { on_alarm(raised); });
   core_->force_close = [this, alive = std::weak_ptr<bool>(alive_)](const std::string& reason) {
     if (alive.lock()) connection_error(hard_error(ReplyCode::connection_forced, reason));

@@ -65,7 +65,16 @@ class Connection {
   // as that user; without a certificate it is refused.
   void set_tls(std::string certificate_name) {
     tls_ = true;
+    details_.tls = true;
     certificate_name_ = std::move(certificate_name);
+  }
+  // Both ends of the socket: the connection is then named as RabbitMQ names it,
+  // "client:port -> server:port".
+  void set_endpoints(std::string peer_host, uint16_t peer_port, std::string host, uint16_t port) {
+    details_.peer_host = std::move(peer_host);
+    details_.peer_port = peer_port;
+    details_.host = std::move(host);
+    details_.port = port;
   }
 
   // Consumes whole frames from the front of `in` (leaving any partial frame).
@@ -165,6 +174,7 @@ class Connection {
   bool peer_is_loopback_;
   bool tls_ = false;
   std::string certificate_name_;
+  core::ConnectionDetails details_;  // handed to the core connection when it opens
   State state_ = State::awaiting_header;
   std::string out_;
   std::function<void()> output_listener_;

@@ -35,6 +35,10 @@ class Server::Session : public std::enable_shared_from_this<Session> {
         timer_(socket_.get_executor()),
         peer_(std::move(peer)) {
     if (tls) tls_ = std::make_unique<TlsEngine>(tls->native_handle());
+    std::error_code ignored;
+    const auto remote = socket_.remote_endpoint(ignored), local = socket_.local_endpoint(ignored);
+    conn_.set_endpoints(remote.address().to_string(), remote.port(), local.address().to_string(),
+                        local.port());
   }
 
   void start() { serve(); }

@@ -45,6 +45,7 @@ class Channel {
   Channel& operator=(const Channel&) = delete;
 
   uint16_t id() const { return id_; }
+  const Connection& connection() const { return connection_; }
   bool is_open() const { return open_; }
   const Status& close_reason() const { return close_reason_; }
   // The commit that carries everything this channel has done so far (flush waits for it).
@@ -69,6 +70,17 @@ class Channel {
 
   Status confirm_select();
   bool confirm_mode() const { return confirm_mode_; }
+  // What the management API shows of a channel, in RabbitMQ's terms.
+  struct Stats {
+    uint16_t prefetch_count = 0, global_prefetch_count = 0;
+    size_t consumers = 0, unacked = 0, unconfirmed = 0;
+    bool transactional = false;
+    size_t uncommitted_publishes = 0, uncommitted_acks = 0;
+  };
+  Stats stats() const {
+    return {consumer_prefetch_,  channel_prefetch_, consumers_.size(),    unacked_.size(),
+            unconfirmed_.size(), tx_mode_,          tx_publishes_.size(), tx_settles_.size()};
+  }
   // For a caller that waits for confirms: the last publish so far, and the commit whose
   // outcome settles it and every publish before it.
   struct ConfirmTarget {

@@ -589,6 +589,9 @@ std::shared_ptr<Connection> Engine::connect(std::string name, std::string user,
   c->name = std::move(name);
   c->user = std::move(user);
   c->vhost = v;
+  c->connected_at_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count());
   connections_.push_back(c);
   return c;
 }

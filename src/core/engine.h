@@ -31,9 +31,22 @@
 
 namespace warren::core {
 
+// What a protocol adapter tells of its client, for the management API (RabbitMQ's fields).
+struct ConnectionDetails {
+  std::string peer_host, host;  // the client's address and ours
+  uint16_t peer_port = 0, port = 0;
+  bool tls = false;
+  std::string auth_mechanism;
+  FieldTable client_properties;
+  uint16_t channel_max = 0, heartbeat = 0;
+  uint32_t frame_max = 0;
+};
+
 struct Connection {
   uint64_t id = 0;
   std::string name;
+  uint64_t connected_at_ms = 0;  // since the epoch
+  ConnectionDetails details = {};
   std::string user;  // empty: in-process, no user-id check
   Vhost* vhost = nullptr;
   std::vector<std::weak_ptr<Channel>> channels;
@@ -47,7 +60,7 @@ struct Connection {
 struct EngineOptions {
   BrokerOptions broker;
   std::shared_ptr<storage::FaultInjector> faults = {};  // tests only
-  std::vector<std::string> vhosts = {};            // besides "/"
+  std::vector<std::string> vhosts = {};                 // besides "/"
   // Above this resident memory the memory alarm is raised (RabbitMQ's
   // vm_memory_high_watermark); 0: memory is not watched.
   uint64_t memory_high_watermark = 0;
@@ -103,15 +116,17 @@ class Engine {
     uint64_t routed = 0;
     uint64_t unroutable_dropped = 0;
     uint64_t unroutable_returned = 0;
-    uint64_t delivered = 0;         // deliveries and gets
+    uint64_t delivered = 0;  // deliveries and gets
     uint64_t redelivered = 0;
     uint64_t acknowledged = 0;
     uint64_t get_empty = 0;
-    uint64_t expired = 0;           // Warren's: messages whose TTL ran out
+    uint64_t expired = 0;  // Warren's: messages whose TTL ran out
     std::map<std::string, uint64_t, std::less<>> dead_lettered;  // by reason
   } counters;
   // For the management API (loop thread).
-  const std::map<std::string, std::unique_ptr<Vhost>, std::less<>>& vhosts() const { return vhosts_; }
+  const std::map<std::string, std::unique_ptr<Vhost>, std::less<>>& vhosts() const {
+    return vhosts_;
+  }
   const std::vector<std::shared_ptr<Connection>>& connections() const { return connections_; }
 
   // Moves (or copies) up to `max` ready messages of `from`, oldest first, into `to`, or

@@ -82,6 +82,8 @@ json with_rates(const std::map<std::string, uint64_t>& counts,
   return out;
 }
 
+constexpr std::string_view kNode = "warren@localhost";  // RabbitMQ's node name, for tools
+
 // What the management's own channel is told: only whether a publish came back unroutable.
 class ReturnWatch : public core::ChannelSink {
  public:
@@ -153,7 +155,7 @@ json queue_json(const QueueRow& q, Api& api) {
   fields.emplace("arguments", to_json(q.arguments));
   fields.emplace("type", q.quorum ? "quorum" : "classic");
   fields.emplace("state", "running");
-  fields.emplace("node", "warren@localhost");
+  fields.emplace("node", kNode);
   fields.emplace("messages", q.ready + q.unacked);
   fields.emplace("messages_ready", q.ready);
   fields.emplace("messages_unacknowledged", q.unacked);
@@ -241,8 +243,18 @@ class Handlers {
 
   // ---- reading ------------------------------------------------------------------------
 
+  json listeners_json() const {
+    json out = json::array();
+    for (const Api::Listener& l : api_.listeners_)
+      out.push_back(json{{"node", kNode},
+                         {"protocol", l.protocol},
+                         {"ip_address", l.ip_address},
+                         {"port", l.port}});
+    return out;
+  }
+
   json node() const {
-    return json{{"name", "warren@localhost"},
+    return json{{"name", kNode},
                 {"type", "disc"},
                 {"running", true},
                 {"mem_used", core::resident_memory()},
@@ -365,13 +377,16 @@ class Handlers {
         {"product_name", "Warren"},
         {"product_version", "0.1.0"},
         {"cluster_name", "warren"},
-        {"node", "warren@localhost"},
+        {"node", kNode},
         {"object_totals",
          {{"connections", engine_.connections().size()},
           {"channels", channels},
           {"consumers", consumers},
           {"exchanges", exchanges},
           {"queues", queues}}},
+        {"listeners", listeners_json()},
+        {"rates_mode", "basic"},
+        {"disable_stats", false},
         {"exchange_types", json::array({json{{"name", "direct"}}, json{{"name", "fanout"}},
                                         json{{"name", "topic"}}, json{{"name", "headers"}}})}});
     // The rates off the loop: their lock is shared with the HTTP workers.
@@ -463,27 +478,74 @@ class Handlers {
   }
 
   static json connection_json(const core::Connection& c) {
+    const core::ConnectionDetails& d = c.details;
     return json{{"name", c.name},
+                {"node", kNode},
+                {"type", "network"},
                 {"user", c.user},
                 {"vhost", c.vhost ? c.vhost->name : ""},
                 {"channels", c.channels.size()},
                 {"state", "running"},
-                {"protocol", "AMQP 0-9-1"}};
+                {"protocol", "AMQP 0-9-1"},
+                {"connected_at", c.connected_at_ms},
+                {"peer_host", d.peer_host},
+                {"peer_port", d.peer_port},
+                {"host", d.host},
+                {"port", d.port},
+                {"ssl", d.tls},
+                {"auth_mechanism", d.auth_mechanism},
+                {"client_properties", to_json(d.client_properties)},
+                {"channel_max", d.channel_max},
+                {"frame_max", d.frame_max},
+                {"timeout", d.heartbeat}};
+  }
+
+  static json connection_details(const core::Connection& c) {
+    return json{
+        {"name", c.name}, {"peer_host", c.details.peer_host}, {"peer_port", c.details.peer_port}};
   }
 
   json channels() const {
     json out = json::array();
     for (const auto& c : engine_.connections())
       for (const auto& weak : c->channels)
-        if (auto ch = weak.lock())
+        if (auto ch = weak.lock()) {
+          const core::Channel::Stats s = ch->stats();
           out.push_back(json{{"name", fmt::format("{} ({})", c->name, ch->id())},
-                             {"connection_details", json{{"name", c->name}}},
+                             {"node", kNode},
+                             {"connection_details", connection_details(*c)},
                              {"connection", c->name},
                              {"number", ch->id()},
                              {"user", c->user},
                              {"vhost", c->vhost ? c->vhost->name : ""},
-                             {"confirm", ch->confirm_mode()}});
+                             {"state", "running"},
+                             {"confirm", ch->confirm_mode()},
+                             {"transactional", s.transactional},
+                             {"prefetch_count", s.prefetch_count},
+                             {"global_prefetch_count", s.global_prefetch_count},
+                             {"consumer_count", s.consumers},
+                             {"messages_unacknowledged", s.unacked},
+                             {"messages_unconfirmed", s.unconfirmed},
+                             {"messages_uncommitted", s.uncommitted_publishes},
+                             {"acks_uncommitted", s.uncommitted_acks}});
+        }
     return out;
+  }
+
+  static bool active(const core::Queue& q, const core::Consumer& c) {
+    return !q.settings.single_active_consumer || q.active_consumer() == &c;
+  }
+
+  static json channel_details(const core::Channel* ch) {
+    if (!ch) return json::object();
+    const core::Connection& c = ch->connection();
+    return json{{"name", fmt::format("{} ({})", c.name, ch->id())},
+                {"number", ch->id()},
+                {"node", kNode},
+                {"user", c.user},
+                {"connection_name", c.name},
+                {"peer_host", c.details.peer_host},
+                {"peer_port", c.details.peer_port}};
   }
 
   json consumers() const {
@@ -492,14 +554,16 @@ class Handlers {
       if (!v) return out;
       for (const auto& [qname, q] : v->queues)
         for (const auto& c : q->consumers)
-          out.push_back(json{
-              {"consumer_tag", c->tag},
-              {"queue", json{{"name", qname}, {"vhost", v->name}}},
-              {"ack_required", !c->no_ack},
-              {"exclusive", c->exclusive},
-              {"prefetch_count", c->prefetch},
-              {"arguments", c->priority ? json{{"x-priority", c->priority}} : json::object()},
-              {"active", !q->settings.single_active_consumer || q->active_consumer() == c.get()}});
+          out.push_back(
+              json{{"consumer_tag", c->tag},
+                   {"queue", json{{"name", qname}, {"vhost", v->name}}},
+                   {"channel_details", channel_details(c->channel)},
+                   {"ack_required", !c->no_ack},
+                   {"exclusive", c->exclusive},
+                   {"prefetch_count", c->prefetch},
+                   {"arguments", c->priority ? json{{"x-priority", c->priority}} : json::object()},
+                   {"active", active(*q, *c)},
+                   {"activity_status", active(*q, *c) ? "up" : "waiting"}});
     }
     return out;
   }
@@ -512,10 +576,8 @@ class Handlers {
   Response alarms() const {
     if (!engine_.any_alarm()) return ok(json{{"status", "ok"}});
     json alarms = json::array();
-    if (engine_.memory_alarm())
-      alarms.push_back(json{{"resource", "memory"}, {"node", "warren@localhost"}});
-    if (engine_.disk_alarm())
-      alarms.push_back(json{{"resource", "disk"}, {"node", "warren@localhost"}});
+    if (engine_.memory_alarm()) alarms.push_back(json{{"resource", "memory"}, {"node", kNode}});
+    if (engine_.disk_alarm()) alarms.push_back(json{{"resource", "disk"}, {"node", kNode}});
     return {503, json{{"status", "failed"},
                       {"reason", "resource alarm(s) in effect in the cluster"},
                       {"alarms", alarms}}};

@@ -46,6 +46,13 @@ class Api {
   explicit Api(core::Engine& engine);
   // The broker's shovels, for /api/parameters/shovel, /api/shovels and definitions.
   void attach_shovels(shovel::ShovelManager* shovels) { shovels_ = shovels; }
+  // What the node listens on, for /api/overview's "listeners" (protocol as RabbitMQ names
+  // it: amqp, amqp/ssl, http, https, http/prometheus). Before serving.
+  struct Listener {
+    std::string protocol, ip_address;
+    uint16_t port = 0;
+  };
+  void set_listeners(std::vector<Listener> listeners) { listeners_ = std::move(listeners); }
   Response handle(const Request& request);
   // HTTP basic auth against the broker's users (loop thread); guest from loopback only.
   bool authenticate(const std::string& user, const std::string& password, bool loopback) const;
@@ -60,6 +67,7 @@ class Api {
   };
   core::Engine& engine_;
   shovel::ShovelManager* shovels_ = nullptr;
+  std::vector<Listener> listeners_;
   std::mutex samples_mutex_;
   std::map<std::string, Rates> samples_;
   friend class Handlers;

@@ -129,6 +129,23 @@ mgmt::Response metrics(core::Engine& engine, const shovel::ShovelManager& shovel
   return response;
 }
 
+// What /api/overview shows under "listeners".
+std::vector<mgmt::Api::Listener> listeners(const tools::Settings& settings,
+                                           const amqp::Server& server) {
+  std::vector<mgmt::Api::Listener> out;
+  for (const auto& address : settings.listen.addresses) {
+    out.push_back({"amqp", address, server.port()});
+    if (server.tls_port() != 0) out.push_back({"amqp/ssl", address, server.tls_port()});
+  }
+  if (settings.management_port != 0)
+    out.push_back({settings.management_tls ? "https" : "http", settings.management_bind,
+                   settings.management_port});
+  if (settings.prometheus_port != 0)
+    out.push_back({settings.prometheus_tls ? "https/prometheus" : "http/prometheus",
+                   settings.prometheus_bind, settings.prometheus_port});
+  return out;
+}
+
 // The one line test harnesses wait for (README, "Readiness"), and systemd's Type=notify.
 void announce_ready(const tools::Settings& settings, const amqp::Server& server) {
   std::string line = fmt::format("ready amqp={}", server.port());
@@ -189,6 +206,7 @@ int main(int argc, char** argv) {
   }
   mgmt::Api management_api(*engine.value());
   management_api.attach_shovels(&shovels);
+  management_api.set_listeners(listeners(settings, server));
   if (!settings.definitions.empty())
     if (Status s = load_definitions(*engine.value(), management_api, settings.definitions); !s) {
       log::error("{}", s.text());

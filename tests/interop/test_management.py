@@ -308,6 +308,57 @@ class Overview(unittest.TestCase):
         self.assertIn("/", [v["name"] for v in call("GET", "/api/vhosts")[1]])
         self.assertEqual(call("GET", "/api/aliveness-test/%2F"), (200, {"status": "ok"}))
         self.assertEqual(call("GET", "/api/health/checks/alarms"), (200, {"status": "ok"}))
+        amqp = [l for l in overview["listeners"] if l["protocol"] == "amqp"]
+        self.assertIn(broker().port, [l["port"] for l in amqp])
+        self.assertIn(broker().mgmt_port, [l["port"] for l in overview["listeners"] if l["protocol"] == "http"])
+
+
+class ConnectionsChannelsConsumers(unittest.TestCase):
+    """What an operator reads about a client: its connection (addresses, properties, when it
+    came), its channels (prefetch, consumers, unacknowledged, confirm mode) and consumers."""
+
+    def test_a_consuming_client_as_the_listings_show_it(self):
+        label, queue = unique("client"), unique("ccq")
+        conn = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", broker().port, client_properties={"connection_name": label}))
+        started_ms = time.time() * 1000
+        try:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            ch.basic_qos(prefetch_count=7)
+            ch.queue_declare(queue, exclusive=True)
+            ch.basic_publish("", queue, b"a")
+            ch.basic_publish("", queue, b"b")
+            ch.basic_consume(queue, lambda *a: None)  # never acks
+            local_port = conn._impl._transport._sock.getsockname()[1]
+            name = f"127.0.0.1:{local_port} -> 127.0.0.1:{broker().port}"
+
+            def mine(path, match):
+                conn.process_data_events(time_limit=0.05)
+                return [x for x in call("GET", path)[1] if match(x)]
+            listed = lambda: mine("/api/connections", lambda c: c.get("name") == name)  # noqa: E731
+            self.assertEqual(eventually(lambda: len(listed()), 1), 1)  # RabbitMQ lists it within seconds
+            connections = listed()
+            c = connections[0]
+            self.assertEqual({k: c[k] for k in ["peer_host", "peer_port", "port", "ssl", "auth_mechanism",
+                                                 "type", "user", "vhost", "protocol"]},
+                             {"peer_host": "127.0.0.1", "peer_port": local_port, "port": broker().port,
+                              "ssl": False, "auth_mechanism": "PLAIN", "type": "network", "user": "guest",
+                              "vhost": "/", "protocol": "AMQP 0-9-1"})
+            self.assertEqual(c["client_properties"]["connection_name"], label)
+            self.assertLess(abs(c["connected_at"] - started_ms), 60_000)
+            summary = lambda: [{k: x.get(k) for k in ["number", "prefetch_count", "consumer_count",  # noqa: E731
+                                                      "messages_unacknowledged", "confirm", "transactional"]}
+                               for x in mine("/api/channels", lambda x: x["connection_details"]["name"] == name)]
+            expected = [{"number": 1, "prefetch_count": 7, "consumer_count": 1, "messages_unacknowledged": 2,
+                         "confirm": True, "transactional": False}]
+            self.assertEqual(eventually(summary, expected), expected)  # RabbitMQ: after its stats interval
+            consumers = mine("/api/consumers", lambda x: x["queue"]["name"] == queue)
+            self.assertEqual([(x["channel_details"]["connection_name"], x["channel_details"]["number"],
+                               x["activity_status"], x["prefetch_count"]) for x in consumers],
+                             [(name, 1, "up", 7)])
+        finally:
+            conn.close()
 
 
 class Definitions(unittest.TestCase):
