@@ -159,6 +159,8 @@ class Engine {
   storage::Store& store() { return *store_; }
   storage::Writer& writer() { return *writer_; }
   const BrokerOptions& options() const { return options_.broker; }
+  uint64_t memory_high_watermark() const { return options_.memory_high_watermark; }
+  std::chrono::steady_clock::time_point started() const { return started_; }
   asio::io_context& io() { return io_; }
   // Runs fn on the loop later, holding the token, unless the engine is gone by then.
   void post(std::function<void()> fn);
@@ -250,6 +252,7 @@ class Engine {
 
   asio::io_context& io_;
   EngineOptions options_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::unique_ptr<storage::Store> store_;
   Users users_;
   bool default_user_ = false;  // users_ holds only the unstored guest

@@ -1,14 +1,19 @@
 #include "mgmt/api.h"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
+#include <thread>
 
 #include "common/log.h"
 #include "common/percent.h"
 #include "core/errors.h"
 #include "mgmt/json_fields.h"
+#include "mgmt/metrics.h"
 #include "mgmt/responses.h"
 #include "mgmt/shovel_api.h"
 #include "mgmt/users_api.h"
@@ -254,12 +259,33 @@ class Handlers {
   }
 
   json node() const {
+    const auto uptime = std::chrono::steady_clock::now() - engine_.started();
     return json{{"name", kNode},
                 {"type", "disc"},
                 {"running", true},
+                {"os_pid", std::to_string(::getpid())},
+                {"uptime", std::chrono::duration_cast<std::chrono::milliseconds>(uptime).count()},
+                {"processors", std::thread::hardware_concurrency()},
                 {"mem_used", core::resident_memory()},
+                {"mem_limit", engine_.memory_high_watermark()},
                 {"mem_alarm", engine_.memory_alarm()},
-                {"disk_free_alarm", engine_.disk_alarm()}};
+                {"disk_free", disk_available(engine_.options().data_dir)},
+                {"disk_free_alarm", engine_.disk_alarm()},
+                {"fd_used", open_descriptors()},
+                {"fd_total", descriptor_limit()},
+                {"sockets_used", engine_.connections().size()},
+                {"rates_mode", "basic"}};
+  }
+
+  static size_t open_descriptors() {
+    std::error_code ec;
+    auto entries = std::filesystem::directory_iterator("/proc/self/fd", ec);
+    return ec ? 0 : size_t(std::distance(entries, std::filesystem::directory_iterator{}));
+  }
+
+  static uint64_t descriptor_limit() {
+    rlimit limit{};
+    return ::getrlimit(RLIMIT_NOFILE, &limit) == 0 ? uint64_t(limit.rlim_cur) : 0;
   }
 
   json exchange_json(const core::Vhost& vhost, const core::Exchange& x) const {

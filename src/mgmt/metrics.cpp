@@ -160,13 +160,13 @@ void queue_metrics(Exposition& e, const std::vector<QueueFigures>& queues, bool 
   }
 }
 
+}  // namespace
+
 uint64_t disk_available(const std::string& dir) {
   struct statvfs s {};
   if (dir.empty() || statvfs(dir.c_str(), &s) != 0) return 0;
   return uint64_t(s.f_bavail) * s.f_frsize;
 }
-
-}  // namespace
 
 std::string prometheus_metrics(core::Engine& engine, bool per_object,
                                const shovel::ShovelManager* shovels) {

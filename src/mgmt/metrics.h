@@ -16,6 +16,9 @@ namespace warren::mgmt {
 // /metrics: broker-wide figures (queue figures summed); /metrics/per-object: the queue
 // figures per queue, labelled {vhost, queue}, as RabbitMQ splits them.
 // With shovels, /metrics also has warren_shovel_* per shovel, labelled {vhost, shovel}.
+// Bytes free for an unprivileged user on the file system holding `dir` (0 if unknown).
+uint64_t disk_available(const std::string& dir);
+
 std::string prometheus_metrics(core::Engine& engine, bool per_object,
                                const shovel::ShovelManager* shovels = nullptr);
 

@@ -313,6 +313,27 @@ class Overview(unittest.TestCase):
         self.assertIn(broker().mgmt_port, [l["port"] for l in overview["listeners"] if l["protocol"] == "http"])
 
 
+class Nodes(unittest.TestCase):
+    def test_the_node_reports_its_resources(self):
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port))
+        try:
+            fields = ["os_pid", "uptime", "processors", "mem_used", "mem_limit", "disk_free", "fd_used",
+                      "fd_total", "sockets_used"]
+            node = lambda: call("GET", "/api/nodes")[1][0]  # noqa: E731
+            self.assertEqual(eventually(lambda: sorted(set(fields) & set(node())), sorted(fields)), sorted(fields))
+            n = node()
+            self.assertTrue(n["os_pid"].isdigit())
+            self.assertTrue(n["running"])
+            self.assertGreater(n["uptime"], 0)
+            self.assertGreaterEqual(n["processors"], 1)
+            self.assertGreater(n["disk_free"], 0)
+            self.assertGreater(n["fd_used"], 0)
+            self.assertGreaterEqual(n["fd_total"], n["fd_used"])
+            self.assertEqual(eventually(lambda: node()["sockets_used"] >= 1, True), True)
+        finally:
+            conn.close()
+
+
 class ConnectionsChannelsConsumers(unittest.TestCase):
     """What an operator reads about a client: its connection (addresses, properties, when it
     came), its channels (prefetch, consumers, unacknowledged, confirm mode) and consumers."""
