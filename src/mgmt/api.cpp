@@ -436,7 +436,10 @@ class Handlers {
       out.push_back(json{{"name", v->name},
                          {"description", ""},
                          {"tags", json::array()},
+                         {"metadata", {{"description", ""}, {"tags", json::array()}}},
+                         {"default_queue_type", "undefined"},  // RabbitMQ's when none is set
                          {"tracing", false},
+                         {"cluster_state", {{kNode, "running"}}},
                          {"messages", ready + unacked},
                          {"messages_ready", ready},
                          {"messages_unacknowledged", unacked}});

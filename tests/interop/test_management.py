@@ -277,7 +277,12 @@ class Vhosts(unittest.TestCase):
         self.assertEqual(call("PUT", f"/api/permissions/{vhost}/guest", {"configure": ".*", "write": ".*", "read": ".*"})[0],
                          204)
         self.assertEqual(call("PUT", f"/api/queues/{vhost}/q", {"durable": True})[0], 201)
-        self.assertEqual(call("GET", f"/api/vhosts/{vhost}")[1]["name"], vhost)
+        shown = call("GET", f"/api/vhosts/{vhost}")[1]
+        self.assertEqual({k: shown[k] for k in ["name", "description", "tags", "metadata", "default_queue_type",
+                                                "tracing"]},
+                         {"name": vhost, "description": "", "tags": [], "metadata": {"description": "", "tags": []},
+                          "default_queue_type": "undefined", "tracing": False})
+        self.assertEqual(list(shown["cluster_state"].values()), ["running"])
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker().port, virtual_host=vhost))
         self.assertEqual(call("DELETE", f"/api/vhosts/{vhost}"), (204, None))
         with self.assertRaises(pika.exceptions.ConnectionClosedByBroker) as closed:
