@@ -51,6 +51,16 @@ TEST(TopicPermissions, OnlyExchangesWithAnEntryAreCheckedAndVariablesExpand) {
   EXPECT_FALSE(users.may_use_topic("nobody", "/", "amq.topic", Access::write, "dev.x"));
   EXPECT_FALSE(core::Users::topic_pattern_error("^{username}\\.{vhost}$"));
   EXPECT_TRUE(core::Users::topic_pattern_error("(^{username}"));
+
+  // Replaced without them, then with them again, then removed: checked exactly while set.
+  core::User plain{.name = "dev", .every_vhost = true};
+  users.put(plain);
+  EXPECT_TRUE(users.may_use_topic("dev", "/", "amq.topic", Access::write, "other.dev.x"));
+  users.put(u);
+  EXPECT_FALSE(users.may_use_topic("dev", "/", "amq.topic", Access::write, "other.dev.x"));
+  users.put({.name = "second", .topic_permissions = {{"/", {{"amq.topic", {"^never$", ""}}}}}});
+  EXPECT_TRUE(users.remove("dev"));
+  EXPECT_FALSE(users.may_use_topic("second", "/", "amq.topic", Access::write, "x"));
 }
 
 TEST(TopicPermissions, KeptInTheStoredForm) {

@@ -97,6 +97,7 @@ class Users {
   std::map<std::string, User, std::less<>> users_;
   std::unique_ptr<Patterns> patterns_;  // compiled regular expressions, by text
   uint64_t generation_ = 1;
+  size_t users_with_topic_permissions_ = 0;  // 0: every topic publish is allowed without a lookup
 };
 
 }  // namespace warren::core

@@ -529,6 +529,11 @@ class Handlers {
                 {"timeout", d.heartbeat}};
   }
 
+  // RabbitMQ's name of a channel: its connection's, then its number.
+  static std::string channel_name(const core::Connection& c, uint16_t number) {
+    return fmt::format("{} ({})", c.name, number);
+  }
+
   static json connection_details(const core::Connection& c) {
     return json{
         {"name", c.name}, {"peer_host", c.details.peer_host}, {"peer_port", c.details.peer_port}};
@@ -540,7 +545,7 @@ class Handlers {
       for (const auto& weak : c->channels)
         if (auto ch = weak.lock()) {
           const core::Channel::Stats s = ch->stats();
-          out.push_back(json{{"name", fmt::format("{} ({})", c->name, ch->id())},
+          out.push_back(json{{"name", channel_name(*c, ch->id())},
                              {"node", kNode},
                              {"connection_details", connection_details(*c)},
                              {"connection", c->name},
@@ -568,7 +573,7 @@ class Handlers {
   static json channel_details(const core::Channel* ch) {
     if (!ch) return json::object();
     const core::Connection& c = ch->connection();
-    return json{{"name", fmt::format("{} ({})", c.name, ch->id())},
+    return json{{"name", channel_name(c, ch->id())},
                 {"number", ch->id()},
                 {"node", kNode},
                 {"user", c.user},

@@ -56,8 +56,7 @@ Response put_parameter(shovel::ShovelManager& shovels, core::Engine& engine, con
   const bool existed = std::ranges::any_of(
       shovels.list(), [&](const auto& e) { return e.vhost == vhost && e.name == name; });
   auto declared = shovels.declare(vhost, name, body["value"]);
-  if (!declared.ok())
-    return bad_request(declared.status().text().substr(declared.status().text().find(" - ") + 3));
+  if (!declared.ok()) return bad_request(reply_text(declared.status()));
   return {existed ? 204 : 201, nullptr, declared.value()};
 }
 

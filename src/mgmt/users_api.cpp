@@ -83,8 +83,7 @@ Response put_user(core::Engine& engine, const Request& r, const std::string& nam
   json item = body;
   item["name"] = name;
   auto user = user_from_json(item, existing);
-  if (!user.ok())
-    return bad_request(user.status().text().substr(user.status().text().find(" - ") + 3));
+  if (!user.ok()) return bad_request(reply_text(user.status()));
   const bool existed = existing != nullptr;
   return {existed ? 204 : 201, nullptr, engine.store_user(std::move(user.value()))};
 }
@@ -242,6 +241,25 @@ Response users_endpoint(core::Engine& engine, const Request& r,
   return {405, nullptr};
 }
 
+namespace {
+
+// PUT /api/(topic-)permissions/{vhost}/{user}: the body with the path's user and vhost, set
+// by `apply`; 201 for the user's first in the vhost, else 204.
+Response put_permission(core::Engine& engine, const Request& r, const std::string& user,
+                        const std::string& vhost, bool existed,
+                        Status (*apply)(core::Engine&, const json&, core::CommitId*)) {
+  json body = json::parse(r.body.empty() ? "{}" : r.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object())
+    return bad_request("invalid JSON in the request body");
+  body["user"] = user;
+  body["vhost"] = vhost;
+  core::CommitId commit = 0;
+  if (Status s = apply(engine, body, &commit); !s) return bad_request(reply_text(s));
+  return {existed ? 204 : 201, nullptr, commit};
+}
+
+}  // namespace
+
 Response permissions_endpoint(core::Engine& engine, const Request& r,
                               const std::vector<std::string>& parts) {
   const size_t n = parts.size();
@@ -258,16 +276,8 @@ Response permissions_endpoint(core::Engine& engine, const Request& r,
     return {200, permission_json(name, vhost, it->second)};
   }
   if (r.method == "PUT") {
-    json body = json::parse(r.body.empty() ? "{}" : r.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object())
-      return bad_request("invalid JSON in the request body");
-    body["user"] = name;
-    body["vhost"] = vhost;
     const bool existed = user && user->permissions.contains(vhost);
-    core::CommitId commit = 0;
-    if (Status s = permission_from_json(engine, body, &commit); !s)
-      return bad_request(s.text().substr(s.text().find(" - ") + 3));
-    return {existed ? 204 : 201, nullptr, commit};
+    return put_permission(engine, r, name, vhost, existed, permission_from_json);
   }
   if (r.method == "DELETE") {
     if (!user || !user->permissions.contains(vhost)) return not_found();
@@ -314,17 +324,8 @@ Response topic_permissions_endpoint(core::Engine& engine, const Request& r,
     if (!has_some) return not_found();
     return {200, user_topic_permissions(*user, vhost)};
   }
-  if (r.method == "PUT") {
-    json body = json::parse(r.body.empty() ? "{}" : r.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object())
-      return bad_request("invalid JSON in the request body");
-    body["user"] = name;
-    body["vhost"] = vhost;
-    core::CommitId commit = 0;
-    if (Status s = topic_permission_from_json(engine, body, &commit); !s)
-      return bad_request(s.text().substr(s.text().find(" - ") + 3));
-    return {has_some ? 204 : 201, nullptr, commit};
-  }
+  if (r.method == "PUT")
+    return put_permission(engine, r, name, vhost, has_some, topic_permission_from_json);
   if (r.method == "DELETE") {
     if (!has_some) return not_found();
     core::User changed = *user;
