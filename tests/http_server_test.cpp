@@ -1,7 +1,8 @@
 // The management HTTP listener's hand-over between its workers and the broker's loop, over a
 // real loopback socket with cpp-httplib's client: answers come from the loop, work deferred
 // to the worker reads the broker in turns, and stopping releases a worker whose turn the
-// loop has not run, but waits for one the loop is running (it uses the worker's stack).
+// loop has not run, but waits for one the loop is running (it uses the worker's stack); a
+// stop right after start ends the listener too.
 #include "mgmt/http_server.h"
 
 #include <gtest/gtest.h>
@@ -143,6 +144,19 @@ TEST_F(HttpServerTest, StoppingWaitsForATurnTheLoopIsRunning) {
   turn_may_end.set_value();
   EXPECT_EQ(json::parse(answer.get()), (json{{"ran", true}, {"value", 7}}));
   client.join();
+}
+
+// cpp-httplib's stop() does nothing until its listening thread has begun: a stop right after
+// start() (a SIGTERM just after the readiness line) once left that thread listening for ever
+// and the destructor waiting for it.
+TEST_F(HttpServerTest, StoppingRightAfterStartingEndsTheListener) {
+  for (int i = 0; i < 200; ++i) {
+    mgmt::HttpServer server(io_, *engine_, [](const mgmt::Request&) {
+      return mgmt::Response{200, nullptr};
+    });
+    ASSERT_TRUE(server.start("127.0.0.1", 0, "test listener"));
+    server.stop();
+  }  // each destructor joins its listening thread
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "common/log.h"
 #include "mgmt/json_fields.h"
@@ -201,7 +202,15 @@ Status HttpServer::start(const std::string& address, uint16_t port, std::string_
                            fmt::format("cannot listen on {}:{} for the {}", address, port, what));
     port_ = port;
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  auto listen_returned = std::make_shared<std::atomic<bool>>(false);
+  thread_ = std::thread([this, listen_returned] {
+    server_->listen_after_bind();
+    listen_returned->store(true);
+  });
+  // cpp-httplib's stop() is a no-op until the listening thread has marked itself running: a
+  // stop() before that (a SIGTERM right after the readiness line) would leave it listening
+  // for ever. Marking itself running is the thread's first step, so this wait is short.
+  while (!server_->is_running() && !listen_returned->load()) std::this_thread::yield();
   log::info("{} listening on {}:{}{}", what, address, port_, tls ? " (HTTPS)" : "");
   return {};
 }
