@@ -6,9 +6,10 @@
 2. Publish + confirm latency, one message at a time (p50, p99; 7 rounds of 3,000 per case), with 1,000 queues
    declared, alone, next to an idle neighbour process and while a second warrend's
    /api/queues is polled (the controls), and while its own /api/queues is polled 10 times a
-   second (goal: p99 within 10%).
+   second (goal: p99 within 10%); both polls again with the poller at idle priority, as a
+   poller on another machine would be.
 
-    /usr/bin/python3 bench/management_figures.py [build/warrend]
+    /usr/bin/python3 bench/management_figures.py [build/warrend] [--latency-only] [--rounds N]
 """
 import os
 import shutil
@@ -23,7 +24,7 @@ import base64
 
 import pika
 
-WARREND = sys.argv[1] if len(sys.argv) > 1 else "build/warrend"
+WARREND = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "build/warrend"
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()}
 
 
@@ -96,12 +97,22 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
+# Prints how many listings it fetched when terminated: an idle-priority poller must still
+# have polled about 10 times a second for its case to count.
 POLLER = """
-import base64, sys, time, urllib.request
+import base64, os, signal, sys, time, urllib.request
+if sys.argv[2:] == ["idle"]:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+polls = 0
+def report(*_):
+    print(polls, flush=True)
+    os._exit(0)
+signal.signal(signal.SIGTERM, report)
 request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/api/queues",
                                  headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
 while True:
     urllib.request.urlopen(request, timeout=60).read()
+    polls += 1
     time.sleep(0.1)
 """
 
@@ -110,7 +121,9 @@ while True:
 # talking to any broker. The twin poll is the same poller against a second warrend with the
 # same 1,000 queues: the machine does the same HTTP and JSON work, but not in the broker that
 # confirms. What the polled run adds over the twin is what polling costs the broker itself;
-# what both add over "alone" is two busy cores.
+# what both add over "alone" is two busy cores. The same two polls with the poller under
+# SCHED_IDLE stand for a poller on another machine (Prometheus, a browser): the broker's HTTP
+# work is unchanged, but the poller no longer takes a core from the publisher or the broker.
 IDLER = """
 import time
 while True:
@@ -125,28 +138,38 @@ def latency_figures(rounds=7):
     with Warrend() as w, Warrend() as twin:
         declare(w.port, 1000)
         declare(twin.port, 1000)
-        neighbours = [("idler", IDLER, w.mgmt), ("twin poll", POLLER, twin.mgmt), ("polled", POLLER, w.mgmt)]
+        neighbours = [("idler", IDLER, [w.mgmt]), ("twin poll", POLLER, [twin.mgmt]), ("polled", POLLER, [w.mgmt]),
+                      ("twin poll, idle poller", POLLER, [twin.mgmt, "idle"]),
+                      ("polled, idle poller", POLLER, [w.mgmt, "idle"])]
         results = {"alone": [], **{name: [] for name, _, _ in neighbours}}
         ratios = {name: [] for name, _, _ in neighbours}
+        poll_rates = {name: [] for name, script, _ in neighbours if script is POLLER}
         for _ in range(rounds):  # interleaved, so drift hits all alike
             alone = confirm_latencies(w.port)
             results["alone"].extend(alone)
             # Neighbours run in another process: a thread here would take the GIL from the publisher.
-            for name, script, port in neighbours:
-                neighbour = subprocess.Popen([sys.executable, "-c", script, str(port)])
+            for name, script, args in neighbours:
+                neighbour = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                                             stdout=subprocess.PIPE, text=True)
+                started = time.monotonic()
                 values = confirm_latencies(w.port)
                 neighbour.terminate()
-                neighbour.wait()
+                polls = neighbour.communicate()[0].strip()
+                if polls:
+                    poll_rates[name].append(int(polls) / (time.monotonic() - started))
                 results[name].extend(values)
                 ratios[name].append(percentile(values, 0.99) / percentile(alone, 0.99))
         for name, values in results.items():
-            print(f"confirm latency, 1,000 queues, {name:9}: p50 {percentile(values, 0.5):.3f} ms, "
+            print(f"confirm latency, 1,000 queues, {name:22}: p50 {percentile(values, 0.5):.3f} ms, "
                   f"p99 {percentile(values, 0.99):.3f} ms ({len(values)} publishes)")
+        for name, values in poll_rates.items():
+            print(f"polls per second, {name:22}: median {statistics.median(values):.1f}")
         for name, values in ratios.items():
-            print(f"p99 {name} / alone per round: median {statistics.median(values):.2f} "
+            print(f"p99 {name:22} / alone per round: median {statistics.median(values):.2f} "
                   f"({' '.join(f'{v:.2f}' for v in values)})")
 
 
 if __name__ == "__main__":
-    http_figures()
-    latency_figures()
+    if "--latency-only" not in sys.argv:
+        http_figures()
+    latency_figures(int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 7)

@@ -143,13 +143,13 @@ Response stopping() {
   return {503, json{{"error", "unavailable"}, {"reason", "the broker is stopping"}}};
 }
 
+bool any_traffic(const core::Queue::MessageStats& s) {
+  return s.publish != 0 || s.deliver_get != 0 || s.ack != 0 || s.redeliver != 0;
+}
+
 // Emplaced field by field: nlohmann's initializer lists copy every value, and in a listing
 // of thousands of queues those copies were most of the cost.
 json queue_json(const QueueRow& q, Api& api) {
-  std::map<std::string, uint64_t> counts{{"publish", q.stats.publish},
-                                         {"deliver_get", q.stats.deliver_get},
-                                         {"ack", q.stats.ack},
-                                         {"redeliver", q.stats.redeliver}};
   json out(json::value_t::object);
   auto& fields = out.get_ref<json::object_t&>();
   fields.emplace("name", q.name);
@@ -166,6 +166,11 @@ json queue_json(const QueueRow& q, Api& api) {
   fields.emplace("messages_unacknowledged", q.unacked);
   fields.emplace("messages_delayed", q.delayed);
   fields.emplace("consumers", q.consumers);
+  if (!any_traffic(q.stats)) return out;  // as RabbitMQ lists a queue no message has passed
+  std::map<std::string, uint64_t> counts{{"publish", q.stats.publish},
+                                         {"deliver_get", q.stats.deliver_get},
+                                         {"ack", q.stats.ack},
+                                         {"redeliver", q.stats.redeliver}};
   fields.emplace("message_stats",
                  with_rates(counts, api.rates("queue " + q.vhost + "/" + q.name, counts)));
   return out;

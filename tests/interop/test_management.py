@@ -126,6 +126,8 @@ class Queues(unittest.TestCase):
         self.assertEqual((status, body["reason"]),
                          (400, f"inequivalent arg 'durable' for queue '{name}' in vhost '/': "
                                "received 'false' but current is 'true'"))
+        # No message has passed yet: RabbitMQ lists such a queue without message_stats.
+        self.assertNotIn("message_stats", call("GET", f"/api/queues/%2F/{name}")[1])
         publish(name, [b"one", b"two", b"three"])
         keys = ["name", "vhost", "durable", "auto_delete", "exclusive", "arguments", "messages", "messages_ready",
                 "messages_unacknowledged", "consumers"]
