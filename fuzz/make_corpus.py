@@ -71,3 +71,23 @@ def op(kind, db, ids, key=b"", value=b"", message=None):
     return out + (longstr(message) if message is not None else b"\xff\xff\xff\xff")
 ops = [op(2, 5, (1, 2, 0, 4), message=record), op(4, 5, (1, 1, 0, 0)), op(0, 2, (0, 0, 0, 0), b"k", b"v")]
 write("fuzz_records", "journal_ops", bytes([0]) + struct.pack(">I", len(ops)) + b"".join(ops))
+
+# fuzz_tls: mode byte, chunk byte, then bytes. A real ClientHello (from Python's ssl over
+# memory), a plaintext AMQP client on the TLS port, a forged record, and application data.
+import ssl  # noqa: E402
+
+client = ssl.create_default_context()
+client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+outgoing = ssl.MemoryBIO()
+tls = client.wrap_bio(ssl.MemoryBIO(), outgoing)
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = outgoing.read()
+write("fuzz_tls", "client_hello", bytes([0, 63]) + hello)
+write("fuzz_tls", "client_hello_cut_short", bytes([0, 6]) + hello[:40])
+write("fuzz_tls", "plaintext_amqp", bytes([0, 7]) + b"AMQP\x00\x00\x09\x01")
+write("fuzz_tls", "forged_record", bytes([1, 63]) + b"\x17\x03\x03\x00\x20" + bytes(32))
+write("fuzz_tls", "alert", bytes([1, 3]) + b"\x15\x03\x03\x00\x02\x02\x28")
+write("fuzz_tls", "application_data", bytes([2, 5]) + b"AMQP\x00\x00\x09\x01" + bytes(range(200)))

@@ -38,7 +38,7 @@ if command -v clang++-14 >/dev/null || command -v clang++ >/dev/null; then
   CC=$cc CXX=$cxx cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWARREN_FUZZ=ON \
     -DWARREN_BUILD_TESTS=OFF -DWARREN_BUILD_BENCH=OFF -DWARREN_BUILD_EXAMPLES=OFF >/dev/null
   cmake --build build-fuzz -j "$jobs"
-  for target in fuzz_frames fuzz_field_table fuzz_records fuzz_connection fuzz_lmdb_pages fuzz_management fuzz_shovel; do
+  for target in fuzz_frames fuzz_field_table fuzz_records fuzz_connection fuzz_lmdb_pages fuzz_management fuzz_shovel fuzz_tls; do
     corpus=$(mktemp -d)
     cp fuzz/corpus/$target/* "$corpus"/
     echo "fuzzing $target for 20 s"
