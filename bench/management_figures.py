@@ -162,8 +162,9 @@ def latency_figures(rounds=7):
         for name, values in results.items():
             print(f"confirm latency, 1,000 queues, {name:22}: p50 {percentile(values, 0.5):.3f} ms, "
                   f"p99 {percentile(values, 0.99):.3f} ms ({len(values)} publishes)")
-        for name, values in poll_rates.items():
-            print(f"polls per second, {name:22}: median {statistics.median(values):.1f}")
+        for name, values in poll_rates.items():  # a poller stopped before it began reports nothing
+            median = f"{statistics.median(values):.1f}" if values else "n/a"
+            print(f"polls per second, {name:22}: median {median} ({len(values)} of {rounds} reported)")
         for name, values in ratios.items():
             print(f"p99 {name:22} / alone per round: median {statistics.median(values):.2f} "
                   f"({' '.join(f'{v:.2f}' for v in values)})")
