@@ -6,11 +6,11 @@
 //      however the records are cut, and what it encrypts must reach the client unchanged.
 // The engine must never crash or leak, and it must report a failure rather than go on.
 
-#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
