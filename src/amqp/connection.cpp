@@ -824,9 +824,6 @@ void Connection::handle_tune_ok(const ConnectionTuneOk& m) {
   frame_max_ = m.frame_max;
   channel_max_ = m.channel_max;
   heartbeat_ = m.heartbeat;
-  details_.frame_max = m.frame_max;
-  details_.channel_max = m.channel_max;
-  details_.heartbeat = m.heartbeat;
   parser_.set_frame_max(frame_max_);
   state_ = State::awaiting_open;
 }
@@ -850,6 +847,10 @@ void Connection::handle_open(const ConnectionOpen& m) {
     return;
   }
   core_->details = details_;
+  core_->details.tls = tls_;
+  core_->details.channel_max = channel_max_;
+  core_->details.frame_max = frame_max_;
+  core_->details.heartbeat = heartbeat_;
   alarm_listener_ = engine_.add_alarm_listener([this](bool raised) { on_alarm(raised); });
   core_->force_close = [this, alive = std::weak_ptr<bool>(alive_)](const std::string& reason) {
     if (alive.lock()) connection_error(hard_error(ReplyCode::connection_forced, reason));

@@ -65,7 +65,6 @@ class Connection {
   // as that user; without a certificate it is refused.
   void set_tls(std::string certificate_name) {
     tls_ = true;
-    details_.tls = true;
     certificate_name_ = std::move(certificate_name);
   }
   // Both ends of the socket: the connection is then named as RabbitMQ names it,
@@ -174,7 +173,9 @@ class Connection {
   bool peer_is_loopback_;
   bool tls_ = false;
   std::string certificate_name_;
-  core::ConnectionDetails details_;  // handed to the core connection when it opens
+  // Addresses, mechanism and client properties: with the tuning and tls_ below, handed to
+  // the core connection when it opens.
+  core::ConnectionDetails details_;
   State state_ = State::awaiting_header;
   std::string out_;
   std::function<void()> output_listener_;

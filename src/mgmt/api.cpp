@@ -511,13 +511,17 @@ class Handlers {
     return {204, nullptr};
   }
 
+  static std::string vhost_name(const core::Connection& c) {
+    return c.vhost ? c.vhost->name : "";
+  }
+
   static json connection_json(const core::Connection& c) {
     const core::ConnectionDetails& d = c.details;
     return json{{"name", c.name},
                 {"node", kNode},
                 {"type", "network"},
                 {"user", c.user},
-                {"vhost", c.vhost ? c.vhost->name : ""},
+                {"vhost", vhost_name(c)},
                 {"channels", c.channels.size()},
                 {"state", "running"},
                 {"protocol", "AMQP 0-9-1"},
@@ -556,7 +560,7 @@ class Handlers {
                              {"connection", c->name},
                              {"number", ch->id()},
                              {"user", c->user},
-                             {"vhost", c->vhost ? c->vhost->name : ""},
+                             {"vhost", vhost_name(*c)},
                              {"state", "running"},
                              {"confirm", ch->confirm_mode()},
                              {"transactional", s.transactional},
@@ -1209,7 +1213,6 @@ class Handlers {
       return true;
     }
 
-    // Remembers a user as it was before this import changed it, to put it back.
     // A permission item, applied to the user it names (taken back with the rest on refusal).
     bool change_user(const json& item,
                      Status (*apply)(core::Engine&, const json&, core::CommitId*)) {
@@ -1220,6 +1223,7 @@ class Handlers {
       return true;
     }
 
+    // Remembers a user as it was before this import changed it, to put it back.
     void keep_user(const std::string& name, const core::User* existing) {
       if (name.empty() || kept_users_.contains(name)) return;
       kept_users_.insert(name);
