@@ -97,12 +97,13 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
-# Prints how many listings it fetched when terminated: an idle-priority poller must still
-# have polled about 10 times a second for its case to count.
+# Prints "ready" after its first listing, and how many listings it fetched when terminated:
+# an idle-priority poller must still have polled about 10 times a second for its case to count.
 POLLER = """
-import base64, os, signal, sys, time, urllib.request
+import os, sys
 if sys.argv[2:] == ["idle"]:
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+import base64, signal, time, urllib.request
 polls = 0
 def report(*_):
     print(polls, flush=True)
@@ -113,6 +114,8 @@ request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/api/queues",
 while True:
     urllib.request.urlopen(request, timeout=60).read()
     polls += 1
+    if polls == 1:
+        print("ready", flush=True)
     time.sleep(0.1)
 """
 
@@ -126,6 +129,7 @@ while True:
 # work is unchanged, but the poller no longer takes a core from the publisher or the broker.
 IDLER = """
 import time
+print("ready", flush=True)
 while True:
     sum(range(100_000))
     time.sleep(0.1)
@@ -151,12 +155,16 @@ def latency_figures(rounds=7):
             for name, script, args in neighbours:
                 neighbour = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
                                              stdout=subprocess.PIPE, text=True)
+                # Measured once the neighbour runs as it will: a Python interpreter starting
+                # (imports at normal priority, the first connection) is not what is measured.
+                if neighbour.stdout.readline().strip() != "ready":
+                    raise SystemExit(f"the {name} neighbour did not start")
                 started = time.monotonic()
                 values = confirm_latencies(w.port)
                 neighbour.terminate()
                 polls = neighbour.communicate()[0].strip()
-                if polls:
-                    poll_rates[name].append(int(polls) / (time.monotonic() - started))
+                if polls:  # counted from the ready line: the first listing is not in the interval
+                    poll_rates[name].append((int(polls) - 1) / (time.monotonic() - started))
                 results[name].extend(values)
                 ratios[name].append(percentile(values, 0.99) / percentile(alone, 0.99))
         for name, values in results.items():
