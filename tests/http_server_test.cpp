@@ -2,7 +2,8 @@
 // real loopback socket with cpp-httplib's client: answers come from the loop, work deferred
 // to the worker reads the broker in turns, and stopping releases a worker whose turn the
 // loop has not run, but waits for one the loop is running (it uses the worker's stack); a
-// stop right after start ends the listener too.
+// stop right after start ends the listener too. The queue listing, read in turns, stays whole
+// while queues come and go between its turns.
 #include "mgmt/http_server.h"
 
 #include <gtest/gtest.h>
@@ -11,10 +12,13 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
 #include <chrono>
+#include <fmt/format.h>
 #include <future>
+#include <map>
 #include <thread>
 
 #include "core/engine.h"
+#include "mgmt/api.h"
 
 namespace warren::testing {
 namespace {
@@ -50,6 +54,15 @@ class HttpServerTest : public ::testing::Test {
   }
   void release_loop() {
     if (!loop_released_.exchange(true)) loop_gate_.set_value();
+  }
+  // Runs fn on the loop and waits for it.
+  void on_loop(const std::function<void()>& fn) {
+    std::promise<void> done;
+    asio::post(io_, [&] {
+      fn();
+      done.set_value();
+    });
+    done.get_future().wait();
   }
   // GET `path` on a thread of its own; the answer's status, or -1 without one.
   std::future<int> get_async(std::string path) {
@@ -157,6 +170,56 @@ TEST_F(HttpServerTest, StoppingRightAfterStartingEndsTheListener) {
     ASSERT_TRUE(server.start("127.0.0.1", 0, "test listener"));
     server.stop();
   }  // each destructor joins its listening thread
+}
+
+// The listing walks a vhost's queues (an unordered map) in turns, resuming at a bucket. Here,
+// after its second turn, the queues named gone-* are deleted and 2,000 are declared, so the
+// map is rehashed under the walk: it must start the vhost again, so that every queue there
+// throughout is listed exactly once and none deleted before the end shows.
+TEST_F(HttpServerTest, AQueueListingIsWholeThoughQueuesComeAndGoBetweenItsTurns) {
+  mgmt::Api api(*engine_);
+  auto call = [&api](std::string method, std::string path) {
+    mgmt::Request r;
+    r.method = std::move(method);
+    r.path = std::move(path);
+    const int status = api.handle(r).status;
+    ASSERT_TRUE(status == 201 || status == 204) << r.method << " " << r.path << ": " << status;
+  };
+  std::atomic<int> turns{0};
+  start([&](const mgmt::Request& r) {
+    mgmt::Response out = api.handle(r);
+    if (!out.finish) return out;
+    out.finish = [&, listing = std::move(out.finish)](mgmt::Response& res,
+                                                      const mgmt::RunOnLoop& run_on_loop) {
+      listing(res, [&](const std::function<void()>& turn) {
+        if (!run_on_loop(turn)) return false;
+        if (++turns != 2) return true;
+        return run_on_loop([&] {
+          for (int i = 0; i < 100; ++i) call("DELETE", fmt::format("/api/queues/%2F/gone-{:03}", i));
+          for (int i = 0; i < 2000; ++i) call("PUT", fmt::format("/api/queues/%2F/new-{:04}", i));
+        });
+      });
+    };
+    return out;
+  });
+  on_loop([&] {
+    for (int i = 0; i < 300; ++i) call("PUT", fmt::format("/api/queues/%2F/keep-{:03}", i));
+    for (int i = 0; i < 100; ++i) call("PUT", fmt::format("/api/queues/%2F/gone-{:03}", i));
+  });
+
+  httplib::Client client("127.0.0.1", server_->port());
+  auto res = client.Get("/api/queues");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  std::map<std::string, int> listed;
+  for (const json& q : json::parse(res->body)) ++listed[q["name"].get<std::string>()];
+  EXPECT_GT(turns.load(), 2) << "the listing was not read in turns";
+  for (int i = 0; i < 300; ++i)
+    EXPECT_EQ(listed[fmt::format("keep-{:03}", i)], 1) << fmt::format("keep-{:03}", i);
+  for (const auto& [name, times] : listed) {
+    EXPECT_FALSE(name.starts_with("gone-")) << name << " was deleted before the listing ended";
+    EXPECT_LE(times, 1) << name;
+  }
 }
 
 }  // namespace

@@ -114,30 +114,57 @@ QueueRow row_of(const std::string& vhost, const core::Queue& q) {
           q.arguments, q.ready(), q.unacked(), q.delayed(),   q.consumers.size(), q.stats};
 }
 
-// A queue as the listing first sees it: cheap to take on the loop, read there again in turns.
-struct QueueRef {
-  std::string vhost;
-  std::weak_ptr<const core::Queue> queue;
-};
+// Walks the queues of the named vhosts on the loop in turns of about kPerTurn queues, so that
+// the loop, which serves confirms in between, is never held for the whole listing (nor for a
+// first pass over every queue). A vhost's queues are an unordered map: a turn resumes at the
+// bucket where the last one stopped, which stays valid while the map is not rehashed; after a
+// rehash (the map grew) the vhost's walk starts again. A queue deleted meanwhile is left out,
+// one declared meanwhile may be.
+class QueueWalk {
+ public:
+  explicit QueueWalk(std::vector<std::string> vhosts) : vhosts_(std::move(vhosts)) {}
 
-// Copies the rows in turns of a few hundred queues, so that the loop, which serves confirms
-// in between, is never held for the whole listing. A queue deleted meanwhile is left out.
-std::optional<std::vector<QueueRow>> queue_rows(const std::vector<QueueRef>& refs,
-                                                const RunOnLoop& run_on_loop) {
-  constexpr size_t kPerTurn = 128;
-  std::vector<QueueRow> rows;
-  rows.reserve(refs.size());
-  for (size_t start = 0; start < refs.size(); start += kPerTurn) {
-    const size_t end = std::min(refs.size(), start + kPerTurn);
-    bool ran = run_on_loop([&] {
-      for (size_t i = start; i < end; ++i)
-        if (auto q = refs[i].queue.lock(); q && !q->deleted)
-          rows.push_back(row_of(refs[i].vhost, *q));
-    });
-    if (!ran) return std::nullopt;
+  std::optional<std::vector<QueueRow>> run(core::Engine& engine,
+                                           const RunOnLoop& run_on_loop) {
+    while (vhost_ < vhosts_.size())
+      if (!run_on_loop([&] { turn(engine); })) return std::nullopt;
+    return std::move(rows_);
   }
-  return rows;
-}
+
+ private:
+  static constexpr size_t kPerTurn = 64;
+
+  void turn(core::Engine& engine) {
+    size_t copied = 0;
+    while (copied < kPerTurn && vhost_ < vhosts_.size()) {
+      const core::Vhost* v = engine.find_vhost(vhosts_[vhost_]);
+      if (!v) {
+        next_vhost();
+        continue;
+      }
+      const auto& queues = v->queues;
+      if (buckets_ != queues.bucket_count()) {  // the first turn in this vhost, or rehashed
+        rows_.resize(vhost_rows_start_);
+        bucket_ = 0;
+        buckets_ = queues.bucket_count();
+      }
+      for (; bucket_ < buckets_ && copied < kPerTurn; ++bucket_)
+        for (auto it = queues.begin(bucket_); it != queues.end(bucket_); ++it, ++copied)
+          if (!it->second->deleted) rows_.push_back(row_of(v->name, *it->second));
+      if (bucket_ == buckets_) next_vhost();
+    }
+  }
+
+  void next_vhost() {
+    ++vhost_;
+    bucket_ = buckets_ = 0;
+    vhost_rows_start_ = rows_.size();
+  }
+
+  std::vector<std::string> vhosts_;
+  size_t vhost_ = 0, bucket_ = 0, buckets_ = 0, vhost_rows_start_ = 0;
+  std::vector<QueueRow> rows_;
+};
 
 Response stopping() {
   return {503, json{{"error", "unavailable"}, {"reason", "the broker is stopping"}}};
@@ -631,15 +658,15 @@ class Handlers {
   Response queues() {
     const size_t n = parts_.size();
     if (n <= 3 && r_.method == "GET") {
-      std::vector<QueueRef> refs;
+      std::vector<std::string> names;
       for (const auto* v : vhosts_named(2)) {
         if (!v) return not_found();
-        for (const auto& [name, q] : v->queues) refs.push_back({v->name, q});
+        names.push_back(v->name);
       }
       Response deferred;
-      deferred.finish = [refs = std::move(refs), query = r_.query, &api = api_](
-                            Response& out, const RunOnLoop& run_on_loop) {
-        auto rows = queue_rows(refs, run_on_loop);
+      deferred.finish = [walk = QueueWalk(std::move(names)), query = r_.query, &api = api_,
+                         &engine = engine_](Response& out, const RunOnLoop& run_on_loop) mutable {
+        auto rows = walk.run(engine, run_on_loop);
         if (!rows) {
           out = stopping();
           return;
