@@ -2,6 +2,7 @@
 //
 //   amqp_load --port 5672 --mode both --size 256 --messages 100000 --window 256 --prefetch 256
 //             [--queue-type classic|quorum] [--queue NAME] [--max-priority N] [--tls-ca CA.pem]
+//             [--writes frame|publish]
 //
 // publish: persistent messages with publisher confirms, at most --window unconfirmed.
 // consume: manual acks with --prefetch (the queue must hold --messages already).
@@ -11,20 +12,27 @@
 // rpc:     --messages round trips, one at a time, of a requester using direct reply-to
 //          (amq.rabbitmq.reply-to) and a responder consuming the request queue.
 // With --max-priority N the queue is a priority queue and message i has priority i % (N+1).
+// --writes says how a publish is written: `frame` (the default) as librabbitmq writes it, a
+// write per frame (over TLS each a record of its own); `publish`, the whole publish in one
+// write (over TLS one record), as clients that buffer their socket writes send it (py-amqp,
+// the Java and Go clients).
 // Prints one line: mode, size, window, prefetch, messages, seconds, messages per second.
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_ssl_socket.h>
+#include <dlfcn.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <amqp_tcp_socket.h>
+#include <openssl/ssl.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace {
@@ -40,6 +48,7 @@ struct Options {
   std::string queue = "warren-load";
   int max_priority = -1;  // -1: a plain queue
   std::string tls_ca;     // TLS when set
+  bool write_per_publish = false;  // --writes publish
   long connections = 1000;
 };
 
@@ -52,21 +61,84 @@ void check(amqp_connection_state_t c, const char* what) {
   if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) die(what);
 }
 
-// Over TLS, librabbitmq writes each frame of a publish as its own record with its own
-// write; over TCP it passes MSG_MORE, so the frames leave as one segment. Corking the socket
-// around each publish gives TLS the same (the records still are three).
-class Cork {
- public:
-  Cork(amqp_connection_state_t c, const Options& o) : fd_(o.tls_ca.empty() ? -1 : amqp_get_sockfd(c)) {
-    set(1);
+// librabbitmq offers no way to write a publish at once, so amqp_load defines the two calls it
+// writes with, send (TCP) and SSL_write (TLS); librabbitmq's calls bind to the executable's
+// definitions first. While a publish is gathered they keep the bytes; at its end they go out
+// through the real call, once.
+namespace gathered {
+thread_local bool active = false;
+thread_local int fd = -1;
+thread_local SSL* ssl = nullptr;
+thread_local std::string bytes;
+}  // namespace gathered
+
+template <class Fn>
+Fn next_definition(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+}
+using Send = ssize_t (*)(int, const void*, size_t, int);
+using SslWrite = int (*)(SSL*, const void*, int);
+const Send real_send = next_definition<Send>("send");
+const SslWrite real_ssl_write = next_definition<SslWrite>("SSL_write");
+
+}  // namespace
+
+extern "C" ssize_t send(int fd, const void* data, size_t size, int flags) {
+  if (!gathered::active) return real_send(fd, data, size, flags);
+  gathered::fd = fd;
+  gathered::bytes.append(static_cast<const char*>(data), size);
+  return ssize_t(size);
+}
+
+extern "C" int SSL_write(SSL* ssl, const void* data, int size) {
+  if (!gathered::active) return real_ssl_write(ssl, data, size);
+  gathered::ssl = ssl;
+  gathered::bytes.append(static_cast<const char*>(data), size_t(size));
+  return size;
+}
+
+namespace {
+
+void write_gathered() {
+  std::string_view rest = gathered::bytes;
+  if (gathered::ssl) {
+    if (!rest.empty() && real_ssl_write(gathered::ssl, rest.data(), int(rest.size())) != int(rest.size()))
+      die("TLS write");
+  } else {
+    while (!rest.empty()) {
+      ssize_t sent = real_send(gathered::fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+      if (sent <= 0) die("send");
+      rest.remove_prefix(size_t(sent));
+    }
   }
-  ~Cork() { set(0); }
+  gathered::bytes.clear();
+}
+
+// How one publish leaves. By default as librabbitmq writes it: each frame with a write of
+// its own; over TCP with MSG_MORE, so the frames leave as one segment, and over TLS with the
+// socket corked around the publish for the same (the records still are three). With
+// --writes publish, in one write.
+class OnePublish {
+ public:
+  OnePublish(amqp_connection_state_t c, const Options& o)
+      : corked_fd_(o.tls_ca.empty() || o.write_per_publish ? -1 : amqp_get_sockfd(c)),
+        gather_(o.write_per_publish) {
+    cork(1);
+    gathered::active = gather_;
+  }
+  ~OnePublish() {
+    cork(0);
+    if (!gather_) return;
+    gathered::active = false;
+    write_gathered();
+  }
 
  private:
-  void set(int on) {
-    if (fd_ >= 0) setsockopt(fd_, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+  void cork(int on) {
+    if (corked_fd_ >= 0) setsockopt(corked_fd_, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
   }
-  int fd_;
+  int corked_fd_;
+  bool gather_;
 };
 
 amqp_connection_state_t connect(const Options& o) {
@@ -127,7 +199,7 @@ void publish_all(const Options& o) {
   while (confirmed < o.messages) {
     while (published < o.messages && published - confirmed < o.window) {
       if (o.max_priority >= 0) props.priority = uint8_t(published % (o.max_priority + 1));
-      Cork cork(c, o);
+      OnePublish one(c, o);
       if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(o.queue.c_str()), 0, 0,
                              &props, amqp_bytes_t{body.size(), body.data()}) != AMQP_STATUS_OK)
         die("publish");
@@ -242,6 +314,8 @@ Options parse(int argc, char** argv) {
       o.max_priority = std::atoi(v.c_str());
     else if (k == "--tls-ca")
       o.tls_ca = v;
+    else if (k == "--writes" && (v == "frame" || v == "publish"))
+      o.write_per_publish = v == "publish";
     else if (k == "--connections")
       o.connections = std::atol(v.c_str());
     else

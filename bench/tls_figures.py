@@ -3,7 +3,10 @@
 amqp_load (librabbitmq, its TLS socket) publishing with confirms (window 256) and consuming
 with acks (prefetch 256), N persistent 256 B messages, against warrend over plain TCP and
 over TLS, and against a private RabbitMQ node over TLS with the same certificates; then TLS
-connection set-up (handshake, login, channel) per second on both.
+connection set-up (handshake, login, channel) per second on both. Publishing is measured two
+ways: as librabbitmq writes a publish (a write per frame: over TLS three records) and with
+amqp_load's `--writes publish` (the publish in one write, over TLS one record, as clients that
+buffer their writes send it: py-amqp, the Java and Go clients).
 
     /usr/bin/python3 bench/tls_figures.py [BUILD_DIR] [ROUNDS] [N]
 """
@@ -29,6 +32,8 @@ LOAD = os.path.join(BUILD, "bench", "amqp_load")
 
 
 def load(port, mode, queue, ca=None, extra=()):
+    if mode == "publish in one write":
+        mode, extra = "publish", [*extra, "--writes", "publish"]
     args = [LOAD, "--port", str(port), "--mode", mode, "--queue", queue, "--messages", str(N), "--window", "256",
             "--prefetch", "256", *extra]
     if ca:
@@ -57,15 +62,18 @@ def main():
     try:
         cases = {"warrend plain": (port, None), "warrend TLS": (tls_port, certs.ca),
                  "RabbitMQ TLS": (rabbit.tls_port, certs.ca)}
-        rates = {(c, m): [] for c in cases for m in ("publish", "consume")}
+        # Each publish fills a queue of its own that the consume after it empties (so consuming
+        # is measured twice per round).
+        sequence = ["publish", "consume", "publish in one write", "consume"]
+        rates = {(c, m): [] for c in cases for m in sequence}
         for r in range(ROUNDS):
             for case, (p, ca) in cases.items():
-                queue = f"tls-bench-{r}-{case.replace(' ', '-')}"
-                for mode in ("publish", "consume"):
+                for i, mode in enumerate(sequence):
+                    queue = f"tls-bench-{r}-{case.replace(' ', '-')}-{i // 2}"
                     rates[(case, mode)].append(load(p, mode, queue, ca))
         for (case, mode), values in rates.items():
-            print(f"{case:14} {mode:8} median {statistics.median(values):8.0f} msg/s  {[round(v) for v in values]}")
-        for mode in ("publish", "consume"):
+            print(f"{case:14} {mode:21} median {statistics.median(values):8.0f} msg/s  {[round(v) for v in values]}")
+        for mode in ("publish", "publish in one write", "consume"):
             plain = statistics.median(rates[("warrend plain", mode)])
             tls = statistics.median(rates[("warrend TLS", mode)])
             rabbit_tls = statistics.median(rates[("RabbitMQ TLS", mode)])
