@@ -72,14 +72,18 @@ thread_local SSL* ssl = nullptr;
 thread_local std::string bytes;
 }  // namespace gathered
 
-template <class Fn>
-Fn next_definition(const char* name) {
-  return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+// The definitions ours hide (libc's, OpenSSL's), looked up on first use.
+ssize_t real_send(int fd, const void* data, size_t size, int flags) {
+  using Send = ssize_t (*)(int, const void*, size_t, int);
+  static const auto next = reinterpret_cast<Send>(dlsym(RTLD_NEXT, "send"));
+  return next(fd, data, size, flags);
 }
-using Send = ssize_t (*)(int, const void*, size_t, int);
-using SslWrite = int (*)(SSL*, const void*, int);
-const Send real_send = next_definition<Send>("send");
-const SslWrite real_ssl_write = next_definition<SslWrite>("SSL_write");
+
+int real_ssl_write(SSL* ssl, const void* data, int size) {
+  using SslWrite = int (*)(SSL*, const void*, int);
+  static const auto next = reinterpret_cast<SslWrite>(dlsym(RTLD_NEXT, "SSL_write"));
+  return next(ssl, data, size);
+}
 
 }  // namespace
 
