@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <future>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "core/engine.h"
@@ -46,7 +47,10 @@ class HttpServerTest : public ::testing::Test {
   void start(mgmt::HttpServer::Handler handler) {
     server_ = std::make_unique<mgmt::HttpServer>(io_, *engine_, std::move(handler));
     ASSERT_TRUE(server_->start("127.0.0.1", 0, "test listener"));
-    loop_ = std::thread([this] { io_.run(); });
+    loop_ = std::thread([this] {
+      std::lock_guard own(*engine_->token());  // the loop runs the broker, as warrend's does
+      io_.run();
+    });
   }
   // Keeps the loop busy until release_loop(): what the loop is asked meanwhile waits.
   void block_loop() {
