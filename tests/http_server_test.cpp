@@ -176,6 +176,20 @@ TEST_F(HttpServerTest, StoppingRightAfterStartingEndsTheListener) {
   }  // each destructor joins its listening thread
 }
 
+// A second listener on a port taken fails, as RabbitMQ's does, instead of sharing it (which
+// cpp-httplib's default, SO_REUSEPORT, allows a process of the same user).
+TEST_F(HttpServerTest, APortAlreadyListenedOnIsRefused) {
+  start([](const mgmt::Request&) { return mgmt::Response{200, nullptr}; });
+  mgmt::HttpServer second(io_, *engine_, [](const mgmt::Request&) {
+    return mgmt::Response{200, nullptr};
+  });
+  Status s = second.start("127.0.0.1", server_->port(), "second listener");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.text(), fmt::format("INTERNAL_ERROR - cannot listen on 127.0.0.1:{} for the "
+                                  "second listener",
+                                  server_->port()));
+}
+
 // The listing walks a vhost's queues (an unordered map) in turns, resuming at a bucket. Here,
 // after its second turn, the queues named gone-* are deleted and 2,000 are declared, so the
 // map is rehashed under the walk: it must start the vhost again, so that every queue there

@@ -148,6 +148,13 @@ Status HttpServer::start(const std::string& address, uint16_t port, std::string_
     server_ = std::make_unique<httplib::Server>();
   }
   server_->new_task_queue = [] { return new BackgroundPool(CPPHTTPLIB_THREAD_POOL_COUNT); };
+  // cpp-httplib's default is SO_REUSEPORT, with which a second warrend (same user) given the
+  // same port listens beside the first and takes half its requests. SO_REUSEADDR only
+  // rebinds over the last run's closed connections, as the AMQP listener does.
+  server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   for (const Static& s : statics_)  // before the catch-all: the first route that matches serves
     server_->Get(s.path, [s](const httplib::Request&, httplib::Response& res) {
       res.set_content(std::string(s.content), s.content_type);
