@@ -8,6 +8,7 @@ itself (--port 0), so that tests running side by side never race for one.
 import base64
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -75,13 +76,32 @@ def http_call(port, method, path, body=None, auth=("guest", "guest"), raw=None):
     return status, json.loads(text) if text else None
 
 
-def free_ports(count):
-    """Ports nobody listens on just now, all different (another process may take one before
-    it is used: whoever starts a server on it retries with others if it is taken)."""
-    sockets = [socket.socket() for _ in range(count)]
+def _first_ephemeral_port():
     try:
-        for s in sockets:  # held together, so the system cannot hand out one twice
-            s.bind(("127.0.0.1", 0))
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_ports(count):
+    """Ports nobody listens on just now, all different, taken below the range the system
+    hands out to outgoing connections: a broker restarted on its old ports must find them
+    free, and any client connecting meanwhile could be given one from that range. (Another
+    test may still take one before it is used: whoever starts a server on it retries with
+    others if it is taken.)"""
+    top = _first_ephemeral_port()
+    bottom = max(1024, top - 12000)
+    sockets = []
+    try:
+        while len(sockets) < count:  # held together, so that none is picked twice
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", random.randrange(bottom, top)))
+            except OSError:  # in use, or lingering from a closed connection
+                s.close()
+                continue
+            sockets.append(s)
         return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:
@@ -108,7 +128,7 @@ class Broker:
             return
         self.warrend = os.environ["WARREND"]
         self.dir = tempfile.mkdtemp(prefix="warren-interop-")
-        self.port = 0  # chosen by the first start, kept across restarts
+        self.port = 0  # chosen by the first start (free_ports), kept across restarts
         self.mgmt_port = None  # the HTTP listeners', likewise
         self.prometheus_port = None
         self.proc = None
@@ -117,9 +137,10 @@ class Broker:
     def start(self):
         restarting = self.mgmt_port is not None  # then every port stays what it was
         for _ in range(5):  # a free port may be taken before warrend binds it: then others
-            mgmt_port, prometheus_port = (self.mgmt_port, self.prometheus_port) if restarting else free_ports(2)
             if not restarting:
-                self.port = 0
+                self.port, mgmt_port, prometheus_port = free_ports(3)
+            else:
+                mgmt_port, prometheus_port = self.mgmt_port, self.prometheus_port
             if self._start(mgmt_port, prometheus_port):
                 self.mgmt_port, self.prometheus_port = mgmt_port, prometheus_port
                 return
