@@ -2,8 +2,9 @@
 
 With AMQP_PORT set, an external broker (RabbitMQ, to check that the expectations are
 RabbitMQ's): AMQP_RESTART is the shell command that restarts it. Otherwise a warrend
-(path in WARREND) started here with its own data directory, on a loopback port it picks
-itself (--port 0), so that tests running side by side never race for one.
+(path in WARREND) started here with its own data directory, on loopback ports taken below
+the system's ephemeral range (free_ports), kept across restarts; a port another test takes
+first is retried with others.
 """
 import base64
 import json
@@ -128,7 +129,7 @@ class Broker:
             return
         self.warrend = os.environ["WARREND"]
         self.dir = tempfile.mkdtemp(prefix="warren-interop-")
-        self.port = 0  # chosen by the first start (free_ports), kept across restarts
+        self.port = None  # chosen by the first start (free_ports), kept across restarts
         self.mgmt_port = None  # the HTTP listeners', likewise
         self.prometheus_port = None
         self.proc = None
@@ -153,12 +154,7 @@ class Broker:
             [self.warrend, "--port", str(self.port), "--data-dir", self.dir, "--management-port", str(mgmt_port),
              "--prometheus-port", str(prometheus_port),
              "--durability", "nosync", "--log-level", "info"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if self.port == 0:  # "port N" comes once the AMQP port is bound, before the management one
-            first = self.proc.stdout.readline()
-            if first.startswith("port "):
-                self.port = int(first.split()[1])
-        self.proc.stdout.close()
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # the log says when it is ready
         self.log = []
         for line in self.proc.stderr:  # wait for the event, not for time
             self.log.append(line)
