@@ -1,8 +1,9 @@
 // The management HTTP listener's hand-over between its workers and the broker's loop, over a
 // real loopback socket with cpp-httplib's client: answers come from the loop, work deferred
-// to the worker reads the broker in turns, and stopping releases a worker whose turn the
-// loop has not run, but waits for one the loop is running (it uses the worker's stack); a
-// stop right after start ends the listener too. The queue listing, read in turns, stays whole
+// to the worker reads the broker in steps with other loop work between them, and stopping
+// releases a worker whose step the loop has not run (before the first or between two), but
+// waits for one the loop is running (it uses the worker's stack); a stop right after start
+// ends the listener too. The queue listing, read in turns, stays whole
 // while queues come and go between its turns.
 #include "mgmt/http_server.h"
 
@@ -87,15 +88,19 @@ class HttpServerTest : public ::testing::Test {
 };
 
 TEST_F(HttpServerTest, AnswersFromTheLoopAndReadsTheBrokerInTurns) {
-  std::atomic<int> turns_on_loop{0};
+  std::atomic<int> steps_on_loop{0};
+  std::atomic<bool> other_work_between_steps{false};
   start([&](const mgmt::Request& r) {
     mgmt::Response out{200, json{{"path", r.path}}};
     out.finish = [&](mgmt::Response& res, const mgmt::RunOnLoop& run_on_loop) {
-      for (int i = 0; i < 3; ++i)
-        EXPECT_TRUE(run_on_loop([&] {
-          if (loop_.get_id() == std::this_thread::get_id()) ++turns_on_loop;
-        }));
-      res.body["turns"] = 3;
+      bool other_work_ran = false;  // set by a task the first step posts to the loop
+      EXPECT_TRUE(run_on_loop([&] {
+        if (loop_.get_id() == std::this_thread::get_id()) ++steps_on_loop;
+        if (steps_on_loop == 1) asio::post(io_, [&] { other_work_ran = true; });
+        if (steps_on_loop == 2) other_work_between_steps = other_work_ran;
+        return steps_on_loop == 3;
+      }));
+      res.body["steps"] = steps_on_loop.load();
     };
     return out;
   });
@@ -103,8 +108,8 @@ TEST_F(HttpServerTest, AnswersFromTheLoopAndReadsTheBrokerInTurns) {
   auto res = client.Get("/api/x");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
-  EXPECT_EQ(json::parse(res->body), (json{{"path", "/api/x"}, {"turns", 3}}));
-  EXPECT_EQ(turns_on_loop.load(), 3);
+  EXPECT_EQ(json::parse(res->body), (json{{"path", "/api/x"}, {"steps", 3}}));
+  EXPECT_TRUE(other_work_between_steps.load()) << "the steps held the loop together";
 }
 
 TEST_F(HttpServerTest, StoppingReleasesAWorkerWhoseTurnTheLoopHasNotRun) {
@@ -115,7 +120,8 @@ TEST_F(HttpServerTest, StoppingReleasesAWorkerWhoseTurnTheLoopHasNotRun) {
     mgmt::Response out{200, nullptr};
     out.finish = [&](mgmt::Response& res, const mgmt::RunOnLoop& run_on_loop) {
       finishing.set_value();
-      if (!run_on_loop([&] { turn_ran = true; })) res = {503, json{{"error", "unavailable"}}};
+      if (!run_on_loop([&] { return turn_ran = true; }))
+        res = {503, json{{"error", "unavailable"}}};
     };
     return out;
   });
@@ -141,6 +147,7 @@ TEST_F(HttpServerTest, StoppingWaitsForATurnTheLoopIsRunning) {
         turn_started.set_value();
         may_end.wait();
         written_by_loop = 7;
+        return true;
       });
       res.body = json{{"ran", ran}, {"value", written_by_loop}};
     };
@@ -161,6 +168,36 @@ TEST_F(HttpServerTest, StoppingWaitsForATurnTheLoopIsRunning) {
   turn_may_end.set_value();
   EXPECT_EQ(json::parse(answer.get()), (json{{"ran", true}, {"value", 7}}));
   client.join();
+}
+
+// A stop between two steps releases the worker (503) and the steps left are not run: the
+// loop, blocked here after the first step, may never come back to them.
+TEST_F(HttpServerTest, StoppingBetweenStepsReleasesTheWorker) {
+  std::promise<void> first_step_ran;
+  std::atomic<int> steps{0};
+  start([&](const mgmt::Request&) {
+    mgmt::Response out{200, nullptr};
+    out.finish = [&](mgmt::Response& res, const mgmt::RunOnLoop& run_on_loop) {
+      if (!run_on_loop([&] {
+            if (++steps == 1) {
+              block_loop();  // queued before the next step
+              first_step_ran.set_value();
+            }
+            return steps == 3;
+          }))
+        res = {503, json{{"error", "unavailable"}}};
+    };
+    return out;
+  });
+  auto status = get_async("/api/x");
+  first_step_ran.get_future().wait();
+  server_->stop();
+  EXPECT_EQ(status.get(), 503);
+  release_loop();
+  std::promise<void> drained;
+  asio::post(io_, [&] { drained.set_value(); });
+  drained.get_future().wait();
+  EXPECT_EQ(steps.load(), 1) << "a step ran after its waiter had left";
 }
 
 // cpp-httplib's stop() does nothing until its listening thread has begun: a stop right after
@@ -209,12 +246,16 @@ TEST_F(HttpServerTest, AQueueListingIsWholeThoughQueuesComeAndGoBetweenItsTurns)
     if (!out.finish) return out;
     out.finish = [&, listing = std::move(out.finish)](mgmt::Response& res,
                                                       const mgmt::RunOnLoop& run_on_loop) {
-      listing(res, [&](const std::function<void()>& turn) {
-        if (!run_on_loop(turn)) return false;
-        if (++turns != 2) return true;
+      listing(res, [&](const std::function<bool()>& step) {
         return run_on_loop([&] {
-          for (int i = 0; i < 100; ++i) call("DELETE", fmt::format("/api/queues/%2F/gone-{:03}", i));
-          for (int i = 0; i < 2000; ++i) call("PUT", fmt::format("/api/queues/%2F/new-{:04}", i));
+          const bool done = step();
+          if (++turns == 2) {
+            for (int i = 0; i < 100; ++i)
+              call("DELETE", fmt::format("/api/queues/%2F/gone-{:03}", i));
+            for (int i = 0; i < 2000; ++i)
+              call("PUT", fmt::format("/api/queues/%2F/new-{:04}", i));
+          }
+          return done;
         });
       });
     };

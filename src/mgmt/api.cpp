@@ -126,8 +126,11 @@ class QueueWalk {
 
   std::optional<std::vector<QueueRow>> run(core::Engine& engine,
                                            const RunOnLoop& run_on_loop) {
-    while (vhost_ < vhosts_.size())
-      if (!run_on_loop([&] { turn(engine); })) return std::nullopt;
+    const bool finished = run_on_loop([&] {
+      turn(engine);
+      return vhost_ == vhosts_.size();
+    });
+    if (!finished) return std::nullopt;
     return std::move(rows_);
   }
 
@@ -674,9 +677,9 @@ class Handlers {
         std::sort(rows->begin(), rows->end(), [](const QueueRow& a, const QueueRow& b) {
           return std::tie(a.vhost, a.name) < std::tie(b.vhost, b.name);
         });
-        json items = json::array();
-        for (const auto& row : *rows) items.push_back(queue_json(row, api));
-        out = list_response(std::move(items), query);
+        out = list_response(ListItems{rows->size(), [&](size_t i) { return (*rows)[i].name; },
+                                      [&](size_t i) { return queue_json((*rows)[i], api); }},
+                            query);
       };
       return deferred;
     }

@@ -26,8 +26,9 @@ struct Request {
   std::string user;  // authenticated already; empty: the broker itself (no checks)
 };
 
-// Runs a function on the broker's loop and waits for it; false (not run) when the broker stops.
-using RunOnLoop = std::function<bool(const std::function<void()>&)>;
+// Runs `step` on the broker's loop until it returns true (done), the loop serving other work
+// between steps, and waits for that; false (not finished) when the broker stops first.
+using RunOnLoop = std::function<bool(const std::function<bool()>& step)>;
 
 struct Response {
   int status = 200;

@@ -48,7 +48,7 @@ class HttpServer {
 
  private:
   Response on_loop(Request request, std::string password, bool loopback);
-  bool run_on_loop(const std::function<void()>& fn);
+  bool run_on_loop(const std::function<bool()>& step);
 
   asio::io_context& io_;
   core::Engine& engine_;

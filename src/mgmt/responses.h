@@ -1,6 +1,7 @@
 // Answers the management API shares: RabbitMQ's error bodies and its list paging.
 #pragma once
 
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -27,8 +28,17 @@ Response from_status(const Status& s);
 // all are there.
 std::optional<std::string> missing_keys(const nlohmann::json& body,
                                         std::initializer_list<const char*> keys);
+// The items of a list answer, turned into JSON only when answered: a page of 100 of 10,000
+// queues builds 100 objects. json(i) is asked at most once per item, after name(i).
+struct ListItems {
+  size_t size = 0;
+  std::function<std::string(size_t)> name;  // for the name filter
+  std::function<nlohmann::json(size_t)> json;
+};
 // A list answer with RabbitMQ's filtering (name, use_regex), paging (page, page_size) and
 // columns.
+Response list_response(const ListItems& items,
+                       const std::multimap<std::string, std::string>& query);
 Response list_response(nlohmann::json items, const std::multimap<std::string, std::string>& query);
 
 }  // namespace warren::mgmt
