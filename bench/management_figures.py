@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The management side's figures (issue 12), on a fresh warrend each:
 
-1. GET /metrics, /metrics/per-object and /api/queues with 10,000 queues declared: median
-   and worst of 20 requests each (goal for /metrics: under 100 ms).
+1. GET /metrics, /metrics/per-object, /api/queues and one page of it with 10,000 queues
+   declared: median and worst of 20 requests each and the broker's CPU per request (goal
+   for /metrics: under 100 ms); then /api/queues with 1,000 queues, the pollers' request.
 2. Publish + confirm latency, one message at a time (p50, p99; 7 rounds of 3,000 per case), with 1,000 queues
    declared, alone, next to an idle neighbour process and while a second warrend's
    /api/queues is polled (the controls), and while its own /api/queues is polled 10 times a
@@ -78,6 +79,13 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def requests_with_cpu(w, url, headers, count):
+    """The answer times of `count` GETs, and the broker's CPU per request (ms)."""
+    cpu = cpu_seconds(w.proc.pid)
+    times = [timed_get(url, headers) for _ in range(count)]
+    return times, (cpu_seconds(w.proc.pid) - cpu) / count * 1000
+
+
 def http_figures():
     with Warrend() as w:
         declare(w.port, 10_000)
@@ -85,18 +93,14 @@ def http_figures():
                                    ("/metrics/per-object", f"http://127.0.0.1:{w.prom}/metrics/per-object", None),
                                    ("/api/queues", f"http://127.0.0.1:{w.mgmt}/api/queues", AUTH),
                                    ("/api/queues one page", f"http://127.0.0.1:{w.mgmt}/api/queues?page=1&page_size=100", AUTH)]:
-            cpu = cpu_seconds(w.proc.pid)
-            times = [timed_get(url, headers) for _ in range(20)]
-            cpu = (cpu_seconds(w.proc.pid) - cpu) / 20 * 1000
+            times, cpu = requests_with_cpu(w, url, headers, 20)
             print(f"{name:22} 10,000 queues: median {statistics.median(times):6.1f} ms, worst {max(times):6.1f} ms, "
                   f"broker CPU {cpu:5.1f} ms per request")
     with Warrend() as w:  # what the latency figures' poller costs the broker
         declare(w.port, 1000)
         url = f"http://127.0.0.1:{w.mgmt}/api/queues"
         timed_get(url, AUTH)
-        cpu = cpu_seconds(w.proc.pid)
-        times = [timed_get(url, AUTH) for _ in range(200)]
-        cpu = (cpu_seconds(w.proc.pid) - cpu) / 200 * 1000
+        times, cpu = requests_with_cpu(w, url, AUTH, 200)
         print(f"{'/api/queues':22}  1,000 queues: median {statistics.median(times):6.2f} ms, "
               f"broker CPU {cpu:5.2f} ms per request")
 
@@ -159,7 +163,7 @@ while True:
 """
 
 
-def latency_figures(rounds=7):
+def latency_figures(rounds=7, poll_query=""):
     """Each round measures every case back to back; the figure is the median over rounds of
     each round's p99 ratio, so a burst of noise from elsewhere spoils one round, not all."""
     with Warrend() as w, Warrend() as twin:
@@ -177,7 +181,8 @@ def latency_figures(rounds=7):
             # Neighbours run in another process: a thread here would take the GIL from the publisher.
             for name, script, args in neighbours:
                 neighbour = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
-                                             stdout=subprocess.PIPE, text=True)
+                                             stdout=subprocess.PIPE, text=True,
+                                             env={**os.environ, "POLL_QUERY": poll_query})
                 # Measured once the neighbour runs as it will: a Python interpreter starting
                 # (imports at normal priority, the first connection) is not what is measured.
                 if neighbour.stdout.readline().strip() != "ready":
@@ -201,9 +206,11 @@ def latency_figures(rounds=7):
                   f"({' '.join(f'{v:.2f}' for v in values)})")
 
 
+def option(name, default):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
 if __name__ == "__main__":
-    if "--poll-query" in sys.argv:
-        os.environ["POLL_QUERY"] = sys.argv[sys.argv.index("--poll-query") + 1]
     if "--latency-only" not in sys.argv:
         http_figures()
-    latency_figures(int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 7)
+    latency_figures(int(option("--rounds", 7)), option("--poll-query", ""))

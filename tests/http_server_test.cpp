@@ -94,11 +94,13 @@ TEST_F(HttpServerTest, AnswersFromTheLoopAndReadsTheBrokerInTurns) {
     mgmt::Response out{200, json{{"path", r.path}}};
     out.finish = [&](mgmt::Response& res, const mgmt::RunOnLoop& run_on_loop) {
       bool other_work_ran = false;  // set by a task the first step posts to the loop
+      int steps = 0;
       EXPECT_TRUE(run_on_loop([&] {
+        ++steps;
         if (loop_.get_id() == std::this_thread::get_id()) ++steps_on_loop;
-        if (steps_on_loop == 1) asio::post(io_, [&] { other_work_ran = true; });
-        if (steps_on_loop == 2) other_work_between_steps = other_work_ran;
-        return steps_on_loop == 3;
+        if (steps == 1) asio::post(io_, [&] { other_work_ran = true; });
+        if (steps == 2) other_work_between_steps = other_work_ran;
+        return steps == 3;
       }));
       res.body["steps"] = steps_on_loop.load();
     };
